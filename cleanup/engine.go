@@ -57,6 +57,8 @@ type Stats struct {
 	UsedMemory   int64 // INFO memory used_memory, summed over masters
 	Nodes        int
 	Duration     time.Duration
+	// Complete is false when a key budget stopped the scan early: counts cover only what was seen.
+	Complete bool
 }
 
 var _ = context.Background

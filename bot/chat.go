@@ -1,0 +1,113 @@
+// Package bot is the chat layer: command routing, who may do what, the approval state machine,
+// jobs and their progress, and notifications. Transports (Slack Socket Mode, the console) sit at
+// its edge behind Chat, so the core never knows which one it talks to.
+package bot
+
+import (
+	"context"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// Message is what the bot says, independent of transport. The Slack adapter renders it as Block
+// Kit (with Text as the notification fallback); the console prints it as plain text.
+type Message struct {
+	Text    string   // one-line fallback / notification text; never empty
+	Title   string   // header
+	Lines   []string // body paragraphs; *bold* and `code` are allowed
+	Fields  []Field  // label/value pairs
+	Context []string // small print under the body
+	Buttons []Button
+}
+
+// Field is a label/value pair in a message.
+type Field struct{ Label, Value string }
+
+// Button is an interactive button. ActionID is one of run, cancel, approve, reject; Value is an
+// opaque request or job id, never trusted data.
+type Button struct {
+	ActionID string
+	Label    string
+	Value    string
+	Style    string // "", "primary" or "danger"
+	Confirm  string // when set, a confirmation dialog with this text precedes the action
+}
+
+// MessageRef locates a posted message so it can be updated or replied to in its thread.
+type MessageRef struct{ Channel, TS string }
+
+// Chat is everything the core asks of a transport.
+type Chat interface {
+	// Post posts m to channel (an id or #name) and returns where it landed.
+	Post(ctx context.Context, channel string, m Message) (MessageRef, error)
+	// Reply posts m in the thread of ref.
+	Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error)
+	// Update replaces the message at ref.
+	Update(ctx context.Context, ref MessageRef, m Message) error
+	// Ephemeral shows m to user only, in channel (or through responseURL when set).
+	Ephemeral(ctx context.Context, channel, user, responseURL string, m Message) error
+	// DM sends m to user directly.
+	DM(ctx context.Context, user string, m Message) error
+	// LookupUserByEmail returns the user id for an e-mail address.
+	LookupUserByEmail(ctx context.Context, email string) (string, error)
+	// UserGroupMembers returns the user ids in a user group (S…).
+	UserGroupMembers(ctx context.Context, group string) ([]string, error)
+}
+
+// Command is a slash command as received, after the transport acknowledged it.
+type Command struct {
+	EnvelopeID  string // transport delivery id; redeliveries carry the same one
+	TeamID      string
+	UserID      string
+	UserName    string
+	ChannelID   string
+	Text        string // everything after the command name
+	ResponseURL string
+}
+
+// Action is a button press as received, after the transport acknowledged it.
+type Action struct {
+	EnvelopeID  string
+	TeamID      string
+	UserID      string
+	UserName    string
+	ChannelID   string
+	MessageTS   string
+	ActionID    string // run, cancel, approve, reject
+	Value       string // opaque request/job id from the button
+	ResponseURL string
+}
+
+// Person is a Slack user as shown in messages and audit lines.
+type Person struct{ ID, Name string }
+
+// JobOutcome is a finished destructive run, handed to the Notifier.
+type JobOutcome struct {
+	JobID     string
+	Mode      string // execute, all, restore
+	Scope     string // cleanup.Filter.Scope()
+	Reason    string
+	Requester Person
+	Approver  *Person // nil when no approval was needed
+	Executor  Person
+	Report    cleanup.Report
+	Failed    bool   // the run stopped on an error
+	Error     string // the failure, safe to show
+	Partial   bool   // a mass logout that stopped part-way
+	Target    string // Redis target name, for the PagerDuty dedup key
+	Thread    MessageRef
+	// AffectedUsers are the users whose sessions a --user-id cleanup removed (e-mail from the
+	// session's username), for DMs when NOTIFY_AFFECTED_USERS is on.
+	AffectedUsers []AffectedUser
+	At            time.Time
+}
+
+// AffectedUser is a user whose sessions were removed.
+type AffectedUser struct{ UserID, Email string }
+
+// Notifier tells people and PagerDuty about a finished run. It never blocks or undoes the
+// cleanup: failures are retried, reported in the job's thread and audited.
+type Notifier interface {
+	JobFinished(ctx context.Context, o JobOutcome)
+}
