@@ -95,6 +95,9 @@ type Report struct {
 	Restarted []string // nodes rescanned because their run_id changed
 	// Stopped says why the run ended early ("" when it completed): cancelled, bound reached, error.
 	Stopped string
+	// Users are the distinct users whose sessions were deleted, up to 100, for notifications
+	// of --user-id cleanups.
+	Users []User
 	// Remaining is the number of session keys left after the run (post-run verification),
 	// -1 when not verified.
 	Remaining int64
@@ -102,3 +105,6 @@ type Report struct {
 
 // Duration is the wall time of the run.
 func (r Report) Duration() time.Duration { return r.End.Sub(r.Start) }
+
+// User identifies the owner of a deleted session.
+type User struct{ UserID, Username string }
