@@ -2,7 +2,14 @@ package cleanup
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,6 +42,8 @@ type RunSpec struct {
 	Pause     time.Duration
 	MaxRate   int
 	Progress  func(Progress)
+	// Verify counts the session keys left after the run (Report.Remaining).
+	Verify bool
 }
 
 // BackupSpec names the backup file a run writes before deleting.
@@ -61,16 +70,7 @@ type Stats struct {
 	Complete bool
 }
 
-// The API below is being implemented; signatures are final.
-
-// Connect dials the target named by cfg (standalone, Sentinel or Cluster) and checks it answers.
-func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) { panic("in progress") }
-
-// NewTarget wraps an existing client (a *redis.Client, *redis.ClusterClient or failover client).
-// name identifies the target in PagerDuty dedup keys and reports.
-func NewTarget(c redis.UniversalClient, prefix, name string) *Target { panic("in progress") }
-
-// Name identifies the target (e.g. "127.0.0.1:6379" or "cluster:10.0.0.1:7000").
+// Name identifies the target (e.g. "127.0.0.1:6379/0" or "cluster:10.0.0.1:7000").
 func (t *Target) Name() string { return t.name }
 
 // Prefix is the session key prefix.
@@ -80,7 +80,15 @@ func (t *Target) Prefix() string { return t.prefix }
 func (t *Target) Client() redis.UniversalClient { return t.client }
 
 // NewEngine returns an engine for t.
-func NewEngine(t *Target, cfg EngineConfig) *Engine { panic("in progress") }
+func NewEngine(t *Target, cfg EngineConfig) *Engine {
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 5 * time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	return &Engine{t: t, cfg: cfg, now: time.Now}
+}
 
 // WithClock returns a copy of e that reads time from now (tests).
 func (e *Engine) WithClock(now func() time.Time) *Engine { c := *e; c.now = now; return &c }
@@ -88,14 +96,322 @@ func (e *Engine) WithClock(now func() time.Time) *Engine { c := *e; c.now = now;
 // Target returns the engine's target.
 func (e *Engine) Target() *Target { return e.t }
 
-// Preview computes the plan of a cleanup without changing anything.
-func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress)) (Plan, error) {
-	panic("in progress")
+// Config returns the engine's pacing configuration.
+func (e *Engine) Config() EngineConfig { return e.cfg }
+
+// ErrBoundReached stops a run that would log out more still-valid sessions than were previewed
+// (plus the allowed margin): the operator must look at a fresh preview.
+var ErrBoundReached = errors.New("more still-valid sessions match than were previewed; nothing more was deleted — run a fresh preview")
+
+// ValidBound is how many still-valid sessions a run may delete after a preview showed previewed.
+func ValidBound(previewed int64) int64 { return previewed + previewed/10 + 10 }
+
+// forEachBatch feeds fn the keys selected by f: the explicit keys of --session-id, or SCAN
+// batches from every master.
+func (e *Engine) forEachBatch(ctx context.Context, f Filter, p pacing, st *scanState, fn batchFunc) (int, error) {
+	if len(f.SessionIDs) == 0 {
+		return e.scanAll(ctx, p, st, fn)
+	}
+	keys := sessionKeys(e.t.prefix, f.SessionIDs)
+	return 1, e.explicitKeys(ctx, keys, p, st, fn)
 }
 
-// Run executes a cleanup. The returned Report is filled in even when an error stops the run
-// (what was deleted so far is counted); Report.Stopped says why it stopped early.
-func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) { panic("in progress") }
+// sessionKeys maps session ids to keys, literally (a '*' in an id is a '*' in the key).
+func sessionKeys(prefix string, ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	var keys []string
+	for _, id := range ids {
+		k := prefix + id
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// explicitKeys feeds fn a known list of keys in batches (no SCAN).
+func (e *Engine) explicitKeys(ctx context.Context, keys []string, p pacing, st *scanState, fn batchFunc) error {
+	node, err := e.anyNode(ctx)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(keys); start += p.batch {
+		batch := onlyPrefixed(append([]string(nil), keys[start:min(start+p.batch, len(keys))]...), e.t.prefix)
+		st.scanned.Add(int64(len(batch)))
+		if p.limiter != nil {
+			if err := p.limiter.wait(ctx, len(batch)); err != nil {
+				return err
+			}
+		}
+		if err := fn(ctx, node, batch); err != nil {
+			return err
+		}
+		if p.pause > 0 {
+			if err := sleepUntil(ctx, time.Now().Add(p.pause)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// anyNode returns the node for explicit-key work: the client itself on a single node; on a
+// Cluster the per-key commands go through the cluster client and the node is unused.
+func (e *Engine) anyNode(ctx context.Context) (*redis.Client, error) {
+	if e.t.cluster != nil {
+		return nil, nil
+	}
+	ms, err := e.t.masters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// classify reads what a batch needs and decides every key. readTTL: read PTTL of every key
+// (otherwise only where the filter needs it).
+func (e *Engine) classify(ctx context.Context, o ops, f Filter, keys []string, readValues, readTTL bool, now time.Time) ([]item, error) {
+	items := make([]item, len(keys))
+	for i, k := range keys {
+		items[i].key = k
+	}
+	if readValues {
+		if err := o.readValues(ctx, items); err != nil {
+			return nil, errorf("read", err)
+		}
+	}
+	if readTTL || f.Orphans {
+		idx := make([]int, 0, len(items))
+		for i := range items {
+			if items[i].state != stateMissing {
+				idx = append(idx, i)
+			}
+		}
+		if err := o.readTTLs(ctx, items, idx); err != nil {
+			return nil, errorf("ttl", err)
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.state == stateMissing {
+			continue
+		}
+		if it.state == stateString {
+			it.sess, it.ok = DecodeSession(unsafe.Slice(unsafe.StringData(it.val), len(it.val)))
+		}
+		pttl := it.pttl
+		if !it.ttlRead {
+			pttl = -2
+		}
+		it.verdict = f.Decide(it.sess, it.ok, pttl, now)
+	}
+	return items, nil
+}
+
+// Preview computes the plan of a cleanup without changing anything.
+func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress)) (Plan, error) {
+	f = f.Normalize()
+	start := time.Now()
+	now := e.now()
+	plan := Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}
+	var (
+		mu sync.Mutex
+		st = &scanState{}
+		c  counters
+	)
+	stop := c.report(progress, "scan", start, &st.scanned)
+	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
+		o := e.opsFor(node)
+		items, err := e.classify(ctx, o, f, keys, true, false, now)
+		if err != nil {
+			return err
+		}
+		var matched []int
+		for i := range items {
+			if items[i].state != stateMissing && items[i].verdict == Delete && !items[i].ttlRead {
+				matched = append(matched, i)
+			}
+		}
+		if err := o.readTTLs(ctx, items, matched); err != nil {
+			return errorf("ttl", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range items {
+			it := &items[i]
+			if it.state == stateMissing {
+				continue
+			}
+			plan.Found++
+			switch it.verdict {
+			case Malformed:
+				plan.Malformed++
+			case Delete:
+				plan.Matched++
+				c.matched.Add(1)
+				if !it.expired(now) {
+					plan.Valid++
+				}
+				plan.ByAuthMethod[authMethodLabel(it)]++
+				plan.TTL.Add(it.pttl)
+				plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
+				if len(plan.Samples) < 5 {
+					plan.Samples = append(plan.Samples, sampleOf(it, e.t.prefix))
+				}
+			}
+		}
+		return nil
+	}
+	nodes, err := e.forEachBatch(ctx, f, unpaced(e.cfg.BatchSize), st, fn)
+	stop()
+	plan.Kept = plan.Found - plan.Matched
+	plan.Nodes = nodes
+	plan.Restarted = st.restarted
+	plan.Duration = time.Since(start)
+	if err != nil {
+		return plan, fmt.Errorf("preview: %w", err)
+	}
+	return plan, nil
+}
+
+// keyOverhead approximates Redis's per-key memory beyond key and value bytes (dict entry, object
+// headers, expiry entry), for "estimated memory freed".
+const keyOverhead = 72
+
+func authMethodLabel(it *item) string {
+	switch {
+	case it.state == stateOther:
+		return "(not a string)"
+	case !it.ok:
+		return "(malformed)"
+	case !it.sess.Has.Contains(FieldAuthMethod):
+		return "(none)"
+	}
+	return it.sess.AuthMethod
+}
+
+func sampleOf(it *item, prefix string) Sample {
+	return Sample{
+		ID:           ShortID(strings.TrimPrefix(it.key, prefix)),
+		UserID:       it.sess.UserID,
+		AuthMethod:   it.sess.AuthMethod,
+		CreatedAt:    it.sess.CreatedAt,
+		LastActivity: it.sess.LastActivity,
+		ExpiresAt:    it.sess.ExpiresAt,
+		TTL:          it.pttl,
+		Malformed:    !it.ok,
+	}
+}
+
+// counters are the live numbers of one operation, read by the progress reporter.
+type counters struct {
+	matched, deleted, deletedValid, skipped, malformed, errors atomic.Int64
+}
+
+// report calls progress every 250 ms until the returned stop is called (and once more then).
+func (c *counters) report(progress func(Progress), phase string, start time.Time, scanned *atomic.Int64) (stop func()) {
+	if progress == nil {
+		return func() {}
+	}
+	var ph atomic.Value
+	ph.Store(phase)
+	snap := func() Progress {
+		return Progress{
+			Phase: ph.Load().(string), Scanned: scanned.Load(), Matched: c.matched.Load(),
+			Deleted: c.deleted.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
+			Elapsed: time.Since(start),
+		}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				progress(snap())
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		progress(snap())
+	}
+}
 
 // Stats describes the sessions on the target, scanning at most maxKeys keys (0: all).
-func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) { panic("in progress") }
+func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
+	start := time.Now()
+	now := e.now()
+	s := Stats{Prefix: e.t.prefix, ByAuthMethod: map[string]int64{}}
+	var mu sync.Mutex
+	st := &scanState{budget: maxKeys}
+	expired := Filter{Expired: true}
+	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
+		items, err := e.classify(ctx, e.opsFor(node), expired, keys, true, true, now)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range items {
+			it := &items[i]
+			if it.state == stateMissing {
+				continue
+			}
+			s.Total++
+			s.TTL.Add(it.pttl)
+			if it.pttl == -1 {
+				s.Orphans++
+			}
+			switch it.verdict {
+			case Malformed:
+				s.Malformed++
+			case Delete:
+				s.Expired++
+			}
+			s.ByAuthMethod[authMethodLabel(it)]++
+			s.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
+		}
+		return nil
+	}
+	// Stats also run on a schedule: small batches, one command in flight per master, so
+	// sampling never disturbs other clients.
+	p := pacing{batch: e.cfg.BatchSize, sequential: true}
+	nodes, err := e.scanAll(ctx, p, st, fn)
+	s.Nodes = nodes
+	s.Complete = err == nil && !st.truncated.Load()
+	if err == nil {
+		s.UsedMemory = e.usedMemory(ctx)
+	}
+	s.Duration = time.Since(start)
+	return s, err
+}
+
+// usedMemory sums INFO memory used_memory over the masters (0 where a server does not say).
+func (e *Engine) usedMemory(ctx context.Context) int64 {
+	ms, err := e.t.masters(ctx)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, m := range ms {
+		info, err := m.Info(ctx, "memory").Result()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}

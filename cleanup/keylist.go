@@ -1,0 +1,122 @@
+package cleanup
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// keyList is the phase-1 → phase-2 hand-over of a backed-up run: every key written to the
+// backup with the SHA-1 of its value, in a private temporary file next to the backup so memory
+// stays bounded by the batch, not the key count. It holds no values.
+type keyList struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	n    int64
+}
+
+type keyEntry struct {
+	key    string
+	digest []byte // nil: delete unconditionally (a non-string key, restored from its DUMP)
+	valid  bool   // a still-valid session (a logout)
+}
+
+func newKeyList(dir, name string) (*keyList, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "."+name+".keys")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &keyList{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// add appends one entry: flags (1: digest follows, 2: valid), key length, key, digest.
+func (l *keyList) add(key string, digest []byte, valid bool) error {
+	var hdr [1 + binary.MaxVarintLen64]byte
+	if digest != nil {
+		hdr[0] |= 1
+	}
+	if valid {
+		hdr[0] |= 2
+	}
+	n := binary.PutUvarint(hdr[1:], uint64(len(key)))
+	if _, err := l.w.Write(hdr[:1+n]); err != nil {
+		return err
+	}
+	if _, err := l.w.WriteString(key); err != nil {
+		return err
+	}
+	if digest != nil {
+		if _, err := l.w.Write(digest); err != nil {
+			return err
+		}
+	}
+	l.n++
+	return nil
+}
+
+// finish flushes the list so it can be read back.
+func (l *keyList) finish() error {
+	if err := l.w.Flush(); err != nil {
+		return err
+	}
+	_, err := l.f.Seek(0, io.SeekStart)
+	return err
+}
+
+// each reads the list back in batches of n entries.
+func (l *keyList) each(n int, fn func([]keyEntry) error) error {
+	r := bufio.NewReaderSize(l.f, 64<<10)
+	batch := make([]keyEntry, 0, n)
+	for {
+		flags, err := r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		size, err := binary.ReadUvarint(r)
+		if err != nil {
+			return fmt.Errorf("key list: %w", err)
+		}
+		key := make([]byte, size)
+		if _, err := io.ReadFull(r, key); err != nil {
+			return fmt.Errorf("key list: %w", err)
+		}
+		en := keyEntry{key: string(key), valid: flags&2 != 0}
+		if flags&1 != 0 {
+			en.digest = make([]byte, 20)
+			if _, err := io.ReadFull(r, en.digest); err != nil {
+				return fmt.Errorf("key list: %w", err)
+			}
+		}
+		batch = append(batch, en)
+		if len(batch) == n {
+			if err := fn(batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		return fn(batch)
+	}
+	return nil
+}
+
+func (l *keyList) remove() {
+	if l == nil {
+		return
+	}
+	l.f.Close()
+	os.Remove(l.path)
+}

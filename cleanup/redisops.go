@@ -1,0 +1,425 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// compareAndDelete unlinks each key only if it is still what the engine decided on: its value
+// unchanged ("v": ARGV[i+1] is the value read; "d": ARGV[i+1] is the SHA-1 of the value backed
+// up) and/or still without a TTL ("t", for --orphans). A session refreshed between read and
+// delete is therefore kept. Returns {deleted, changed, flags}: flags has one character per key,
+// "1" where it was deleted. One key per call on a Cluster, so it
+// never crosses slots; many per call on a single node, to keep round trips few.
+var compareAndDelete = redis.NewScript(`
+local mode = ARGV[1]
+local cv = string.find(mode, 'v', 1, true)
+local cd = string.find(mode, 'd', 1, true)
+local ct = string.find(mode, 't', 1, true)
+local deleted, changed = 0, 0
+local flags = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local ok = true
+  if cv or cd then
+    local v = redis.pcall('GET', k)
+    if type(v) ~= 'string' then
+      ok = false
+    elseif cv and v ~= ARGV[i+1] then
+      ok = false
+    elseif cd and redis.sha1hex(v) ~= ARGV[i+1] then
+      ok = false
+    end
+  end
+  if ok and ct and redis.call('PTTL', k) ~= -1 then ok = false end
+  local d = 0
+  if ok then
+    d = redis.call('UNLINK', k)
+    deleted = deleted + d
+  else
+    changed = changed + 1
+  end
+  flags[i] = d == 1 and '1' or '0'
+end
+return {deleted, changed, table.concat(flags)}
+`)
+
+// maxKeysPerCommand bounds the keys in one multi-key command so no single command stalls Redis.
+const maxKeysPerCommand = 1000
+
+// keyState classifies what a read found under a key.
+type keyState uint8
+
+const (
+	stateString  keyState = iota // a string value was read
+	stateMissing                 // gone since SCAN (expired or deleted by someone else)
+	stateOther                   // not a string (WRONGTYPE): malformed
+)
+
+// item is one key in flight through a batch.
+type item struct {
+	key     string
+	val     string
+	state   keyState
+	typ     string        // Redis type when stateOther
+	pttl    time.Duration // valid when ttlRead
+	ttlRead bool
+	sess    Session
+	ok      bool // val decoded as a JSON object
+	verdict Verdict
+}
+
+// expired reports whether the session is known to be past its expires_at.
+func (it *item) expired(now time.Time) bool {
+	return it.ok && it.sess.Has.Contains(FieldExpiresAt) && it.sess.ExpiresAt.Before(now)
+}
+
+// ops runs batch commands against one master (standalone) or through the cluster client, which
+// routes each per-key command to the node owning its slot and follows MOVED/ASK.
+type ops struct {
+	c     redis.Cmdable
+	multi bool // multi-key commands allowed (single node)
+	retry func(context.Context, func() error) error
+}
+
+func (e *Engine) opsFor(node *redis.Client) ops {
+	if e.t.cluster != nil {
+		return ops{c: e.t.cluster, multi: false, retry: e.retry}
+	}
+	return ops{c: node, multi: true, retry: e.retry}
+}
+
+// readValues fills val/state for every item.
+func (o ops) readValues(ctx context.Context, items []item) error {
+	var missing []int
+	err := o.retry(ctx, func() error {
+		missing = missing[:0]
+		if o.multi {
+			for start := 0; start < len(items); start += maxKeysPerCommand {
+				end := min(start+maxKeysPerCommand, len(items))
+				keys := make([]string, end-start)
+				for i := range keys {
+					keys[i] = items[start+i].key
+				}
+				vals, err := o.c.MGet(ctx, keys...).Result()
+				if err != nil {
+					return err
+				}
+				for i, v := range vals {
+					it := &items[start+i]
+					if s, ok := v.(string); ok {
+						it.val, it.state = s, stateString
+					} else {
+						it.val, it.state = "", stateMissing
+						missing = append(missing, start+i)
+					}
+				}
+			}
+			return nil
+		}
+		cmds := make([]*redis.StringCmd, len(items))
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range items {
+				cmds[i] = p.Get(ctx, items[i].key)
+			}
+			return nil
+		})
+		if err != nil && !pipelineBenign(err) {
+			return err
+		}
+		for i, cmd := range cmds {
+			it := &items[i]
+			v, err := cmd.Result()
+			switch {
+			case err == nil:
+				it.val, it.state = v, stateString
+			case errors.Is(err, redis.Nil), isWrongType(err):
+				it.val, it.state = "", stateMissing
+				missing = append(missing, i)
+			default:
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	// MGET answers nil both for a vanished key and for a key of another type: ask which.
+	return o.retry(ctx, func() error {
+		cmds := make([]*redis.StatusCmd, len(missing))
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range missing {
+				cmds[j] = p.Type(ctx, items[i].key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for j, i := range missing {
+			if t := cmds[j].Val(); t != "none" && t != "" {
+				items[i].state, items[i].typ = stateOther, t
+			}
+		}
+		return nil
+	})
+}
+
+// readTTLs fills pttl for the items at idx.
+func (o ops) readTTLs(ctx context.Context, items []item, idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	return o.retry(ctx, func() error {
+		cmds := make([]*redis.DurationCmd, len(idx))
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range idx {
+				cmds[j] = p.PTTL(ctx, items[i].key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for j, i := range idx {
+			d := cmds[j].Val()
+			if d > 0 {
+				d = d.Round(time.Millisecond)
+			}
+			items[i].pttl, items[i].ttlRead = d, true
+		}
+		return nil
+	})
+}
+
+// dumps returns DUMP payloads for keys (nil for keys gone since).
+func (o ops) dumps(ctx context.Context, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	err := o.retry(ctx, func() error {
+		cmds := make([]*redis.StringCmd, len(keys))
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				cmds[i] = p.Dump(ctx, k)
+			}
+			return nil
+		})
+		if err != nil && !pipelineBenign(err) {
+			return err
+		}
+		for i, cmd := range cmds {
+			if v, err := cmd.Result(); err == nil {
+				out[i] = []byte(v)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// unlink deletes keys unconditionally and returns how many existed.
+func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
+	var n int64
+	err := o.retry(ctx, func() error {
+		n = 0
+		if o.multi {
+			for start := 0; start < len(keys); start += maxKeysPerCommand {
+				d, err := o.c.Unlink(ctx, keys[start:min(start+maxKeysPerCommand, len(keys))]...).Result()
+				if err != nil {
+					return err
+				}
+				n += d
+			}
+			return nil
+		}
+		cmds := make([]*redis.IntCmd, len(keys))
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				cmds[i] = p.Unlink(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			n += c.Val()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// cadResult is what compareAndDelete did to a batch.
+type cadResult struct {
+	deleted, changed int64
+	flags            []byte // per key: '1' deleted
+}
+
+// cad runs compareAndDelete over keys with their expected values or digests.
+func (o ops) cad(ctx context.Context, mode string, keys, expected []string) (cadResult, error) {
+	var r cadResult
+	if len(keys) == 0 {
+		return r, nil
+	}
+	err := o.retry(ctx, func() error {
+		var err error
+		r, err = o.cadOnce(ctx, mode, keys, expected)
+		if isNoScript(err) {
+			if lerr := o.loadScript(ctx); lerr != nil {
+				return lerr
+			}
+			r, err = o.cadOnce(ctx, mode, keys, expected)
+		}
+		return err
+	})
+	return r, err
+}
+
+func parseCAD(v any) (cadResult, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) != 3 {
+		return cadResult{}, fmt.Errorf("compare-and-delete: unexpected reply %T", v)
+	}
+	d, _ := a[0].(int64)
+	c, _ := a[1].(int64)
+	f, _ := a[2].(string)
+	return cadResult{deleted: d, changed: c, flags: []byte(f)}, nil
+}
+
+func (o ops) cadOnce(ctx context.Context, mode string, keys, expected []string) (cadResult, error) {
+	var r cadResult
+	args := func(ks, ex []string) []any {
+		a := make([]any, 0, len(ks)+1)
+		a = append(a, mode)
+		for i := range ks {
+			if ex != nil {
+				a = append(a, ex[i])
+			}
+		}
+		return a
+	}
+	if o.multi {
+		const chunk = 500
+		for start := 0; start < len(keys); start += chunk {
+			end := min(start+chunk, len(keys))
+			var ex []string
+			if expected != nil {
+				ex = expected[start:end]
+			}
+			v, err := compareAndDelete.EvalSha(ctx, o.c, keys[start:end], args(keys[start:end], ex)...).Result()
+			if err != nil {
+				return r, err
+			}
+			part, err := parseCAD(v)
+			if err != nil {
+				return r, err
+			}
+			r.deleted += part.deleted
+			r.changed += part.changed
+			r.flags = append(r.flags, part.flags...)
+		}
+		return r, nil
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			var ex []string
+			if expected != nil {
+				ex = expected[i : i+1]
+			}
+			cmds[i] = compareAndDelete.EvalSha(ctx, p, []string{k}, args([]string{k}, ex)...)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	for _, c := range cmds {
+		part, err := parseCAD(c.Val())
+		if err != nil {
+			return r, err
+		}
+		r.deleted += part.deleted
+		r.changed += part.changed
+		r.flags = append(r.flags, part.flags...)
+	}
+	return r, nil
+}
+
+// loadScript loads compareAndDelete on every master (after a restart or failover the script
+// cache is empty, and pipelines have no EVALSHA→EVAL fallback).
+func (o ops) loadScript(ctx context.Context) error {
+	if cc, ok := o.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return compareAndDelete.Load(ctx, c).Err()
+		})
+	}
+	return compareAndDelete.Load(ctx, o.c).Err()
+}
+
+// retry runs op until it succeeds, fails permanently, or transient errors outlast RetryFor.
+func (e *Engine) retry(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(e.cfg.RetryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || ctx.Err() != nil || !transient(err) || time.Now().After(deadline) {
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// transient reports whether err may go away by itself: network trouble, a loading or
+// failing-over server, a cluster in reconfiguration.
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "BUSY", "MOVED", "ASK", "NOSCRIPT"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// pipelineBenign reports whether a pipeline's first error is one the caller checks per command.
+func pipelineBenign(err error) bool {
+	return errors.Is(err, redis.Nil) || isWrongType(err)
+}
+
+// errorf wraps a Redis error for people: which phase failed, without any key or value.
+func errorf(phase string, err error) error {
+	return fmt.Errorf("%s: %w", phase, err)
+}

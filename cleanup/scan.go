@@ -1,0 +1,295 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pacing is how hard one operation may push Redis.
+type pacing struct {
+	batch      int
+	sequential bool // one command in flight per master, even without a pause or rate
+	pause      time.Duration
+	limiter    *limiter // nil: no rate limit
+}
+
+// paced reports whether any pacing is on. Paced runs work one batch at a time per master, so
+// Redis never sees two of our commands back to back; unpaced runs overlap SCAN, reads and
+// deletes across batches for throughput.
+func (p pacing) paced() bool { return p.sequential || p.pause > 0 || p.limiter != nil }
+
+func (e *Engine) pacing(batch int, pause time.Duration, rate int) pacing {
+	if batch <= 0 {
+		batch = e.cfg.BatchSize
+	}
+	if batch <= 0 {
+		batch = 100
+	}
+	if pause == 0 {
+		pause = e.cfg.Pause
+	}
+	if rate == 0 {
+		rate = e.cfg.MaxRate
+	}
+	p := pacing{batch: batch}
+	if pause > 0 {
+		p.pause = pause
+	}
+	if rate > 0 {
+		p.limiter = newLimiter(rate)
+	}
+	return p
+}
+
+// unpaced is for reads that must finish quickly (previews, stats): large batches, overlapped.
+func unpaced(batch int) pacing { return pacing{batch: max(batch, 1000)} }
+
+// limiter spaces work out to at most rate keys per second across every master.
+type limiter struct {
+	mu   sync.Mutex
+	rate float64
+	next time.Time
+}
+
+func newLimiter(rate int) *limiter { return &limiter{rate: float64(rate)} }
+
+// wait blocks until n more keys may be processed.
+func (l *limiter) wait(ctx context.Context, n int) error {
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	at := l.next
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.mu.Unlock()
+	return sleepUntil(ctx, at)
+}
+
+func sleepUntil(ctx context.Context, at time.Time) error {
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// batchFunc processes one batch of keys read from a master. Keys always start with the prefix.
+type batchFunc func(ctx context.Context, node *redis.Client, keys []string) error
+
+// scanState is shared by the per-master scanners of one operation.
+type scanState struct {
+	scanned   atomic.Int64
+	mu        sync.Mutex
+	restarted []string
+	budget    int64 // stop after this many keys (0: no limit)
+	truncated atomic.Bool
+}
+
+func (s *scanState) noteRestart(addr string) {
+	s.mu.Lock()
+	s.restarted = append(s.restarted, addr)
+	s.mu.Unlock()
+}
+
+// errBudget stops a scan that reached its key budget; it is not a failure.
+var errBudget = errors.New("key budget reached")
+
+// scanAll runs SCAN MATCH prefix* on every master (each with its own cursor, in parallel across
+// masters), handing each batch of keys to fn. A Cluster whose topology changes mid-scan (a
+// failed-over master) is re-read and every master not yet completed is scanned from cursor 0.
+func (e *Engine) scanAll(ctx context.Context, p pacing, st *scanState, fn batchFunc) (nodes int, err error) {
+	done := map[string]bool{}
+	for round := 0; ; round++ {
+		var masters []*redis.Client
+		err := e.retry(ctx, func() (err error) { masters, err = e.t.masters(ctx); return err })
+		if err != nil {
+			return len(done), errorf("listing masters", err)
+		}
+		var todo []*redis.Client
+		for _, m := range masters {
+			if !done[m.Options().Addr] {
+				todo = append(todo, m)
+			}
+		}
+		if len(todo) == 0 {
+			return len(done), nil
+		}
+		errs := make([]error, len(todo))
+		var wg sync.WaitGroup
+		for i, m := range todo {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = e.scanNode(ctx, m, p, st, fn)
+			}()
+		}
+		wg.Wait()
+		var failed []error
+		for i, m := range todo {
+			switch {
+			case errs[i] == nil:
+				done[m.Options().Addr] = true
+			case errors.Is(errs[i], errBudget):
+				st.truncated.Store(true)
+				return len(done) + 1, nil
+			default:
+				failed = append(failed, fmt.Errorf("%s: %w", m.Options().Addr, errs[i]))
+			}
+		}
+		if len(failed) == 0 {
+			if e.t.cluster == nil {
+				return len(done), nil
+			}
+			continue // confirm the topology did not change under us
+		}
+		if e.t.cluster == nil || round >= 3 || ctx.Err() != nil {
+			return len(done), errors.Join(failed...)
+		}
+		// A master failed for longer than RetryFor: perhaps it failed over. Re-read the slot
+		// map (ForEachMaster reloads it) and scan the masters not yet completed.
+	}
+}
+
+// scanNode scans one master. Its run_id is read with every SCAN; when it changes (the node
+// restarted or another process now answers on that address) the cursor means nothing any more
+// and the scan restarts from 0.
+func (e *Engine) scanNode(ctx context.Context, node *redis.Client, p pacing, st *scanState, fn batchFunc) error {
+	match := matchPattern(e.t.prefix)
+	addr := node.Options().Addr
+
+	type batch struct{ keys []string }
+	var (
+		work    = make(chan batch, 2)
+		workers = 1
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		werr    error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		errOnce.Do(func() { werr = err; cancel() })
+	}
+	process := func(keys []string) {
+		if err := fn(ctx, node, keys); err != nil {
+			fail(err)
+		}
+	}
+	if !p.paced() {
+		workers = 3
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range work {
+					if ctx.Err() == nil {
+						process(b.keys)
+					}
+				}
+			}()
+		}
+	}
+
+	var (
+		cursor uint64
+		run    string
+		first  = true
+	)
+	scanErr := func() error {
+		for {
+			var (
+				keys []string
+				next uint64
+				id   string
+			)
+			err := e.retry(ctx, func() error {
+				pipe := node.Pipeline()
+				scan := pipe.Scan(ctx, cursor, match, int64(p.batch))
+				info := pipe.Info(ctx, "server")
+				_, _ = pipe.Exec(ctx)
+				if err := scan.Err(); err != nil {
+					return err
+				}
+				keys, next = scan.Val()
+				id = runID(info.Val()) // "" when INFO is unsupported: restarts go unnoticed there
+				return nil
+			})
+			if err != nil {
+				return errorf("scan", err)
+			}
+			if first {
+				run, first = id, false
+			} else if id != run {
+				st.noteRestart(addr)
+				run, cursor = id, 0
+				continue
+			}
+			keys = onlyPrefixed(keys, e.t.prefix)
+			if len(keys) > 0 {
+				n := st.scanned.Add(int64(len(keys)))
+				if st.budget > 0 && n-int64(len(keys)) >= st.budget {
+					return errBudget
+				}
+				if p.limiter != nil {
+					if err := p.limiter.wait(ctx, len(keys)); err != nil {
+						return err
+					}
+				}
+				if p.paced() {
+					process(keys)
+					if werr != nil {
+						return werr
+					}
+					if p.pause > 0 {
+						if err := sleepUntil(ctx, time.Now().Add(p.pause)); err != nil {
+							return err
+						}
+					}
+				} else {
+					select {
+					case work <- batch{keys}:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			cursor = next
+			if cursor == 0 {
+				return nil
+			}
+		}
+	}()
+	close(work)
+	wg.Wait()
+	if werr != nil {
+		return werr
+	}
+	return scanErr
+}
+
+// onlyPrefixed drops any key that does not start with prefix. SCAN MATCH already guarantees it;
+// this is the last line of defence for "never a key outside the prefix".
+func onlyPrefixed(keys []string, prefix string) []string {
+	out := keys[:0]
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -1,0 +1,172 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisURL is used when no target is configured.
+const DefaultRedisURL = "redis://localhost:6379/0"
+
+// Validate reports every configuration problem at once, naming the variables.
+func (c RedisConfig) Validate() error {
+	var errs []error
+	set := 0
+	for _, s := range []bool{c.URL != "", len(c.ClusterAddrs) > 0, len(c.SentinelAddrs) > 0} {
+		if s {
+			set++
+		}
+	}
+	if set > 1 {
+		errs = append(errs, errors.New("REDIS_URL, REDIS_CLUSTER_ADDRS and REDIS_SENTINEL_ADDRS: set only one"))
+	}
+	if len(c.SentinelAddrs) > 0 && c.SentinelMaster == "" {
+		errs = append(errs, errors.New("REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_ADDRS"))
+	}
+	if c.URL != "" {
+		if _, err := redis.ParseURL(c.URL); err != nil {
+			errs = append(errs, fmt.Errorf("REDIS_URL: %s", redactURLError(c.URL, err)))
+		}
+	}
+	for _, a := range append(append([]string(nil), c.ClusterAddrs...), c.SentinelAddrs...) {
+		if strings.TrimSpace(a) == "" || !strings.Contains(a, ":") {
+			errs = append(errs, fmt.Errorf("REDIS_CLUSTER_ADDRS/REDIS_SENTINEL_ADDRS: %q is not host:port", a))
+		}
+	}
+	if c.Prefix == "" {
+		errs = append(errs, errors.New("SESSION_KEY_PREFIX: must not be empty (it is what keeps other keys safe)"))
+	}
+	return errors.Join(errs...)
+}
+
+// redactURLError keeps a password in a Redis URL out of an error message.
+func redactURLError(raw string, err error) string {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "[redacted]")
+		}
+	}
+	return msg
+}
+
+// Connect dials the target named by cfg (standalone, Sentinel or Cluster) and checks it answers.
+func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		c    redis.UniversalClient
+		name string
+	)
+	switch {
+	case len(cfg.ClusterAddrs) > 0:
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.ClusterAddrs})
+		name = "cluster:" + cfg.ClusterAddrs[0]
+	case len(cfg.SentinelAddrs) > 0:
+		c = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: cfg.SentinelMaster, SentinelAddrs: cfg.SentinelAddrs,
+		})
+		name = "sentinel:" + cfg.SentinelMaster
+	default:
+		u := cfg.URL
+		if u == "" {
+			u = DefaultRedisURL
+		}
+		opt, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %s", redactURLError(u, err))
+		}
+		c = redis.NewClient(opt)
+		name = fmt.Sprintf("%s/%d", opt.Addr, opt.DB)
+	}
+	t := NewTarget(c, cfg.Prefix, name)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := t.Ping(pctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// NewTarget wraps an existing client (a *redis.Client, *redis.ClusterClient or failover client).
+// name identifies the target in PagerDuty dedup keys and reports.
+func NewTarget(c redis.UniversalClient, prefix, name string) *Target {
+	t := &Target{client: c, prefix: prefix, name: name}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		t.cluster = cc
+	}
+	return t
+}
+
+// Ping checks that every master answers.
+func (t *Target) Ping(ctx context.Context) error {
+	if t.cluster != nil {
+		return t.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	}
+	return t.client.Ping(ctx).Err()
+}
+
+// Close closes the client.
+func (t *Target) Close() error { return t.client.Close() }
+
+// IsCluster reports whether the target is a Redis Cluster.
+func (t *Target) IsCluster() bool { return t.cluster != nil }
+
+// masters returns one client per master: the client itself on standalone and Sentinel targets,
+// every master of a Cluster otherwise (replicas are never scanned: they hold the same keys).
+func (t *Target) masters(ctx context.Context) ([]*redis.Client, error) {
+	if t.cluster == nil {
+		c, ok := t.client.(*redis.Client)
+		if !ok {
+			return nil, fmt.Errorf("unsupported redis client %T", t.client)
+		}
+		return []*redis.Client{c}, nil
+	}
+	var (
+		mu  sync.Mutex
+		out []*redis.Client
+	)
+	err := t.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		out = append(out, c)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// matchPattern is the SCAN MATCH pattern for the prefix, with glob characters escaped so that
+// only keys that literally start with the prefix match.
+func matchPattern(prefix string) string {
+	var b strings.Builder
+	for _, r := range prefix {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('*')
+	return b.String()
+}
+
+// runID extracts run_id from INFO server output ("" when absent, e.g. on an embedded server).
+func runID(info string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
