@@ -563,3 +563,20 @@ func TestStats(t *testing.T) {
 		}
 	})
 }
+
+func TestBackupOnlyDeletesNothing(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		put(t, tgt, population(120, 30, nil)...)
+		dir := t.TempDir()
+		rep, err := engine(tgt).Backup(context.Background(), Filter{}, &BackupSpec{Dir: dir, JobID: "b"}, nil)
+		if err != nil || rep.Matched != 30 || rep.Backup != filepath.Join(dir, "b.jsonl.gz") {
+			t.Fatalf("Backup = matched %d file %q, %v; want 30 expired sessions", rep.Matched, rep.Backup, err)
+		}
+		if n := countPrefix(t, tgt); n != 120 {
+			t.Errorf("left %d; want 120", n)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Errorf("dir holds %d files; want 1", len(entries))
+		}
+	})
+}

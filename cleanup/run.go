@@ -469,3 +469,23 @@ func (e *Engine) CountKeys(ctx context.Context) (int64, error) {
 		func(context.Context, *redis.Client, []string) error { return nil })
 	return st.scanned.Load(), err
 }
+
+// Backup writes a backup of the sessions f selects without deleting anything (`sessionbot
+// backup`). The Report counts what was written (Matched) and names the file (Backup).
+func (e *Engine) Backup(ctx context.Context, f Filter, b *BackupSpec, progress func(Progress)) (Report, error) {
+	f = f.Normalize()
+	r := &runner{e: e, f: f, spec: RunSpec{Filter: f, MaxValid: -1, Backup: b}, now: e.now(), start: time.Now(), st: &scanState{}}
+	r.p = pacing{batch: e.cfg.BatchSize, sequential: true}
+	r.users = map[string]string{}
+	stop := r.c.report(progress, "backup", r.start, &r.st.scanned)
+	list, path, err := r.backupPhase(ctx, b.JobID, func(ctx context.Context, fn batchFunc) error {
+		_, err := e.forEachBatch(ctx, f, r.p, r.st, fn)
+		return err
+	})
+	list.remove()
+	stop()
+	rep := Report{Filter: f, Mode: "backup", Start: r.start, End: time.Now(), Remaining: -1, Backup: path,
+		Scanned: r.st.scanned.Load(), Matched: r.c.matched.Load(), Malformed: r.c.malformed.Load(), Errors: r.c.errors.Load()}
+	rep.Kept = rep.Scanned
+	return rep, err
+}
