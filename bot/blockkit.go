@@ -1,0 +1,272 @@
+package bot
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+)
+
+// Block Kit limits Slack enforces; a message over any of them is refused with invalid_blocks.
+// Lengths are in UTF-16 code units, which is how Slack counts characters.
+const (
+	maxBlocks         = 50
+	maxHeaderText     = 150
+	maxSectionText    = 3000
+	maxFields         = 10
+	maxFieldText      = 2000
+	maxContextElems   = 10
+	maxContextText    = 2000
+	maxActionElems    = 25
+	maxButtonText     = 75
+	maxActionID       = 255
+	maxButtonValue    = 2000
+	maxConfirmTitle   = 100
+	maxConfirmText    = 300
+	maxConfirmButton  = 30
+	maxFallbackText   = 3000
+	actionsBlockID    = "actions"
+	truncationMarker  = "…"
+	defaultConfirmTtl = "Are you sure?"
+)
+
+// renderMessage turns m into the fallback text and the blocks of a Slack message. It always
+// returns at least one block, so that chat.update replaces old buttons instead of keeping them.
+// Every limit of Block Kit is respected: long bodies are split over several sections, extra
+// fields and context elements over several blocks, and when the message would exceed 50 blocks
+// the body is cut (the buttons are always kept) with a note saying so.
+func renderMessage(m Message) (string, []slack.Block) {
+	var body []slack.Block
+	n := 0
+	id := func(kind string) string { n++; return fmt.Sprintf("%s_%d", kind, n) }
+
+	if t := strings.TrimSpace(m.Title); t != "" {
+		body = append(body, slack.NewHeaderBlock(
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(oneLine(t), maxHeaderText), true, false),
+			slack.HeaderBlockOptionBlockID("header")))
+	}
+	if len(m.Lines) > 0 {
+		text := escapeMrkdwn(strings.Join(m.Lines, "\n"))
+		for _, chunk := range splitText(text, maxSectionText) {
+			body = append(body, slack.NewSectionBlock(mrkdwn(chunk), nil, nil, slack.SectionBlockOptionBlockID(id("body"))))
+		}
+	}
+	for i := 0; i < len(m.Fields); i += maxFields {
+		var fields []*slack.TextBlockObject
+		for _, f := range m.Fields[i:min(i+maxFields, len(m.Fields))] {
+			label := escapeMrkdwn(oneLine(f.Label))
+			value := escapeMrkdwn(f.Value)
+			if strings.TrimSpace(value) == "" {
+				value = "–"
+			}
+			text := value
+			if label != "" {
+				text = "*" + label + "*\n" + value
+			}
+			fields = append(fields, mrkdwn(truncate(text, maxFieldText)))
+		}
+		body = append(body, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID(id("fields"))))
+	}
+	var ctx []string
+	for _, c := range m.Context {
+		if strings.TrimSpace(c) != "" {
+			ctx = append(ctx, c)
+		}
+	}
+	for i := 0; i < len(ctx); i += maxContextElems {
+		var elems []slack.MixedElement
+		for _, c := range ctx[i:min(i+maxContextElems, len(ctx))] {
+			elems = append(elems, mrkdwn(truncate(escapeMrkdwn(c), maxContextText)))
+		}
+		body = append(body, slack.NewContextBlock(id("context"), elems...))
+	}
+
+	var actions *slack.ActionBlock
+	if len(m.Buttons) > 0 {
+		var elems []slack.BlockElement
+		seen := map[string]bool{}
+		for _, b := range m.Buttons {
+			aid := truncate(b.ActionID, maxActionID)
+			if aid == "" || seen[aid] || len(elems) == maxActionElems {
+				continue // action_ids must be unique per block
+			}
+			seen[aid] = true
+			elems = append(elems, renderButton(b, aid))
+		}
+		actions = slack.NewActionBlock(actionsBlockID, elems...)
+	}
+
+	room := maxBlocks
+	if actions != nil {
+		room--
+	}
+	if len(body) > room {
+		dropped := len(body) - room + 1
+		body = append(body[:room-1], slack.NewSectionBlock(
+			mrkdwn(fmt.Sprintf("_… %d more block(s) not shown: the message was too long for Slack._", dropped)),
+			nil, nil, slack.SectionBlockOptionBlockID("truncated")))
+	}
+	blocks := body
+	if actions != nil {
+		blocks = append(blocks, actions)
+	}
+
+	text := fallbackText(m)
+	if len(blocks) == 0 {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(truncate(text, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("text")))
+	}
+	return text, blocks
+}
+
+func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
+	label := strings.TrimSpace(oneLine(b.Label))
+	if label == "" {
+		label = actionID
+	}
+	btn := slack.NewButtonBlockElement(actionID, truncate(b.Value, maxButtonValue),
+		slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
+	switch b.Style {
+	case "primary":
+		btn = btn.WithStyle(slack.StylePrimary)
+	case "danger":
+		btn = btn.WithStyle(slack.StyleDanger)
+	}
+	if c := strings.TrimSpace(b.Confirm); c != "" {
+		title := truncate(label+"?", maxConfirmTitle)
+		if label == actionID {
+			title = defaultConfirmTtl
+		}
+		dialog := slack.NewConfirmationBlockObject(
+			slack.NewTextBlockObject(slack.PlainTextType, title, false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(c, maxConfirmText), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxConfirmButton), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, "Go back", false, false))
+		if b.Style == "danger" {
+			dialog = dialog.WithStyle(slack.StyleDanger)
+		}
+		btn = btn.WithConfirm(dialog)
+	}
+	return btn
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+
+// fallbackText is the notification text: m.Text, else the title, else the first line.
+func fallbackText(m Message) string {
+	t := strings.TrimSpace(m.Text)
+	if t == "" {
+		t = strings.TrimSpace(m.Title)
+	}
+	if t == "" && len(m.Lines) > 0 {
+		t = strings.TrimSpace(m.Lines[0])
+	}
+	if t == "" {
+		t = "sessionbot"
+	}
+	return truncate(escapeMrkdwn(t), maxFallbackText)
+}
+
+// mention matches the Slack mentions the core may write on purpose: a user (<@U…>) or a channel
+// (<#C…> or <#C…|name>). Everything else between < and > (<!channel>, <!here>, links) is escaped,
+// so user-supplied text such as a --reason can neither ping a channel nor disguise a link.
+var mention = regexp.MustCompile(`^<(@[UW][A-Z0-9]{2,}|#C[A-Z0-9]{2,}(\|[a-z0-9_-]{1,80})?)>`)
+
+// escapeMrkdwn escapes &, < and > as Slack requires, keeping deliberate user and channel mentions.
+func escapeMrkdwn(s string) string {
+	if !strings.ContainsAny(s, "&<>") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '&':
+			b.WriteString("&amp;")
+		case '>':
+			b.WriteString("&gt;")
+		case '<':
+			if m := mention.FindString(s[i:]); m != "" {
+				b.WriteString(m)
+				i += len(m) - 1
+				continue
+			}
+			b.WriteString("&lt;")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// textLen counts s as Slack does, in UTF-16 code units.
+func textLen(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
+// cutIndex returns the largest byte index ≤ len(s) at which s can be cut so that s[:i] is at
+// most limit UTF-16 units, never inside a rune or an HTML entity (&amp; &lt; &gt;).
+func cutIndex(s string, limit int) int {
+	n := 0
+	i := 0
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		u := utf16.RuneLen(r)
+		if u < 0 {
+			u = 1
+		}
+		if n+u > limit {
+			break
+		}
+		n += u
+		i += size
+	}
+	if amp := strings.LastIndexByte(s[:i], '&'); amp >= 0 && amp >= i-4 && !strings.Contains(s[amp:i], ";") {
+		i = amp
+	}
+	return i
+}
+
+// truncate shortens s to at most limit UTF-16 units, marking the cut with "…".
+func truncate(s string, limit int) string {
+	if textLen(s) <= limit {
+		return s
+	}
+	return strings.TrimRightFunc(s[:cutIndex(s, limit-1)], func(r rune) bool { return r == ' ' }) + truncationMarker
+}
+
+// splitText splits s into chunks of at most limit UTF-16 units, preferring line breaks, then
+// spaces, and never cutting a rune or an entity in two.
+func splitText(s string, limit int) []string {
+	var out []string
+	for textLen(s) > limit {
+		i := cutIndex(s, limit)
+		if nl := strings.LastIndexByte(s[:i], '\n'); nl > 0 {
+			i = nl
+		} else if sp := strings.LastIndexByte(s[:i], ' '); sp > limit/2 {
+			i = sp
+		}
+		if i == 0 {
+			i = cutIndex(s, limit)
+		}
+		if chunk := strings.TrimRight(s[:i], "\n "); chunk != "" {
+			out = append(out, chunk)
+		}
+		s = strings.TrimLeft(s[i:], "\n")
+	}
+	if strings.TrimSpace(s) != "" {
+		out = append(out, s)
+	}
+	return out
+}

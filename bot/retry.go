@@ -1,0 +1,117 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+)
+
+// retryPolicy bounds the retries of one outgoing call (a Slack Web API method, a PagerDuty
+// event): at most Tries attempts, all within Budget, each attempt within Attempt. Waits grow
+// exponentially from Base to Max with full jitter, so replicas that failed together do not retry
+// together; a server-provided wait (Retry-After) is honoured as a minimum, and when it does not
+// fit in what is left of the budget the call fails at once rather than sleeping in vain.
+type retryPolicy struct {
+	Tries   int
+	Budget  time.Duration
+	Attempt time.Duration
+	Base    time.Duration
+	Max     time.Duration
+}
+
+// defaultRetry is used for Slack and PagerDuty: 4 tries within 30 s.
+var defaultRetry = retryPolicy{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
+
+// verdict is how a classifier judges an error.
+type verdict struct {
+	retry bool
+	after time.Duration // minimum wait the server asked for (Retry-After), 0 if none
+}
+
+// errRetriesExhausted marks an error returned after the last allowed attempt.
+var errRetriesExhausted = errors.New("retries exhausted")
+
+// do calls f until it succeeds, classify says its error is final, the tries or the budget are
+// used up, or ctx ends. The returned error is f's last error, wrapped with the attempt count when
+// it was retried.
+func (p retryPolicy) do(ctx context.Context, classify func(error) verdict, f func(ctx context.Context) error) error {
+	deadline := time.Now().Add(p.Budget)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(p.Attempt)))
+		err = f(actx)
+		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		v := classify(err)
+		if attemptTimedOut {
+			v.retry = true // the attempt's own deadline, not the caller's: a timeout
+		}
+		if !v.retry {
+			return err
+		}
+		if attempt >= p.Tries {
+			return fmt.Errorf("%w after %d attempts: %w", errRetriesExhausted, attempt, err)
+		}
+		wait := p.backoff(attempt)
+		if v.after > wait {
+			wait = v.after
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%w after %d attempts (next wait %v exceeds the %v budget): %w", errRetriesExhausted, attempt, wait.Round(time.Millisecond), p.Budget, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the full-jitter wait before attempt+1: uniform in [Base/2, min(Max, Base·2^(n-1))].
+func (p retryPolicy) backoff(attempt int) time.Duration {
+	ceil := p.Base << (attempt - 1)
+	if ceil > p.Max || ceil <= 0 {
+		ceil = p.Max
+	}
+	lo := p.Base / 2
+	if ceil <= lo {
+		return ceil
+	}
+	return lo + rand.N(ceil-lo+1) // #nosec G404 -- jitter needs no cryptographic randomness
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// transientNetError reports whether err is a network failure worth retrying: a timeout, a reset
+// or refused connection, or a connection closed mid-response.
+func transientNetError(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

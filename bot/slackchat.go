@@ -1,0 +1,233 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+)
+
+// slackWebAPI is the part of *slack.Client that SlackChat uses.
+type slackWebAPI interface {
+	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
+	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
+	OpenConversationContext(ctx context.Context, params *slack.OpenConversationParameters) (*slack.Channel, bool, bool, error)
+	GetUserByEmailContext(ctx context.Context, email string) (*slack.User, error)
+	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
+}
+
+var _ slackWebAPI = (*slack.Client)(nil)
+
+// SlackChat implements Chat over the Slack Web API. Every call is retried on rate limiting (429,
+// honouring Retry-After), 5xx, Slack's transient errors and timeouts, at most 4 times within 30 s;
+// other errors (channel_not_found, invalid_blocks, …) are returned at once.
+type SlackChat struct {
+	api        slackWebAPI
+	retry      retryPolicy
+	log        *slog.Logger
+	httpClient *http.Client
+	// A response_url must point at *.slack.com over HTTPS, or at the configured API host (the
+	// fake in tests): the bot never sends message content to a URL a payload merely claims.
+	apiHost   string
+	apiScheme string
+}
+
+var _ Chat = (*SlackChat)(nil)
+
+// SlackChatOption configures a SlackChat.
+type SlackChatOption func(*SlackChat)
+
+// WithChatLogger sets the logger (default slog.Default()).
+func WithChatLogger(l *slog.Logger) SlackChatOption { return func(c *SlackChat) { c.log = l } }
+
+// WithChatRetry overrides the retry bounds: tries, total budget and the first backoff step.
+// Tests use it to keep injected failures fast.
+func WithChatRetry(tries int, budget, base time.Duration) SlackChatOption {
+	return func(c *SlackChat) {
+		c.retry.Tries, c.retry.Budget, c.retry.Base = tries, budget, base
+		c.retry.Max = min(c.retry.Max, budget)
+	}
+}
+
+// WithChatHTTPClient sets the HTTP client of the Web API calls.
+func WithChatHTTPClient(h *http.Client) SlackChatOption {
+	return func(c *SlackChat) { c.httpClient = h }
+}
+
+// NewSlackChat returns a Chat that talks to the Web API at cfg.APIURL with the bot token.
+func NewSlackChat(cfg SlackConfig, opts ...SlackChatOption) *SlackChat {
+	c := &SlackChat{retry: defaultRetry, log: slog.Default()}
+	for _, o := range opts {
+		o(c)
+	}
+	sopts := []slack.Option{slack.OptionAPIURL(cfg.APIURL)}
+	if c.httpClient != nil {
+		sopts = append(sopts, slack.OptionHTTPClient(c.httpClient))
+	}
+	c.api = slack.New(cfg.BotToken.Reveal(), sopts...)
+	if u, err := url.Parse(cfg.APIURL); err == nil {
+		c.apiHost, c.apiScheme = u.Host, u.Scheme
+	}
+	return c
+}
+
+func msgOptions(m Message) []slack.MsgOption {
+	text, blocks := renderMessage(m)
+	return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+}
+
+// Post implements Chat. channel may be an id or a #name; the returned ref carries the id.
+func (c *SlackChat) Post(ctx context.Context, channel string, m Message) (MessageRef, error) {
+	var ref MessageRef
+	err := c.call(ctx, "chat.postMessage", func(ctx context.Context) error {
+		ch, ts, err := c.api.PostMessageContext(ctx, channel, msgOptions(m)...)
+		ref = MessageRef{Channel: ch, TS: ts}
+		return err
+	})
+	return ref, err
+}
+
+// Reply implements Chat.
+func (c *SlackChat) Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error) {
+	var out MessageRef
+	err := c.call(ctx, "chat.postMessage", func(ctx context.Context) error {
+		ch, ts, err := c.api.PostMessageContext(ctx, ref.Channel, append(msgOptions(m), slack.MsgOptionTS(ref.TS))...)
+		out = MessageRef{Channel: ch, TS: ts}
+		return err
+	})
+	return out, err
+}
+
+// Update implements Chat with chat.update (a response_url would allow only 5 posts).
+func (c *SlackChat) Update(ctx context.Context, ref MessageRef, m Message) error {
+	return c.call(ctx, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := c.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, msgOptions(m)...)
+		return err
+	})
+}
+
+// Ephemeral implements Chat. With a responseURL (one of the command's or click's 5 uses) the
+// message is posted there, which works even where the bot is not a channel member; otherwise
+// with chat.postEphemeral. A response URL that fails is not retried through chat.postEphemeral:
+// the caller reports the failure.
+func (c *SlackChat) Ephemeral(ctx context.Context, channel, user, responseURL string, m Message) error {
+	if responseURL != "" {
+		if err := c.checkResponseURL(responseURL); err != nil {
+			return err
+		}
+		return c.call(ctx, "response_url", func(ctx context.Context) error {
+			_, _, err := c.api.PostMessageContext(ctx, channel,
+				append(msgOptions(m), slack.MsgOptionResponseURL(responseURL, slack.ResponseTypeEphemeral))...)
+			return err
+		})
+	}
+	return c.call(ctx, "chat.postEphemeral", func(ctx context.Context) error {
+		_, err := c.api.PostEphemeralContext(ctx, channel, user, msgOptions(m)...)
+		return err
+	})
+}
+
+func (c *SlackChat) checkResponseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err == nil {
+		host := u.Hostname()
+		if (u.Scheme == "https" && (host == "slack.com" || strings.HasSuffix(host, ".slack.com"))) ||
+			(u.Scheme == c.apiScheme && u.Host == c.apiHost) {
+			return nil
+		}
+	}
+	return errors.New("slack response_url: not a Slack URL; refusing to post there")
+}
+
+// DM implements Chat: conversations.open, then chat.postMessage in the IM.
+func (c *SlackChat) DM(ctx context.Context, user string, m Message) error {
+	var im string
+	err := c.call(ctx, "conversations.open", func(ctx context.Context) error {
+		ch, _, _, err := c.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
+		if err == nil {
+			im = ch.ID
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	_, err = c.Post(ctx, im, m)
+	return err
+}
+
+// LookupUserByEmail implements Chat with users.lookupByEmail. The e-mail never appears in the
+// returned error.
+func (c *SlackChat) LookupUserByEmail(ctx context.Context, email string) (string, error) {
+	var id string
+	err := c.call(ctx, "users.lookupByEmail", func(ctx context.Context) error {
+		u, err := c.api.GetUserByEmailContext(ctx, email)
+		if err == nil {
+			id = u.ID
+		}
+		return err
+	})
+	return id, err
+}
+
+// UserGroupMembers implements Chat with usergroups.users.list.
+func (c *SlackChat) UserGroupMembers(ctx context.Context, group string) ([]string, error) {
+	var ids []string
+	err := c.call(ctx, "usergroups.users.list", func(ctx context.Context) error {
+		var err error
+		ids, err = c.api.GetUserGroupMembersContext(ctx, group)
+		return err
+	})
+	return ids, err
+}
+
+// call runs one Web API method under the retry policy and names the method in its error.
+func (c *SlackChat) call(ctx context.Context, method string, f func(ctx context.Context) error) error {
+	attempt := 0
+	err := c.retry.do(ctx, classifySlack, func(ctx context.Context) error {
+		attempt++
+		err := f(ctx)
+		if err != nil {
+			c.log.Debug("slack call failed", "method", method, "attempt", attempt, "err", err)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("slack %s: %w", method, err)
+	}
+	return nil
+}
+
+// transientSlackErrors are ok:false errors Slack documents as temporary.
+var transientSlackErrors = map[string]bool{
+	"ratelimited": true, "rate_limited": true, "internal_error": true, "fatal_error": true,
+	"service_unavailable": true, "request_timeout": true,
+}
+
+func classifySlack(err error) verdict {
+	if rl, ok := errors.AsType[*slack.RateLimitedError](err); ok {
+		return verdict{retry: true, after: rl.RetryAfter}
+	}
+	if sc, ok := errors.AsType[slack.StatusCodeError](err); ok {
+		return verdict{retry: sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout}
+	}
+	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
+		return verdict{retry: transientSlackErrors[se.Err]}
+	}
+	return verdict{retry: transientNetError(err)}
+}
+
+// SlackErrorCode returns Slack's error code (channel_not_found, …) from an error of SlackChat, or "".
+func SlackErrorCode(err error) string {
+	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
+		return se.Err
+	}
+	return ""
+}

@@ -1,0 +1,130 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Secret is a credential read from the environment. It prints, formats, logs and marshals as
+// [redacted] so that a config dumped with %+v, slog or encoding/json never shows it; Reveal is
+// the only way to the value, and is called only where the value is sent to its own service.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String implements fmt.Stringer.
+func (s Secret) String() string { return redacted }
+
+// GoString implements fmt.GoStringer (%#v).
+func (s Secret) GoString() string { return `"` + redacted + `"` }
+
+// Format implements fmt.Formatter so that every verb (%v, %+v, %s, %q, %x, %d…) is redacted.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = fmt.Fprintf(f, "%q", redacted)
+		return
+	}
+	_, _ = f.Write([]byte(redacted))
+}
+
+// MarshalJSON implements json.Marshaler.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
+
+// MarshalText implements encoding.TextMarshaler (map keys, YAML, TOML encoders).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// SlackConfig is what the Slack transport and PagerDuty need (SPEC §8); the command name and
+// the channels are in Config.
+type SlackConfig struct {
+	AppToken Secret `env:"SLACK_APP_TOKEN"`
+	BotToken Secret `env:"SLACK_BOT_TOKEN"`
+	// APIURL is the Web API base; Validate makes it end in "/" as slack-go appends the method.
+	APIURL string `env:"SLACK_API_URL, default=https://slack.com/api/"`
+
+	// PagerDutyRoutingKey is the Events API v2 integration key; empty disables PagerDuty.
+	PagerDutyRoutingKey Secret `env:"PAGERDUTY_ROUTING_KEY"`
+	// PagerDutyEventsURL is the Events API base, without a trailing "/" (the client appends
+	// /v2/enqueue and /v2/change/enqueue).
+	PagerDutyEventsURL string `env:"PAGERDUTY_EVENTS_URL, default=https://events.pagerduty.com"`
+}
+
+// LoadSlackConfig reads SlackConfig from l (nil: the process environment) and validates it.
+func LoadSlackConfig(ctx context.Context, l envconfig.Lookuper) (SlackConfig, error) {
+	var c SlackConfig
+	if l == nil {
+		l = envconfig.OsLookuper()
+	}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem at once (joined), each naming its variable and never showing a
+// secret's value. It also normalizes the URLs: SLACK_API_URL gets its trailing "/",
+// PAGERDUTY_EVENTS_URL loses its.
+func (c *SlackConfig) Validate() error {
+	var errs []error
+	checkToken := func(name string, s Secret, prefix, what string) {
+		v := strings.TrimSpace(s.Reveal())
+		switch {
+		case v == "":
+			errs = append(errs, fmt.Errorf("%s is required (the %s, %s…)", name, what, prefix))
+		case !strings.HasPrefix(v, prefix):
+			errs = append(errs, fmt.Errorf("%s must start with %q (the %s); check that the two Slack tokens are not swapped", name, prefix, what))
+		case v != s.Reveal() || strings.ContainsAny(v, " \t\r\n"):
+			errs = append(errs, fmt.Errorf("%s contains whitespace", name))
+		}
+	}
+	checkToken("SLACK_APP_TOKEN", c.AppToken, "xapp-", "app-level token with connections:write")
+	checkToken("SLACK_BOT_TOKEN", c.BotToken, "xoxb-", "bot token")
+
+	if u, err := checkBaseURL("SLACK_API_URL", c.APIURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		if !strings.HasSuffix(u, "/") {
+			u += "/"
+		}
+		c.APIURL = u
+	}
+	if u, err := checkBaseURL("PAGERDUTY_EVENTS_URL", c.PagerDutyEventsURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.PagerDutyEventsURL = strings.TrimRight(u, "/")
+	}
+	if k := c.PagerDutyRoutingKey.Reveal(); k != "" && strings.TrimSpace(k) != k {
+		errs = append(errs, errors.New("PAGERDUTY_ROUTING_KEY contains whitespace"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkBaseURL(name, raw string) (string, error) {
+	shown := fmt.Sprintf(" %q", raw)
+	if strings.Contains(raw, "@") {
+		shown = "" // may carry credentials
+	}
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%s%s must be an http(s) URL", name, shown)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%s must not carry credentials, a query or a fragment", name)
+	}
+	return u.String(), nil
+}
+
+// PagerDutyEnabled reports whether a routing key is configured.
+func (c SlackConfig) PagerDutyEnabled() bool { return c.PagerDutyRoutingKey != "" }
