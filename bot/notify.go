@@ -67,10 +67,14 @@ func WithAnnouncerMetrics(m *Metrics) AnnouncerOption { return func(n *Announcer
 func WithAnnouncerLogger(l *slog.Logger) AnnouncerOption { return func(n *Announcer) { n.log = l } }
 
 // WithAnnouncerClock sets the clock of audit lines (tests).
-func WithAnnouncerClock(now func() time.Time) AnnouncerOption { return func(n *Announcer) { n.now = now } }
+func WithAnnouncerClock(now func() time.Time) AnnouncerOption {
+	return func(n *Announcer) { n.now = now }
+}
 
 // WithAnnouncerTimeout bounds the notifications of one run (default DefaultNotifyTimeout).
-func WithAnnouncerTimeout(d time.Duration) AnnouncerOption { return func(n *Announcer) { n.timeout = d } }
+func WithAnnouncerTimeout(d time.Duration) AnnouncerOption {
+	return func(n *Announcer) { n.timeout = d }
+}
 
 // WithPagerDutyRetry overrides the PagerDuty retry bounds (tests keep them short).
 func WithPagerDutyRetry(tries int, budget, base time.Duration) AnnouncerOption {
