@@ -1,0 +1,265 @@
+package bot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// Defaults for the timing knobs of Deps.
+const (
+	DefaultProgressInterval = 2 * time.Second
+	DefaultSweepInterval    = 15 * time.Second
+	DefaultLeaseTTL         = 30 * time.Second
+)
+
+// Deps is everything a Bot needs. Chat, Engine and Auditor are required.
+type Deps struct {
+	Config   Config
+	Chat     Chat
+	Engine   *cleanup.Engine
+	Auditor  *cleanup.Auditor
+	Notifier Notifier // nil: no notifications
+	Metrics  *Metrics // nil: no metrics
+	// State holds requests, approvals, jobs, envelope ids and leases; nil: the engine's target
+	// (keys under sessionbot:, never under the session prefix).
+	State  redis.UniversalClient
+	Backup cleanup.BackupConfig
+	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger     // nil: discard
+
+	// ProgressInterval is the least time between two progress updates of a message (2 s).
+	ProgressInterval time.Duration
+	// SweepInterval is how often expired requests are looked for (15 s; must be under 1 min).
+	SweepInterval time.Duration
+	// LeaseTTL bounds how long a crashed replica's job blocks the target (30 s).
+	LeaseTTL time.Duration
+}
+
+// Bot is the transport-agnostic core: it answers commands and button presses, keeps requests
+// and jobs in Redis, and runs cleanups. Transports call HandleCommand and HandleAction after
+// they have acknowledged the delivery; slow work continues in goroutines the Bot owns.
+type Bot struct {
+	cfg     Config
+	chat    Chat
+	engine  *cleanup.Engine
+	audit   *cleanup.Auditor
+	notify  Notifier
+	metrics *Metrics
+	st      *store
+	backup  cleanup.BackupConfig
+	now     func() time.Time
+	log     *slog.Logger
+	access  *access
+
+	progressEvery time.Duration
+	sweepEvery    time.Duration
+	leaseTTL      time.Duration
+
+	// ctx is the lifetime of the work goroutines; Close cancels it.
+	ctx      context.Context
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	previews sync.WaitGroup // previews and stats, a subset of wg
+	mu       sync.Mutex
+	closed   bool
+	jobs     map[string]context.CancelFunc // jobs running in this process
+}
+
+// New checks deps and returns a Bot.
+func New(d Deps) (*Bot, error) {
+	var errs []error
+	if d.Chat == nil {
+		errs = append(errs, errors.New("bot: Chat is required"))
+	}
+	if d.Engine == nil {
+		errs = append(errs, errors.New("bot: Engine is required"))
+	}
+	if d.Auditor == nil {
+		errs = append(errs, errors.New("bot: Auditor is required"))
+	}
+	if err := d.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if d.State == nil {
+		d.State = d.Engine.Target().Client()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.ProgressInterval <= 0 {
+		d.ProgressInterval = DefaultProgressInterval
+	}
+	if d.SweepInterval <= 0 || d.SweepInterval > time.Minute {
+		d.SweepInterval = DefaultSweepInterval
+	}
+	if d.LeaseTTL <= 0 {
+		d.LeaseTTL = DefaultLeaseTTL
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	b := &Bot{
+		cfg:           d.Config,
+		chat:          d.Chat,
+		engine:        d.Engine.WithClock(d.Now),
+		audit:         d.Auditor,
+		notify:        d.Notifier,
+		metrics:       d.Metrics,
+		st:            newStore(d.State),
+		backup:        d.Backup,
+		now:           d.Now,
+		log:           d.Logger,
+		access:        newAccess(d.Config, d.Chat, d.Now, d.Logger),
+		progressEvery: d.ProgressInterval,
+		sweepEvery:    d.SweepInterval,
+		leaseTTL:      d.LeaseTTL,
+		ctx:           ctx,
+		stop:          stop,
+		jobs:          map[string]context.CancelFunc{},
+	}
+	return b, nil
+}
+
+// Run runs the background loops (the expiry sweeper) until ctx is done.
+func (b *Bot) Run(ctx context.Context) error {
+	t := time.NewTicker(b.sweepEvery)
+	defer t.Stop()
+	for {
+		b.Sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Wait blocks until every preview and job started so far has finished, and their
+// notifications have been sent when the Notifier can be waited for.
+func (b *Bot) Wait() {
+	b.wg.Wait()
+	if w, ok := b.notify.(interface{ Wait() }); ok {
+		w.Wait()
+	}
+}
+
+// Close cancels running previews and jobs (a job ends as cancelled, with its report) and
+// waits for them. Commands arriving afterwards are refused.
+func (b *Bot) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.stop()
+	b.Wait()
+}
+
+// spawn runs fn in a goroutine owned by the Bot, with the Bot's lifetime context.
+func (b *Bot) spawn(fn func(ctx context.Context)) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn(b.ctx)
+	}()
+	return true
+}
+
+// spawnPreview is spawn for previews and stats, which waitPreviews waits for.
+func (b *Bot) spawnPreview(fn func(ctx context.Context)) bool {
+	b.previews.Add(1)
+	ok := b.spawn(func(ctx context.Context) {
+		defer b.previews.Done()
+		fn(ctx)
+	})
+	if !ok {
+		b.previews.Done()
+	}
+	return ok
+}
+
+// waitPreviews blocks until the previews started so far have been shown.
+func (b *Bot) waitPreviews() { b.previews.Wait() }
+
+// UserError is an error meant for people: its message is safe to show in chat as is.
+type UserError struct{ Msg string }
+
+func (e *UserError) Error() string { return e.Msg }
+
+func userErrorf(format string, args ...any) error {
+	return &UserError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// safeText turns err into text fit for chat: a UserError or UsageError as is, anything else as
+// "internal error (ref …)" with the full chain logged under that ref.
+func (b *Bot) safeText(what string, err error) string {
+	var ue *UserError
+	if errors.As(err, &ue) {
+		return ue.Msg
+	}
+	var pe *cleanup.UsageError
+	if errors.As(err, &pe) {
+		return pe.Msg
+	}
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	ref := hex.EncodeToString(r[:])
+	b.log.Error(what, "ref", ref, "err", err)
+	return "internal error (ref " + ref + ")"
+}
+
+// record writes one audit line. The error matters only to callers that must not proceed
+// without a record (the start of a destructive run); everyone else has it logged and counted.
+func (b *Bot) record(ev cleanup.AuditEvent) error {
+	if err := b.audit.Log(ev); err != nil {
+		b.metrics.AuditError("file")
+		b.log.Error("audit write failed", "event", ev.Event, "err", err)
+		return err
+	}
+	return nil
+}
+
+// personText spells a person in audit lines: "U123 (alice)".
+func personText(p Person) string {
+	if p.Name == "" || p.Name == p.ID {
+		return p.ID
+	}
+	return p.ID + " (" + p.Name + ")"
+}
+
+// reply shows m only to the person who typed the command or pressed the button.
+func (b *Bot) ephemeral(ctx context.Context, channel, user, responseURL string, m Message) {
+	if err := b.chat.Ephemeral(ctx, channel, user, responseURL, m); err != nil {
+		b.log.Warn("ephemeral reply failed", "user", user, "err", err)
+	}
+}
+
+// update replaces a posted message, logging (not failing) when the transport refuses.
+func (b *Bot) update(ctx context.Context, ref MessageRef, m Message) {
+	if ref.TS == "" {
+		return
+	}
+	if err := b.chat.Update(ctx, ref, m); err != nil {
+		b.log.Warn("message update failed", "channel", ref.Channel, "ts", ref.TS, "err", err)
+	}
+}

@@ -1,0 +1,447 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"filippo.io/age"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// previewTimeout bounds one dry run; a preview that takes longer is reported as failed.
+const previewTimeout = 15 * time.Minute
+
+// HandleCommand answers a slash command. The transport has already acknowledged it. Fast
+// answers (help, refusals, usage errors) are given before it returns; previews and stats
+// continue in goroutines the Bot owns and update the message they posted.
+func (b *Bot) HandleCommand(ctx context.Context, c Command) {
+	first, err := b.st.firstDelivery(ctx, c.EnvelopeID)
+	if err != nil {
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: b.safeText("envelope dedupe", err)})
+		return
+	}
+	if !first {
+		b.log.Info("redelivered command ignored", "envelope", c.EnvelopeID)
+		return
+	}
+	who := Person{ID: c.UserID, Name: c.UserName}
+	say := func(text string) {
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text})
+	}
+	if b.cfg.TeamID != "" && c.TeamID != b.cfg.TeamID {
+		b.refused(who, "command", "", "foreign workspace "+c.TeamID)
+		say("This bot serves another Slack workspace; nothing was done.")
+		return
+	}
+	if n := utf8.RuneCountInString(c.Text); n > cleanup.MaxCommandText {
+		b.metrics.CommandReceived("unknown")
+		say(fmt.Sprintf("Command text is %s characters long; the limit is %s. Nothing was done.", num(int64(n)), num(cleanup.MaxCommandText)))
+		return
+	}
+	args, err := cleanup.SplitArgs(c.Text)
+	if err != nil {
+		b.metrics.CommandReceived("unknown")
+		say(b.safeText("split command", err) + ". Nothing was done. Try `" + b.cfg.Command + " help`.")
+		return
+	}
+	sub := "help"
+	if len(args) > 0 {
+		sub = strings.ToLower(args[0])
+		args = args[1:]
+	}
+	b.metrics.CommandReceived(sub)
+
+	if !b.access.IsOperator(ctx, c.UserID) {
+		// Approvers who are not operators may read (help, status) but not start anything.
+		if !((sub == "help" || sub == "status") && b.access.IsApprover(ctx, c.UserID)) {
+			b.refused(who, sub, "", "not in OPERATORS")
+			say("You are not allowed to use " + b.cfg.Command + " (not in OPERATORS). Nothing was done.")
+			return
+		}
+	}
+
+	switch sub {
+	case "help":
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg))
+	case "stats":
+		if len(args) > 0 {
+			say("`stats` takes no arguments. Nothing was done.")
+			return
+		}
+		b.stats(c)
+	case "cleanup":
+		opts, err := cleanup.ParseArgs(args, false)
+		if err != nil {
+			say(b.safeText("parse cleanup", err) + ". Nothing was done. Try `" + b.cfg.Command + " help`.")
+			return
+		}
+		b.startPreview(ctx, c, who, opts)
+	case "status":
+		b.status(ctx, c, args)
+	case "cancel":
+		if len(args) != 1 {
+			say("Usage: `" + b.cfg.Command + " cancel JOB_ID` (see `" + b.cfg.Command + " status`). Nothing was done.")
+			return
+		}
+		b.cancelCommand(ctx, c, who, args[0])
+	case "restore":
+		b.startRestore(ctx, c, who, args)
+	default:
+		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", short(sub, 40), b.cfg.Command))
+	}
+}
+
+// refused audits a refusal: the person refused, what they tried, and why.
+func (b *Bot) refused(who Person, what, requestID, why string) {
+	kv := []string{"User", personText(who), "Action", what}
+	if requestID != "" {
+		kv = append(kv, "Request", requestID)
+	}
+	kv = append(kv, "Why", why)
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventRefused, kv...))
+}
+
+func (b *Bot) stats(c Command) {
+	b.spawnPreview(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+		defer cancel()
+		st, err := b.engine.Stats(ctx, 0)
+		if err != nil {
+			b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Stats failed: " + b.safeText("stats", err)})
+			return
+		}
+		b.metrics.SetSessionStats(st)
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, statsMessage(st))
+	})
+}
+
+// startPreview posts "Previewing…" at once, then computes the plan in the background and
+// replaces the message with the preview and its buttons. The buttons appear only after the
+// request they act on is stored.
+func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts cleanup.Options) {
+	f := opts.Filter.Normalize()
+	scope := f.Scope()
+	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
+	if err != nil {
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
+		return
+	}
+	ok := b.spawnPreview(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+		defer cancel()
+		if err := b.preview(ctx, c, who, opts, ref); err != nil {
+			b.update(ctx, ref, Message{Text: "Preview failed", Title: "Preview failed: " + scope,
+				Lines: []string{b.safeText("preview", err)}, Context: []string{"Nothing was deleted."}})
+		}
+	})
+	if !ok {
+		b.update(ctx, ref, Message{Text: "The bot is shutting down; nothing was done."})
+	}
+}
+
+func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.Options, ref MessageRef) error {
+	f := opts.Filter.Normalize()
+	scope := f.Scope()
+	mode := "execute"
+	if f.All {
+		mode = "all"
+	}
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
+		"User", personText(who), "Mode", "dry-run", "Filters", scope))
+
+	var (
+		mu   sync.Mutex
+		last cleanup.Progress
+		seen bool
+	)
+	stop := b.every(ctx, b.progressEvery, func() {
+		mu.Lock()
+		p, ok := last, seen
+		mu.Unlock()
+		if ok {
+			b.update(ctx, ref, previewProgressMessage(scope, who, p))
+		}
+	})
+	plan, err := b.engine.Preview(ctx, f, func(p cleanup.Progress) {
+		mu.Lock()
+		last, seen = p, true
+		mu.Unlock()
+	})
+	stop()
+	if err != nil {
+		return fmt.Errorf("preview %s: %w", scope, err)
+	}
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventSessionsScanned,
+		"Total", num(plan.Found), "Matched", num(plan.Matched), "Kept", num(plan.Kept),
+		"Valid", num(plan.Valid), "Malformed", num(plan.Malformed)))
+
+	now := b.now()
+	req := &Request{
+		ID:          newRequestID(),
+		Kind:        "cleanup",
+		Mode:        mode,
+		Filter:      f,
+		Scope:       scope,
+		Reason:      opts.Reason,
+		NoBackup:    opts.NoBackup,
+		ForceBackup: opts.Backup,
+		Requester:   who,
+		TeamID:      c.TeamID,
+		Channel:     c.ChannelID,
+		Ref:         ref,
+		Plan:        plan,
+		Approvers:   ids(b.cfg.Approvers),
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
+	}
+	req.NeedsApproval = f.All || plan.Valid > b.cfg.ApprovalThreshold
+	req.Backup = (req.NeedsApproval && !opts.NoBackup) || opts.Backup
+	if plan.Matched == 0 {
+		b.update(ctx, ref, nothingToDoMessage(req))
+		return nil
+	}
+	return b.publish(ctx, req)
+}
+
+// publish stores req, audits it and shows its buttons: Run/Cancel in place of the preview, or
+// an approval request (in APPROVAL_CHANNEL when set).
+func (b *Bot) publish(ctx context.Context, req *Request) error {
+	approvalChannel := b.cfg.ApprovalChannel
+	elsewhere := req.NeedsApproval && approvalChannel != "" && approvalChannel != req.Channel
+	if elsewhere {
+		// The approval message is posted first so that the stored request points at it.
+		ref, err := b.chat.Post(ctx, approvalChannel, Message{Text: "Approval request (loading)…"})
+		if err != nil {
+			return fmt.Errorf("post approval request to %s: %w", approvalChannel, err)
+		}
+		origin := req.Ref
+		req.Origin = &origin
+		req.Ref = ref
+	}
+	if err := b.st.createRequest(ctx, req); err != nil {
+		return err
+	}
+	approval := "not required"
+	if req.NeedsApproval {
+		approval = "required (" + strings.Join(req.Approvers, ",") + ")"
+	}
+	backup := "no"
+	switch {
+	case req.Backup:
+		backup = "yes"
+	case req.NoBackup:
+		backup = "skipped (--no-backup)"
+	}
+	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", req.Mode,
+		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", backup}
+	if req.Kind == "restore" {
+		kv = append(kv, "Backup-ID", req.BackupID, "Sessions", num(req.Restore.Restorable))
+	} else {
+		kv = append(kv, "Matched", num(req.Plan.Matched), "Valid", num(req.Plan.Valid))
+	}
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventRequestCreated, kv...))
+
+	if !req.NeedsApproval {
+		b.update(ctx, req.Ref, previewMessage(req))
+		return nil
+	}
+	b.update(ctx, req.Ref, approvalMessage(req))
+	if elsewhere {
+		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
+	}
+	return nil
+}
+
+func (b *Bot) status(ctx context.Context, c Command, args []string) {
+	reply := func(m Message) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m) }
+	switch len(args) {
+	case 0:
+		jobs, err := b.st.recentJobs(ctx, 10)
+		if err != nil {
+			reply(Message{Text: b.safeText("status", err)})
+			return
+		}
+		reply(statusMessage(jobs, b.now()))
+	case 1:
+		j, err := b.st.job(ctx, args[0])
+		if errors.Is(err, errNotFound) {
+			reply(Message{Text: fmt.Sprintf("No job %q. `%s status` lists recent jobs.", short(args[0], 60), b.cfg.Command)})
+			return
+		}
+		if err != nil {
+			reply(Message{Text: b.safeText("status", err)})
+			return
+		}
+		reply(jobDetailMessage(j, b.now()))
+	default:
+		reply(Message{Text: "Usage: `" + b.cfg.Command + " status [JOB_ID]`. Nothing was done."})
+	}
+}
+
+func (b *Bot) cancelCommand(ctx context.Context, c Command, who Person, id string) {
+	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
+	if requestIDRe.MatchString(id) {
+		req, err := b.st.request(ctx, id)
+		if err != nil {
+			say(notFoundText(err, b))
+			return
+		}
+		say(b.cancelRequest(ctx, req, who))
+		return
+	}
+	j, err := b.st.job(ctx, id)
+	if errors.Is(err, errNotFound) {
+		say(fmt.Sprintf("No job %q. `%s status` lists recent jobs.", short(id, 60), b.cfg.Command))
+		return
+	}
+	if err != nil {
+		say(b.safeText("cancel", err))
+		return
+	}
+	say(b.cancelJob(ctx, j, who))
+}
+
+func notFoundText(err error, b *Bot) string {
+	if errors.Is(err, errNotFound) {
+		return "This request no longer exists. Run a fresh preview."
+	}
+	return b.safeText("load request", err)
+}
+
+// short cuts user text for quoting it back.
+func short(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+var backupIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// parseRestoreArgs parses `restore BACKUP_ID --reason TEXT`.
+func parseRestoreArgs(args []string) (id, reason string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--reason" || a == "-reason":
+			if i+1 >= len(args) || strings.TrimSpace(args[i+1]) == "" {
+				return "", "", userErrorf("--reason needs a value")
+			}
+			i++
+			reason = args[i]
+		case strings.HasPrefix(a, "--reason="):
+			reason = strings.TrimPrefix(a, "--reason=")
+		case strings.HasPrefix(a, "-"):
+			return "", "", userErrorf("restore takes only BACKUP_ID and --reason TEXT, not %q", short(a, 40))
+		case id != "":
+			return "", "", userErrorf("restore takes one BACKUP_ID; got %q and %q", short(id, 40), short(a, 40))
+		default:
+			id = a
+		}
+	}
+	if id == "" {
+		return "", "", userErrorf("restore needs a BACKUP_ID (the job id of the run that wrote it)")
+	}
+	for _, ext := range []string{".jsonl.gz.age", ".jsonl.gz"} {
+		id = strings.TrimSuffix(id, ext)
+	}
+	if !backupIDRe.MatchString(id) || strings.Contains(id, "..") {
+		return "", "", userErrorf("%q is not a backup id (letters, digits, '.', '_' and '-')", short(id, 40))
+	}
+	if strings.TrimSpace(reason) == "" {
+		return "", "", userErrorf("restore needs --reason TEXT")
+	}
+	return id, reason, nil
+}
+
+// backupPath finds the file of backup id in BACKUP_DIR.
+func (b *Bot) backupPath(id string) (string, error) {
+	for _, ext := range []string{".jsonl.gz", ".jsonl.gz.age"} {
+		p := filepath.Join(b.backup.Dir, id+ext)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", userErrorf("no backup %q in BACKUP_DIR", id)
+}
+
+// backupReader returns a reader of the records in the backup at path, for cleanup.Restore.
+func (b *Bot) backupReader(path string) func(fn func(cleanup.BackupRecord) error) error {
+	return func(fn func(cleanup.BackupRecord) error) error {
+		var ids []age.Identity
+		if b.backup.AgeIdentityFile != "" {
+			var err error
+			if ids, err = cleanup.LoadAgeIdentities(b.backup.AgeIdentityFile); err != nil {
+				return fmt.Errorf("BACKUP_AGE_IDENTITY_FILE: %w", err)
+			}
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return cleanup.ReadBackup(f, ids, fn)
+	}
+}
+
+// startRestore previews a restore (counting from the backup file what would be put back) and
+// asks for approval: a restore always needs a second person.
+func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []string) {
+	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
+	id, reason, err := parseRestoreArgs(args)
+	if err != nil {
+		say(b.safeText("parse restore", err) + ". Nothing was done. Usage: `" + b.cfg.Command + " restore BACKUP_ID --reason TEXT`.")
+		return
+	}
+	path, err := b.backupPath(id)
+	if err != nil {
+		say(b.safeText("find backup", err) + ". Nothing was done.")
+		return
+	}
+	scope := "restore=" + id
+	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
+	if err != nil {
+		say("Could not post the preview: " + b.safeText("post preview", err))
+		return
+	}
+	b.spawnPreview(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+		defer cancel()
+		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
+			"User", personText(who), "Mode", "dry-run", "Filters", scope))
+		t := b.engine.Target()
+		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(path), cleanup.RestoreOptions{DryRun: true, Now: b.now})
+		if err != nil {
+			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + id,
+				Lines: []string{b.safeText("restore preview", err)}, Context: []string{"Nothing was changed."}})
+			return
+		}
+		now := b.now()
+		req := &Request{
+			ID: newRequestID(), Kind: "restore", Mode: "restore", Scope: scope, Reason: reason,
+			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
+			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
+				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
+			NeedsApproval: true, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
+		}
+		if rr.Restored == 0 {
+			b.update(ctx, ref, Message{Text: "Nothing to restore from " + id, Title: "Restore preview: nothing to restore",
+				Lines: restoreLines(req)})
+			return
+		}
+		if err := b.publish(ctx, req); err != nil {
+			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + id,
+				Lines: []string{b.safeText("publish restore", err)}, Context: []string{"Nothing was changed."}})
+		}
+	})
+}

@@ -1,0 +1,353 @@
+package bot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+)
+
+// FormatText renders m as plain text: the console's output and the golden files' format.
+// Buttons are listed with their action id; the console adds the line that presses each.
+func FormatText(m Message) string {
+	var b strings.Builder
+	if m.Title != "" {
+		b.WriteString("== " + plainText(m.Title) + " ==\n")
+	} else {
+		b.WriteString(plainText(m.Text) + "\n")
+	}
+	for _, l := range m.Lines {
+		b.WriteString(formatBlock(l))
+	}
+	for _, f := range m.Fields {
+		b.WriteString(f.Label + ": " + plainText(f.Value) + "\n")
+	}
+	for _, c := range m.Context {
+		b.WriteString("(" + plainText(c) + ")\n")
+	}
+	for _, btn := range m.Buttons {
+		fmt.Fprintf(&b, "[%s] (%s)", btn.Label, btn.ActionID)
+		if btn.Confirm != "" {
+			fmt.Fprintf(&b, " asks: %s", btn.Confirm)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// formatBlock prints a body paragraph; a ``` code block is indented instead of fenced.
+func formatBlock(s string) string {
+	if strings.HasPrefix(s, "```") && strings.HasSuffix(s, "```") && len(s) >= 6 {
+		inner := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(s, "```"), "```"), "\n")
+		var b strings.Builder
+		for _, l := range strings.Split(inner, "\n") {
+			b.WriteString("    " + l + "\n")
+		}
+		return b.String()
+	}
+	return plainText(s) + "\n"
+}
+
+var mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
+
+// plainText turns Slack mentions into @id / #id.
+func plainText(s string) string { return mentionRe.ReplaceAllString(s, "$1$2") }
+
+// Console is a Chat for a terminal: it prints every message as plain text, with each button
+// shown next to the line that presses it. Safe for concurrent use.
+type Console struct {
+	mu      sync.Mutex
+	out     io.Writer
+	seq     int
+	names   map[string]string // user id → name, for display
+	buttons map[string]string // short token → button value
+	last    map[string]string // action id → value of the latest such button
+}
+
+var _ Chat = (*Console)(nil)
+
+// NewConsole returns a Console printing to out.
+func NewConsole(out io.Writer) *Console {
+	return &Console{out: out, names: map[string]string{}, buttons: map[string]string{}, last: map[string]string{}}
+}
+
+// tokenLen is how much of a button value the console shows and accepts.
+const tokenLen = 8
+
+func (c *Console) print(header string, m Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	text := FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context})
+	for id, n := range c.names {
+		text = strings.ReplaceAll(text, "@"+id, "@"+n)
+	}
+	var b strings.Builder
+	b.WriteString("\n── " + header + " ──\n")
+	b.WriteString(text)
+	for _, btn := range m.Buttons {
+		tok := btn.Value
+		if len(tok) > tokenLen {
+			tok = tok[:tokenLen]
+		}
+		c.buttons[tok] = btn.Value
+		c.last[btn.ActionID] = btn.Value
+		fmt.Fprintf(&b, "  [%s] type: press %s %s\n", btn.Label, btn.ActionID, tok)
+	}
+	_, _ = io.WriteString(c.out, b.String())
+}
+
+// Say prints a line from the console itself.
+func (c *Console) Say(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, _ = fmt.Fprintf(c.out, format+"\n", args...)
+}
+
+// Post implements Chat.
+func (c *Console) Post(_ context.Context, channel string, m Message) (MessageRef, error) {
+	c.mu.Lock()
+	c.seq++
+	ref := MessageRef{Channel: channel, TS: strconv.Itoa(c.seq)}
+	c.mu.Unlock()
+	c.print(fmt.Sprintf("%s · message %s", channel, ref.TS), m)
+	return ref, nil
+}
+
+// Reply implements Chat.
+func (c *Console) Reply(_ context.Context, ref MessageRef, m Message) (MessageRef, error) {
+	c.mu.Lock()
+	c.seq++
+	r := MessageRef{Channel: ref.Channel, TS: strconv.Itoa(c.seq)}
+	c.mu.Unlock()
+	c.print(fmt.Sprintf("%s · reply to message %s", ref.Channel, ref.TS), m)
+	return r, nil
+}
+
+// Update implements Chat.
+func (c *Console) Update(_ context.Context, ref MessageRef, m Message) error {
+	c.print(fmt.Sprintf("%s · message %s updated", ref.Channel, ref.TS), m)
+	return nil
+}
+
+// Ephemeral implements Chat.
+func (c *Console) Ephemeral(_ context.Context, _, user, _ string, m Message) error {
+	c.print("only "+c.displayName(user)+" sees this", m)
+	return nil
+}
+
+// DM implements Chat.
+func (c *Console) DM(_ context.Context, user string, m Message) error {
+	c.print("direct message to "+c.displayName(user), m)
+	return nil
+}
+
+// LookupUserByEmail implements Chat; the console knows no e-mail addresses.
+func (c *Console) LookupUserByEmail(context.Context, string) (string, error) {
+	return "", errors.New("console: no user directory")
+}
+
+// UserGroupMembers implements Chat; the console has no user groups.
+func (c *Console) UserGroupMembers(_ context.Context, group string) ([]string, error) {
+	return nil, fmt.Errorf("console: no user group %s", group)
+}
+
+func (c *Console) displayName(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.names[id]; n != "" {
+		return n
+	}
+	return id
+}
+
+// resolve maps a typed button token (or nothing: the latest such button) to its value.
+func (c *Console) resolve(actionID, tok string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok == "" {
+		v, ok := c.last[actionID]
+		return v, ok
+	}
+	if v, ok := c.buttons[tok]; ok {
+		return v, true
+	}
+	if len(tok) > tokenLen {
+		if v, ok := c.buttons[tok[:tokenLen]]; ok && v == tok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// ConsoleOptions tunes RunConsole.
+type ConsoleOptions struct {
+	// User is the acting user at start (a name or a U… id); empty: the first operator, or
+	// alice with the demo identities.
+	User string
+	// Channel is where commands are "typed"; empty: #console.
+	Channel string
+}
+
+// Demo identities, used when neither OPERATORS nor APPROVERS is set.
+const (
+	demoOperator = "UALICE"
+	demoApprover = "UBOB"
+)
+
+// RunConsole runs the bot in a terminal: it reads lines from in (slash commands typed as in
+// Slack, "press ACTION TOKEN" for buttons, "/as USER" to switch the acting user), prints
+// everything the bot says to out, and returns at end of input once running jobs have
+// finished. d.Chat is replaced by a Console on out.
+func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts ConsoleOptions) error {
+	con := NewConsole(out)
+	d.Chat = con
+	demo := len(ids(d.Config.Operators)) == 0 && len(ids(d.Config.Approvers)) == 0
+	if demo {
+		d.Config.Operators = []string{demoOperator}
+		d.Config.Approvers = []string{demoApprover}
+	}
+	con.names[demoOperator], con.names[demoApprover] = "alice", "bob"
+	if opts.Channel == "" {
+		opts.Channel = "#console"
+	}
+	b, err := New(d)
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		_ = b.Run(runCtx)
+	}()
+	defer func() {
+		stopRun()
+		<-runDone
+		b.Close()
+	}()
+
+	user := opts.User
+	if user == "" {
+		user = "alice"
+		if !demo {
+			user = ids(d.Config.Operators)[0]
+		}
+	}
+	actor := con.identify(user)
+	cmd := d.Config.Command
+	if demo {
+		con.Say("Demo mode (OPERATORS and APPROVERS are not set): alice is an operator, bob is an approver.")
+	}
+	con.Say("You are %s. Type %s help to start; %s cleanup previews expired sessions.", con.displayName(actor), cmd, cmd)
+	con.Say("Buttons are pressed with the line shown next to them (press ACTION TOKEN); /as NAME switches user; /quit or end of input exits.")
+
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-runCtx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
+
+	env := 0
+	for {
+		var line string
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case line, ok = <-lines:
+		}
+		if !ok {
+			break
+		}
+		line = strings.TrimSpace(line)
+		env++
+		envID := fmt.Sprintf("console-%d", env)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case line == "/quit" || line == "/exit":
+			b.Wait()
+			return nil
+		case strings.HasPrefix(line, "/as"):
+			f := strings.Fields(line)
+			if len(f) != 2 {
+				con.Say("usage: /as NAME (e.g. /as bob)")
+				continue
+			}
+			actor = con.identify(f[1])
+			con.Say("You are now %s (%s).", con.displayName(actor), actor)
+		case strings.HasPrefix(line, "press ") || line == "press":
+			f := strings.Fields(line)
+			if len(f) < 2 || len(f) > 3 {
+				con.Say("usage: press ACTION TOKEN (e.g. press approve 7f3a9c2b)")
+				continue
+			}
+			tok := ""
+			if len(f) == 3 {
+				tok = f[2]
+			}
+			value, found := con.resolve(f[1], tok)
+			if !found {
+				con.Say("no %s button with token %q on screen", f[1], tok)
+				continue
+			}
+			b.HandleAction(ctx, Action{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
+				UserName: con.displayName(actor), ChannelID: opts.Channel, ActionID: f[1], Value: value})
+		case line == cmd || strings.HasPrefix(line, cmd+" "):
+			b.HandleCommand(ctx, Command{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
+				UserName: con.displayName(actor), ChannelID: opts.Channel, Text: strings.TrimSpace(strings.TrimPrefix(line, cmd))})
+			// Previews are quick: wait for them so that output follows input.
+			b.waitPreviews()
+		default:
+			con.Say("unknown input %q: type %s help, press ACTION TOKEN, /as NAME or /quit", short(line, 40), cmd)
+		}
+	}
+	if err := <-readErr; err != nil {
+		b.Wait()
+		return fmt.Errorf("console input: %w", err)
+	}
+	b.Wait()
+	return nil
+}
+
+// identify maps a typed name or id to a user id, remembering the name for display.
+func (c *Console) identify(s string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slackIDRe.MatchString(s) && !strings.HasPrefix(s, "S") {
+		return s
+	}
+	for id, n := range c.names {
+		if strings.EqualFold(n, s) {
+			return id
+		}
+	}
+	var b strings.Builder
+	b.WriteString("U")
+	for _, r := range strings.ToUpper(s) {
+		if r < unicode.MaxASCII && (unicode.IsUpper(r) || unicode.IsDigit(r)) {
+			b.WriteRune(r)
+		}
+	}
+	id := b.String()
+	if len(id) < 3 {
+		id += "USER"
+	}
+	c.names[id] = strings.ToLower(s)
+	return id
+}

@@ -1,0 +1,401 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// finishTimeout bounds the bookkeeping after a run (state, audit, message, notifications); it
+// runs even when the Bot is shutting down, so that a cancelled job still gets its report.
+const finishTimeout = 2 * time.Minute
+
+// startJob turns a pending request into a running job: it takes the target's lease (one
+// destructive job per target), moves the request pending → (approved →) running, and writes
+// the audit intent. Nothing is deleted unless all three succeed. executor is the person on
+// whose behalf the job runs (the requester when approved); approver is nil for a plain run.
+func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, approver *Person, a Action, refuse func(reqID, why, text string)) {
+	presser := Person{ID: a.UserID, Name: a.UserName}
+	say := func(text string) { b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: text}) }
+	now := b.now()
+	target := b.engine.Target().Name()
+
+	jobID, err := b.st.newJobID(ctx, now)
+	if err != nil {
+		say(b.safeText("job id", err))
+		return
+	}
+	ok, holder, err := b.st.acquireLease(ctx, target, jobID, b.leaseTTL)
+	if err != nil {
+		say(b.safeText("lease", err))
+		return
+	}
+	if !ok {
+		refuse(req.ID, "another cleanup is running: "+holder,
+			fmt.Sprintf("Another cleanup is running: %s. Nothing was done; press again when it has finished (`%s status %s`).", holder, b.cfg.Command, holder))
+		return
+	}
+	bg := context.WithoutCancel(ctx)
+	release := func() {
+		if err := b.st.releaseLease(bg, target, jobID); err != nil {
+			b.log.Warn("release lease", "job", jobID, "err", err)
+		}
+	}
+
+	from := StatusPending
+	if approver != nil {
+		ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusApproved, decisionFields(*approver, now)...)
+		if err != nil || !ok {
+			release()
+			if err != nil {
+				say(b.safeText("approve", err))
+				return
+			}
+			req.Status = cur
+			refuse(req.ID, "already "+string(cur), decidedText(req))
+			return
+		}
+		b.metrics.Approval("approved")
+		_ = b.record(cleanup.Event(now, cleanup.EventApproved, "User", personText(*approver), "Request", req.ID,
+			"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
+		from = StatusApproved
+	}
+	fields := []string{"job", jobID}
+	if approver == nil {
+		fields = append(fields, decisionFields(presser, now)...)
+	}
+	ok, cur, err := b.st.transition(ctx, req.ID, from, StatusRunning, fields...)
+	if err != nil || !ok {
+		release()
+		if err != nil {
+			say(b.safeText("start job", err))
+			return
+		}
+		req.Status = cur
+		refuse(req.ID, "already "+string(cur), decidedText(req))
+		return
+	}
+	req.Status, req.JobID = StatusRunning, jobID
+
+	job := &Job{
+		ID: jobID, RequestID: req.ID, Mode: req.Mode, Scope: req.Scope, Reason: req.Reason,
+		Requester: req.Requester, Executor: executor, Approver: approver,
+		Target: target, Ref: req.Ref, StartedAt: now,
+	}
+	if err := b.st.createJob(ctx, job); err != nil {
+		release()
+		b.abortRequest(bg, req, job, b.safeText("store job", err)+"; nothing was deleted.")
+		return
+	}
+
+	// The intent is on record before anything is deleted, or nothing is.
+	kv := []string{"User", personText(executor), "Mode", req.Mode, "Filters", req.Scope}
+	if approver != nil {
+		kv = append(kv, "Approved-By", personText(*approver))
+	}
+	if approver == nil && presser.ID != req.Requester.ID {
+		kv = append(kv, "Requester", personText(req.Requester))
+	}
+	backup := "no"
+	switch {
+	case req.Backup:
+		backup = "yes"
+	case req.NoBackup:
+		backup = "skipped (--no-backup)"
+	}
+	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", backup)
+	if req.Kind == "restore" {
+		kv = append(kv, "Backup-ID", req.BackupID)
+	}
+	if err := b.record(cleanup.Event(now, cleanup.EventCleanupStarted, kv...)); err != nil {
+		release()
+		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
+		say("Not started: the audit log could not be written. Nothing was deleted.")
+		return
+	}
+
+	b.update(ctx, req.Ref, runningMessage(req, job, nil))
+	if req.Origin != nil {
+		b.update(ctx, *req.Origin, runningMessage(req, job, nil))
+	}
+	started := b.spawn(func(ctx context.Context) {
+		defer release()
+		b.runJob(ctx, req, job)
+	})
+	if !started {
+		release()
+		b.abortRequest(bg, req, job, "The bot is shutting down, so the job was not started. Nothing was deleted.")
+	}
+}
+
+// abortRequest ends a job that never started.
+func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why string) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	if _, err := b.st.finishJob(ctx, job.ID, StatusFailed, nil, why, b.now()); err != nil {
+		b.log.Error("finish job", "job", job.ID, "err", err)
+	}
+	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, StatusFailed); err != nil {
+		b.log.Error("fail request", "request", req.ID, "err", err)
+	}
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupFailed, "User", personText(job.Executor),
+		"Mode", job.Mode, "Filters", job.Scope, "Job", job.ID, "Deleted", "0", "Error", why))
+	b.metrics.CleanupFinished(job.Mode, "failed", 0, 0)
+	b.showDecided(ctx, req, notStartedMessage(req, why))
+}
+
+// runJob executes a started job and reports it. It owns the job's lease renewal, its progress
+// updates and its cancellation (locally by context, from other replicas by a flag in Redis).
+func (b *Bot) runJob(ctx context.Context, req *Request, job *Job) {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.mu.Lock()
+	b.jobs[job.ID] = cancel
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.jobs, job.ID)
+		b.mu.Unlock()
+	}()
+
+	var (
+		mu   sync.Mutex
+		last *cleanup.Progress
+	)
+	setProgress := func(p cleanup.Progress) {
+		mu.Lock()
+		last = &p
+		mu.Unlock()
+	}
+	bg := context.WithoutCancel(jctx)
+	checkCancel := func() {
+		if by, err := b.st.cancelledBy(bg, job.ID); err == nil && by != nil {
+			cancel()
+		}
+	}
+	checkCancel() // a cancel pressed between start and now
+	stopProgress := b.every(jctx, b.progressEvery, func() {
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		if p != nil {
+			if err := b.st.setProgress(bg, job.ID, *p, b.now()); err != nil {
+				b.log.Warn("store progress", "job", job.ID, "err", err)
+			}
+			b.update(bg, req.Ref, runningMessage(req, job, p))
+		}
+		checkCancel()
+	})
+	stopLease := b.every(jctx, max(b.leaseTTL/3, time.Millisecond), func() {
+		ok, err := b.st.renewLease(bg, job.Target, job.ID, b.leaseTTL)
+		switch {
+		case err != nil:
+			b.log.Warn("renew lease", "job", job.ID, "err", err)
+		case !ok:
+			// Another job may now hold the target: stop rather than run two at once.
+			b.log.Error("lease lost; stopping job", "job", job.ID)
+			cancel()
+		}
+	})
+
+	var (
+		rep cleanup.Report
+		err error
+	)
+	if req.Kind == "restore" {
+		rep, err = b.runRestore(jctx, req, setProgress)
+	} else {
+		spec := cleanup.RunSpec{
+			Filter:   req.Filter,
+			MaxValid: maxValid(req),
+			Progress: setProgress,
+			Verify:   true,
+		}
+		if req.Backup {
+			spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}
+		}
+		rep, err = b.engine.Run(jctx, spec)
+	}
+	stopProgress()
+	stopLease()
+	b.finishJob(bg, req, job, rep, err, jctx.Err() != nil)
+}
+
+// finishJob records the outcome of a run everywhere: state, audit, message, notifications,
+// metrics.
+func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, runErr error, cancelled bool) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	now := b.now()
+	if rep.End.IsZero() {
+		rep.End = now
+	}
+	if rep.Start.IsZero() {
+		rep.Start = job.StartedAt
+	}
+	by, _ := b.st.cancelledBy(ctx, job.ID)
+
+	status, result, errText := StatusDone, "completed", ""
+	switch {
+	case runErr == nil && rep.Stopped == "":
+	case by != nil || cancelled || errors.Is(runErr, context.Canceled):
+		status, result = StatusCancelled, "cancelled"
+		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(rep.Deleted))
+		if by == nil {
+			errText = fmt.Sprintf("Stopped (the bot was shutting down) after deleting %s sessions.", num(rep.Deleted))
+		}
+	case errors.Is(runErr, cleanup.ErrBoundReached):
+		status, result = StatusFailed, "stopped"
+		errText = fmt.Sprintf("Stopped: more still-valid sessions match than the %s previewed (limit %s). %s were deleted; run a fresh preview.",
+			num(req.Plan.Valid), num(maxValid(req)), num(rep.Deleted))
+	default:
+		status, result = StatusFailed, "failed"
+		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(rep.Deleted), b.safeText("job "+job.ID, runErr))
+		if rep.Deleted == 0 && req.Backup && rep.Backup == "" && req.Kind != "restore" {
+			errText = "Failed before deleting anything (the backup could not be written): " + b.safeText("job "+job.ID, runErr)
+		}
+	}
+
+	if _, err := b.st.finishJob(ctx, job.ID, status, &rep, errText, now); err != nil {
+		b.log.Error("finish job", "job", job.ID, "err", err)
+	}
+	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
+		b.log.Error("finish request", "request", req.ID, "err", err)
+	}
+
+	if req.Kind == "restore" {
+		_ = b.record(cleanup.Event(now, cleanup.EventRestoreCompleted, "User", personText(job.Executor),
+			"Job", job.ID, "Backup-ID", req.BackupID, "Restored", num(rep.Deleted), "Skipped", num(rep.Skipped),
+			"Errors", num(rep.Errors), "Result", result))
+	} else {
+		_ = b.record(cleanup.Event(now, cleanup.EventSessionsScanned, "Total", num(rep.Scanned),
+			"Matched", num(rep.Matched), "Kept", num(rep.Kept), "Job", job.ID))
+	}
+	switch status {
+	case StatusDone:
+		if req.Kind != "restore" {
+			_ = b.record(cleanup.Event(now, cleanup.EventCleanupCompleted, "Deleted", num(rep.Deleted),
+				"Kept", num(rep.Kept), "Errors", num(rep.Errors), "Skipped", num(rep.Skipped),
+				"Job", job.ID, "Duration", shortDuration(rep.Duration()), "Backup", orDash(rep.Backup)))
+		}
+	case StatusCancelled:
+		canceller := "shutdown"
+		if by != nil {
+			canceller = personText(*by)
+		}
+		_ = b.record(cleanup.Event(now, cleanup.EventCancelled, "User", canceller, "Job", job.ID,
+			"Mode", job.Mode, "Filters", job.Scope, "Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors)))
+	default:
+		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", job.Mode, "Filters", job.Scope,
+			"Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors), "Job", job.ID, "Error", errText))
+	}
+
+	msg := reportMessage(req, job, rep, status, errText)
+	b.update(ctx, req.Ref, msg)
+	if req.Origin != nil {
+		b.update(ctx, *req.Origin, msg)
+	}
+	b.metrics.CleanupFinished(job.Mode, result, rep.Deleted, rep.Duration())
+
+	if b.notify != nil {
+		o := JobOutcome{
+			JobID: job.ID, Mode: job.Mode, Scope: job.Scope, Reason: job.Reason,
+			Requester: job.Requester, Approver: job.Approver, Executor: job.Executor,
+			Report: rep, Failed: status == StatusFailed, Error: errText,
+			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,
+			Target:  job.Target, Thread: req.Ref, At: now,
+		}
+		if req.Filter.UserID != "" {
+			for _, u := range rep.Users {
+				o.AffectedUsers = append(o.AffectedUsers, AffectedUser{UserID: u.UserID, Email: u.Username})
+			}
+		}
+		b.notify.JobFinished(ctx, o)
+	}
+}
+
+// every calls fn every d until the returned stop is called (or ctx ends); stop waits for a
+// running fn to return.
+func (b *Bot) every(ctx context.Context, d time.Duration, fn func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// sweepStaleJobs fails jobs whose replica died mid-run: no heartbeat for three lease periods
+// and nobody holding the target's lease for them.
+func (b *Bot) sweepStaleJobs(ctx context.Context) {
+	jobs, err := b.st.recentJobs(ctx, 20)
+	if err != nil {
+		return
+	}
+	now := b.now()
+	for _, j := range jobs {
+		if j.Status != StatusRunning || now.Sub(j.Heartbeat) < 3*b.leaseTTL {
+			continue
+		}
+		b.mu.Lock()
+		_, local := b.jobs[j.ID]
+		b.mu.Unlock()
+		if local {
+			continue
+		}
+		if h, err := b.st.leaseHolder(ctx, j.Target); err != nil || h == j.ID {
+			continue
+		}
+		why := "Interrupted: the bot running this job stopped. Check `" + b.cfg.Command + " stats` and run a fresh preview."
+		ok, err := b.st.finishJob(ctx, j.ID, StatusFailed, j.Report, why, now)
+		if err != nil || !ok {
+			continue
+		}
+		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", j.Mode, "Filters", j.Scope,
+			"Job", j.ID, "Error", "interrupted (no heartbeat)"))
+		req, err := b.st.request(ctx, j.RequestID)
+		if err != nil {
+			continue
+		}
+		_, _, _ = b.st.transition(ctx, req.ID, StatusRunning, StatusFailed)
+		b.showDecided(ctx, req, notStartedMessage(req, why))
+	}
+}
+
+// runRestore puts a backup's sessions back, reporting in a cleanup.Report: Deleted counts the
+// sessions restored, Skipped those expired, present or outside the prefix.
+func (b *Bot) runRestore(ctx context.Context, req *Request, progress func(cleanup.Progress)) (cleanup.Report, error) {
+	start := time.Now()
+	t := b.engine.Target()
+	toReport := func(r cleanup.RestoreReport) cleanup.Report {
+		return cleanup.Report{Mode: "restore", Start: start, End: time.Now(), Scanned: r.Read, Matched: r.Read,
+			Deleted: r.Restored, Skipped: r.SkippedExpired + r.SkippedExists + r.SkippedPrefix,
+			Errors: r.Errors, Remaining: -1}
+	}
+	rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(req.Restore.Path), cleanup.RestoreOptions{
+		Now: b.now,
+		Progress: func(r cleanup.RestoreReport) {
+			progress(cleanup.Progress{Phase: "restore", Scanned: r.Read, Deleted: r.Restored,
+				Skipped: r.SkippedExpired + r.SkippedExists + r.SkippedPrefix, Errors: r.Errors, Elapsed: time.Since(start)})
+		},
+	})
+	return toReport(rr), err
+}

@@ -1,0 +1,546 @@
+package bot
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/templates"
+)
+
+// Message builders. Everything a person reads is built here, from stored requests, plans and
+// reports; none of them ever sees a token, a username or a full session id (plans and reports
+// carry none), so nothing here can leak one.
+
+func helpMessage(cfg Config) Message {
+	body := templates.Help(templates.HelpData{
+		Command:   cfg.Command,
+		Threshold: num(cfg.ApprovalThreshold),
+		TTL:       shortDuration(cfg.ApprovalTTL),
+	})
+	return Message{
+		Text:  cfg.Command + " help",
+		Title: "sessionbot: clean up OAuth2 sessions safely",
+		Lines: templates.Paragraphs(body),
+	}
+}
+
+func previewingMessage(scope string, who Person) Message {
+	return Message{
+		Text:    "Previewing cleanup " + scope + "…",
+		Title:   "Previewing cleanup…",
+		Lines:   []string{"Dry run of `" + scope + "` in progress. A preview never deletes anything."},
+		Context: []string{"Requested by " + userRef(who.ID)},
+	}
+}
+
+func previewProgressMessage(scope string, who Person, p cleanup.Progress) Message {
+	m := previewingMessage(scope, who)
+	m.Lines = append(m.Lines, fmt.Sprintf("Scanned %s keys, %s matching so far (%s).",
+		num(p.Scanned), num(p.Matched), shortDuration(p.Elapsed)))
+	return m
+}
+
+// summaryLines are the runbook's dry-run lines for plan.
+func summaryLines(p cleanup.Plan) []string {
+	f := p.Filter.Normalize()
+	lines := []string{fmt.Sprintf("Found %s total session %s", num(p.Found), plural(p.Found, "key", "keys"))}
+	switch {
+	case f.All:
+		lines = append(lines, fmt.Sprintf("%s %s will be deleted (ALL)", num(p.Matched), sessions(p.Matched)))
+	case f.Scope() == "expired_only":
+		lines = append(lines,
+			fmt.Sprintf("%s %s expired (will be deleted)", num(p.Matched), sessions(p.Matched)),
+			fmt.Sprintf("%s %s still valid (will be kept)", num(p.Kept), sessions(p.Kept)))
+	case f.Scope() == "auth_method="+f.AuthMethod:
+		lines = append(lines,
+			fmt.Sprintf("%s %s with auth_method=%s (will be deleted)", num(p.Matched), sessions(p.Matched), f.AuthMethod),
+			fmt.Sprintf("%s %s with other auth methods (will be kept)", num(p.Kept), sessions(p.Kept)))
+	default:
+		lines = append(lines,
+			fmt.Sprintf("%s %s matching %s (will be deleted)", num(p.Matched), sessions(p.Matched), f.Scope()),
+			fmt.Sprintf("%s %s (will be kept)", num(p.Kept), sessions(p.Kept)))
+	}
+	if p.Malformed > 0 && !f.ByKey() {
+		lines = append(lines, fmt.Sprintf("%s malformed %s (kept; only --all or --session-id remove them)",
+			num(p.Malformed), sessions(p.Malformed)))
+	}
+	return lines
+}
+
+// planDetails are the lines under the summary: who is logged out, breakdown, TTLs, samples.
+func planDetails(p cleanup.Plan) []string {
+	var out []string
+	out = append(out, fmt.Sprintf("*%s still-valid %s* would be logged out; about %s would be freed.",
+		num(p.Valid), sessions(p.Valid), bytesText(p.Bytes)))
+	if len(p.ByAuthMethod) > 0 {
+		keys := slices.Sorted(maps.Keys(p.ByAuthMethod))
+		slices.SortStableFunc(keys, func(a, b string) int { return int(p.ByAuthMethod[b] - p.ByAuthMethod[a]) })
+		var parts []string
+		for _, k := range keys {
+			name := k
+			if name == "" {
+				name = "(unknown)"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s", name, num(p.ByAuthMethod[k])))
+		}
+		out = append(out, "By auth_method: "+strings.Join(parts, " · "))
+	}
+	if p.Matched > 0 {
+		out = append(out, "TTL: "+ttlText(p.TTL))
+	}
+	if len(p.Samples) > 0 {
+		var b strings.Builder
+		b.WriteString("Samples (redacted):")
+		for _, s := range p.Samples {
+			b.WriteString("\n")
+			b.WriteString(sampleText(s))
+		}
+		out = append(out, b.String())
+	}
+	if len(p.Restarted) > 0 {
+		out = append(out, "Rescanned after a restart: "+strings.Join(p.Restarted, ", "))
+	}
+	return out
+}
+
+func sampleText(s cleanup.Sample) string {
+	if s.Malformed {
+		return fmt.Sprintf("• `%s` malformed value · TTL %s", s.ID, ttlValue(s.TTL))
+	}
+	return fmt.Sprintf("• `%s` %s · %s · created %s · last active %s · expires %s · TTL %s",
+		s.ID, orDash(s.UserID), orDash(s.AuthMethod),
+		stamp(s.CreatedAt), stamp(s.LastActivity), stamp(s.ExpiresAt), ttlValue(s.TTL))
+}
+
+func ttlText(h cleanup.TTLHistogram) string {
+	labels := []string{"≤10m", "≤30m", "≤1h", "≤24h", ">24h"}
+	parts := []string{"no TTL " + num(h.NoTTL)}
+	for i, l := range labels {
+		parts = append(parts, l+" "+num(h.Buckets[i]))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func nothingToDoMessage(req *Request) Message {
+	m := Message{
+		Text:    "Nothing to delete for " + req.Scope,
+		Title:   "Dry-run preview: nothing to delete",
+		Lines:   []string{codeBlock(summaryLines(req.Plan))},
+		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + req.Scope + "`"},
+	}
+	m.Lines = append(m.Lines, planDetails(req.Plan)[1:]...)
+	return m
+}
+
+// previewMessage is a request that needs no approval: Run and Cancel.
+func previewMessage(req *Request) Message {
+	m := Message{
+		Text:  fmt.Sprintf("Dry-run preview: %s sessions would be deleted (%s)", num(req.Plan.Matched), req.Scope),
+		Title: "Dry-run preview: " + req.Scope,
+		Lines: append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...),
+		Fields: []Field{
+			{"Requested by", userRef(req.Requester.ID)},
+			{"Scope", "`" + req.Scope + "`"},
+			{"Reason", orDash(req.Reason)},
+			{"Backup", backupPlan(req)},
+		},
+		Context: []string{fmt.Sprintf("Nothing has been deleted. Run re-checks every session when it runs and stops past %s still-valid sessions. Expires %s.",
+			num(maxValid(req)), stamp(req.ExpiresAt))},
+		Buttons: []Button{
+			{ActionID: "run", Label: "Run cleanup", Value: req.ID, Style: "primary",
+				Confirm: fmt.Sprintf("Delete about %s sessions matching %s?", num(req.Plan.Matched), req.Scope)},
+			{ActionID: "cancel", Label: "Cancel", Value: req.ID},
+		},
+	}
+	return m
+}
+
+// approvalMessage is a request that needs a second person: Approve, Reject and Cancel, never Run.
+func approvalMessage(req *Request) Message {
+	title := "Approval needed: cleanup of " + req.Scope
+	what := fmt.Sprintf("%s sessions (%s still valid)", num(req.Plan.Matched), num(req.Plan.Valid))
+	var lines []string
+	switch {
+	case req.Kind == "restore":
+		title = "Approval needed: restore " + req.BackupID
+		lines = restoreLines(req)
+		what = fmt.Sprintf("%s sessions restored", num(req.Restore.Restorable))
+	case req.Filter.All:
+		title = ":rotating_light: Approval needed: MASS LOGOUT (all sessions)"
+		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+		what = fmt.Sprintf("ALL %s sessions; every user is logged out", num(req.Plan.Matched))
+	default:
+		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+	}
+	m := Message{
+		Text:  title + " — requested by " + req.Requester.ID,
+		Title: title,
+		Lines: lines,
+		Fields: []Field{
+			{"Requested by", userRef(req.Requester.ID)},
+			{"Reason", orDash(req.Reason)},
+			{"Scope", "`" + req.Scope + "`"},
+			{"Would affect", what},
+			{"Backup", backupPlan(req)},
+			{"Approvers", approversText(req.Approvers)},
+			{"Expires", stamp(req.ExpiresAt)},
+		},
+		Context: []string{"Two-person rule: an approver other than " + userRef(req.Requester.ID) +
+			" must approve. Approve starts it at once; nothing has been deleted yet."},
+		Buttons: []Button{
+			{ActionID: "approve", Label: "Approve", Value: req.ID, Style: "danger",
+				Confirm: "Approve and start now: " + what + "?"},
+			{ActionID: "reject", Label: "Reject", Value: req.ID},
+			{ActionID: "cancel", Label: "Cancel request", Value: req.ID},
+		},
+	}
+	return m
+}
+
+func restoreLines(req *Request) []string {
+	r := req.Restore
+	lines := []string{codeBlock([]string{
+		fmt.Sprintf("Found %s sessions in backup %s", num(r.Records), req.BackupID),
+		fmt.Sprintf("%s sessions will be restored", num(r.Restorable)),
+		fmt.Sprintf("%s sessions expired since the backup (will be skipped)", num(r.Expired)),
+	})}
+	if r.OutsidePfx > 0 {
+		lines = append(lines, fmt.Sprintf("%s keys outside the session prefix are in the file and will be skipped.", num(r.OutsidePfx)))
+	}
+	return append(lines, "Existing sessions with the same key are left as they are.")
+}
+
+// approvalElsewhereMessage replaces the preview in the command's channel when the approval
+// request went to APPROVAL_CHANNEL.
+func approvalElsewhereMessage(req *Request, channel string) Message {
+	m := approvalMessage(req)
+	m.Text = "Approval requested in " + channelText(channel)
+	m.Buttons = nil
+	m.Context = []string{"Approval requested in " + channelText(channel) + ". Nothing has been deleted."}
+	return m
+}
+
+func decidedMessage(req *Request, title, why string) Message {
+	base := approvalMessage(req)
+	if !req.NeedsApproval {
+		base = previewMessage(req)
+	}
+	return Message{
+		Text:    title + " (" + req.Scope + ")",
+		Title:   title,
+		Lines:   append([]string{why}, base.Lines...),
+		Fields:  base.Fields,
+		Context: []string{"Nothing was deleted."},
+	}
+}
+
+func expiredMessage(req *Request) Message {
+	return decidedMessage(req, "Expired: "+req.Scope,
+		fmt.Sprintf("This request expired at %s without being run. Run `/sessions cleanup` again for a fresh preview.", stamp(req.ExpiresAt)))
+}
+
+func rejectedMessage(req *Request, by Person) Message {
+	return decidedMessage(req, "Rejected: "+req.Scope, "Rejected by "+userRef(by.ID)+".")
+}
+
+func cancelledMessage(req *Request, by Person) Message {
+	return decidedMessage(req, "Cancelled: "+req.Scope, "Cancelled by "+userRef(by.ID)+" before it ran.")
+}
+
+func runningMessage(req *Request, job *Job, p *cleanup.Progress) Message {
+	title := "Running: " + req.Scope
+	if req.Filter.All {
+		title = ":rotating_light: Mass logout running"
+	}
+	if req.Kind == "restore" {
+		title = "Restoring " + req.BackupID
+	}
+	line := "Starting…"
+	if p != nil {
+		line = fmt.Sprintf("%s: scanned %s · matched %s · deleted %s · skipped %s · errors %s · %s",
+			orDash(p.Phase), num(p.Scanned), num(p.Matched), num(p.Deleted), num(p.Skipped), num(p.Errors), shortDuration(p.Elapsed))
+	}
+	return Message{
+		Text:   title + " (" + job.ID + ")",
+		Title:  title,
+		Lines:  []string{line},
+		Fields: jobFields(job),
+		Context: []string{fmt.Sprintf("Job `%s` · previewed %s to delete (%s still valid) · started %s",
+			job.ID, num(req.Plan.Matched), num(req.Plan.Valid), stamp(job.StartedAt))},
+		Buttons: []Button{{ActionID: "cancel", Label: "Cancel job", Value: req.ID, Style: "danger",
+			Confirm: "Stop job " + job.ID + "? Sessions already deleted stay deleted."}},
+	}
+}
+
+func jobFields(job *Job) []Field {
+	f := []Field{{"Requested by", userRef(job.Requester.ID)}}
+	if job.Approver != nil {
+		f = append(f, Field{"Approved by", userRef(job.Approver.ID)})
+	} else {
+		f = append(f, Field{"Run by", userRef(job.Executor.ID)})
+	}
+	return append(f, Field{"Reason", orDash(job.Reason)}, Field{"Scope", "`" + job.Scope + "`"})
+}
+
+// reportMessage is the final report; it replaces the preview.
+func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errText string) Message {
+	var title string
+	switch {
+	case st == StatusDone && req.Kind == "restore":
+		title = ":white_check_mark: Restore completed: " + req.BackupID
+	case st == StatusDone:
+		title = ":white_check_mark: Cleanup completed: " + req.Scope
+	case st == StatusCancelled:
+		title = ":octagonal_sign: Cancelled: " + req.Scope
+	default:
+		title = ":x: Failed: " + req.Scope
+	}
+	var lines []string
+	if errText != "" {
+		lines = append(lines, "*"+errText+"*")
+	}
+	if req.Kind == "restore" {
+		lines = append(lines, codeBlock([]string{
+			fmt.Sprintf("Previewed: %s to restore", num(req.Restore.Restorable)),
+			fmt.Sprintf("Restored: %s", num(rep.Deleted)),
+			fmt.Sprintf("Skipped: %s (expired or already present)", num(rep.Skipped)),
+			fmt.Sprintf("Errors: %s", num(rep.Errors)),
+			fmt.Sprintf("Duration: %s", shortDuration(rep.Duration())),
+		}))
+	} else {
+		rows := []string{
+			fmt.Sprintf("Previewed: %s to delete (%s still valid) of %s", num(req.Plan.Matched), num(req.Plan.Valid), num(req.Plan.Found)),
+			fmt.Sprintf("Actual:    %s matched of %s scanned", num(rep.Matched), num(rep.Scanned)),
+			fmt.Sprintf("Deleted:   %s (%s still valid)", num(rep.Deleted), num(rep.DeletedValid)),
+			fmt.Sprintf("Kept:      %s", num(rep.Kept)),
+			fmt.Sprintf("Skipped:   %s (changed since read)", num(rep.Skipped)),
+			fmt.Sprintf("Malformed: %s", num(rep.Malformed)),
+			fmt.Sprintf("Errors:    %s", num(rep.Errors)),
+			fmt.Sprintf("Duration:  %s", shortDuration(rep.Duration())),
+		}
+		if rep.Remaining >= 0 {
+			rows = append(rows, fmt.Sprintf("Remaining: %s session keys", num(rep.Remaining)))
+		}
+		lines = append(lines, codeBlock(rows))
+	}
+	if rep.Backup != "" {
+		lines = append(lines, "Backup: `"+rep.Backup+"`")
+	} else if req.Backup {
+		lines = append(lines, "Backup: none written")
+	} else if req.NoBackup {
+		lines = append(lines, "Backup: skipped (--no-backup)")
+	}
+	if len(rep.Restarted) > 0 {
+		lines = append(lines, "Rescanned after a node restart: "+strings.Join(rep.Restarted, ", "))
+	}
+	if req.Kind != "restore" {
+		lines = append(lines, "Keys outside the session prefix were not touched.")
+	}
+	return Message{
+		Text:    fmt.Sprintf("%s (job %s): deleted %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, num(rep.Deleted)),
+		Title:   title,
+		Lines:   lines,
+		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
+		Context: []string{"Started " + stamp(job.StartedAt) + " · ended " + stamp(rep.End)},
+	}
+}
+
+// notStartedMessage replaces a request whose job could not start (its audit intent could not
+// be written, or the bot is shutting down): nothing was deleted.
+func notStartedMessage(req *Request, why string) Message {
+	return decidedMessage(req, ":x: Not started: "+req.Scope, "*"+why+"*")
+}
+
+func statusMessage(jobs []*Job, now time.Time) Message {
+	if len(jobs) == 0 {
+		return Message{Text: "No jobs yet.", Lines: []string{"No cleanup has run yet."}}
+	}
+	var lines []string
+	for _, j := range jobs {
+		lines = append(lines, jobLine(j, now))
+	}
+	return Message{Text: "Recent jobs", Title: "Recent jobs", Lines: lines}
+}
+
+func jobLine(j *Job, now time.Time) string {
+	s := fmt.Sprintf("`%s` %s · %s · %s · by %s", j.ID, j.Status, j.Mode, "`"+j.Scope+"`", userRef(j.Requester.ID))
+	switch {
+	case j.Report != nil:
+		s += fmt.Sprintf(" · deleted %s in %s", num(j.Report.Deleted), shortDuration(j.Report.Duration()))
+	case j.Progress != nil:
+		s += fmt.Sprintf(" · deleted %s so far (%s)", num(j.Progress.Deleted), shortDuration(j.Progress.Elapsed))
+	}
+	if j.Status == StatusRunning {
+		s += " · started " + shortDuration(now.Sub(j.StartedAt)) + " ago"
+	}
+	return s
+}
+
+func jobDetailMessage(j *Job, now time.Time) Message {
+	lines := []string{jobLine(j, now)}
+	if j.Error != "" {
+		lines = append(lines, "Error: "+j.Error)
+	}
+	if j.Report != nil && j.Report.Backup != "" {
+		lines = append(lines, "Backup: `"+j.Report.Backup+"`")
+	}
+	return Message{Text: "Job " + j.ID + ": " + string(j.Status), Title: "Job " + j.ID, Lines: lines, Fields: jobFields(j)}
+}
+
+func statsMessage(s cleanup.Stats) Message {
+	lines := []string{codeBlock([]string{
+		fmt.Sprintf("Found %s total session %s", num(s.Total), plural(s.Total, "key", "keys")),
+		fmt.Sprintf("%s %s expired", num(s.Expired), sessions(s.Expired)),
+		fmt.Sprintf("%s %s without TTL (orphans)", num(s.Orphans), sessions(s.Orphans)),
+		fmt.Sprintf("%s malformed %s", num(s.Malformed), sessions(s.Malformed)),
+	})}
+	if len(s.ByAuthMethod) > 0 {
+		keys := slices.Sorted(maps.Keys(s.ByAuthMethod))
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %s", orDash(k), num(s.ByAuthMethod[k])))
+		}
+		lines = append(lines, "By auth_method: "+strings.Join(parts, " · "))
+	}
+	lines = append(lines, "TTL: "+ttlText(s.TTL),
+		fmt.Sprintf("Session memory about %s of %s used on %d %s.", bytesText(s.Bytes), bytesText(s.UsedMemory), s.Nodes, plural(int64(s.Nodes), "node", "nodes")))
+	if !s.Complete {
+		lines = append(lines, "_Partial: the scan stopped early; counts cover the keys seen._")
+	}
+	return Message{Text: fmt.Sprintf("%s sessions (%s expired)", num(s.Total), num(s.Expired)), Title: "Session stats (" + s.Prefix + "*)", Lines: lines}
+}
+
+// Formatting helpers.
+
+func num(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func sessions(n int64) string { return plural(n, "session", "sessions") }
+
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	s := d.Round(time.Second).String()
+	s = strings.TrimSuffix(s, "0s")
+	return strings.TrimSuffix(s, "0m")
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func ttlValue(d time.Duration) string {
+	if d < 0 {
+		return "none"
+	}
+	return shortDuration(d)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// userRef mentions a user (<@U…>, which Slack shows as a name); a user group is shown by id
+// (its mention syntax would ping the whole group).
+func userRef(id string) string {
+	switch {
+	case id == "":
+		return "—"
+	case strings.HasPrefix(id, "S"):
+		return "group " + id
+	default:
+		return "<@" + id + ">"
+	}
+}
+
+func approversText(list []string) string {
+	if len(list) == 0 {
+		return "none configured (set APPROVERS)"
+	}
+	parts := make([]string, len(list))
+	for i, id := range list {
+		parts[i] = userRef(id)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func channelText(ch string) string {
+	if strings.HasPrefix(ch, "#") {
+		return ch
+	}
+	return "<#" + ch + ">"
+}
+
+func codeBlock(lines []string) string { return "```\n" + strings.Join(lines, "\n") + "\n```" }
+
+func backupPlan(req *Request) string {
+	switch {
+	case req.Kind == "restore":
+		return "not needed (restore adds sessions back)"
+	case req.Backup:
+		return "yes, written to BACKUP_DIR before anything is deleted"
+	case req.NoBackup:
+		return "*skipped (--no-backup)*"
+	default:
+		return "none (not required; --backup forces one)"
+	}
+}
+
+// maxValid is the still-valid bound a run stops at (SPEC §11): previewed + 10% + 10.
+func maxValid(req *Request) int64 {
+	if req.Filter.All {
+		return -1
+	}
+	return cleanup.ValidBound(req.Plan.Valid)
+}

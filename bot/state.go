@@ -1,0 +1,467 @@
+package bot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// Status is where a request or job is in its life. Requests move
+// pending → approved|rejected|expired|cancelled|running, approved → running,
+// running → done|failed|cancelled; jobs are running → done|failed|cancelled. Every move is a
+// compare-and-set in Redis, so two replicas (or two approvers) can never both make it.
+type Status string
+
+// Request and job statuses.
+const (
+	StatusPending   Status = "pending"
+	StatusApproved  Status = "approved"
+	StatusRunning   Status = "running"
+	StatusDone      Status = "done"
+	StatusFailed    Status = "failed"
+	StatusRejected  Status = "rejected"
+	StatusExpired   Status = "expired"
+	StatusCancelled Status = "cancelled"
+)
+
+// Request is a previewed cleanup (or restore) waiting for someone to run or approve it. Its
+// fields are written once, when the preview is shown: what an approver approves is exactly what
+// runs. Only Status and the decision fields change afterwards.
+type Request struct {
+	ID            string         `json:"id"`
+	Kind          string         `json:"kind"` // cleanup or restore
+	Mode          string         `json:"mode"` // execute, all or restore
+	Filter        cleanup.Filter `json:"filter"`
+	Scope         string         `json:"scope"`
+	Reason        string         `json:"reason"`
+	NoBackup      bool           `json:"no_backup"`
+	ForceBackup   bool           `json:"force_backup"`
+	BackupID      string         `json:"backup_id,omitempty"` // restore
+	Requester     Person         `json:"requester"`
+	TeamID        string         `json:"team_id"`
+	Channel       string         `json:"channel"`
+	Ref           MessageRef     `json:"ref"`              // the message with the buttons
+	Origin        *MessageRef    `json:"origin,omitempty"` // the preview, when the approval went elsewhere
+	Plan          cleanup.Plan   `json:"plan"`
+	Restore       *RestorePlan   `json:"restore,omitempty"`
+	NeedsApproval bool           `json:"needs_approval"`
+	Backup        bool           `json:"backup"` // a backup is written before deleting
+	Approvers     []string       `json:"approvers"`
+	CreatedAt     time.Time      `json:"created_at"`
+	ExpiresAt     time.Time      `json:"expires_at"`
+
+	// Mutable, stored apart from the immutable JSON.
+	Status    Status    `json:"-"`
+	DecidedBy *Person   `json:"-"`
+	DecidedAt time.Time `json:"-"`
+	JobID     string    `json:"-"`
+}
+
+// RestorePlan is the dry-run of a restore, counted from the backup file.
+type RestorePlan struct {
+	Path       string `json:"path"`
+	Records    int64  `json:"records"`
+	Expired    int64  `json:"expired"`    // skipped: their TTL ran out since the backup
+	Restorable int64  `json:"restorable"` // would be put back
+	OutsidePfx int64  `json:"outside_prefix"`
+}
+
+// Job is one execution of a request.
+type Job struct {
+	ID        string     `json:"id"`
+	RequestID string     `json:"request_id"`
+	Mode      string     `json:"mode"`
+	Scope     string     `json:"scope"`
+	Reason    string     `json:"reason"`
+	Requester Person     `json:"requester"`
+	Executor  Person     `json:"executor"`
+	Approver  *Person    `json:"approver,omitempty"`
+	Target    string     `json:"target"`
+	Ref       MessageRef `json:"ref"`
+	StartedAt time.Time  `json:"started_at"`
+
+	// Mutable.
+	Status    Status            `json:"-"`
+	Progress  *cleanup.Progress `json:"-"`
+	Report    *cleanup.Report   `json:"-"`
+	Error     string            `json:"-"`
+	EndedAt   time.Time         `json:"-"`
+	Heartbeat time.Time         `json:"-"`
+	Cancel    bool              `json:"-"`
+}
+
+// store keeps requests, jobs, envelope ids and leases in Redis under one key prefix. In a
+// Cluster the prefix carries a hash tag so every script's keys share a slot.
+type store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	keep   time.Duration // how long decided requests and finished jobs are kept
+}
+
+func newStore(rdb redis.UniversalClient) *store {
+	p := "sessionbot:"
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		p = "sessionbot:{state}:"
+	}
+	return &store{rdb: rdb, prefix: p, keep: 7 * 24 * time.Hour}
+}
+
+func (s *store) reqKey(id string) string   { return s.prefix + "request:" + id }
+func (s *store) jobKey(id string) string   { return s.prefix + "job:" + id }
+func (s *store) pendingKey() string        { return s.prefix + "pending" }
+func (s *store) jobsKey() string           { return s.prefix + "jobs" }
+func (s *store) envKey(id string) string   { return s.prefix + "envelope:" + id }
+func (s *store) leaseKey(t string) string  { return s.prefix + "lease:" + t }
+func (s *store) jobIDKey(id string) string { return s.prefix + "jobid:" + id }
+
+var (
+	requestIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	jobIDRe     = regexp.MustCompile(`^job-[0-9a-z-]{4,40}$`)
+)
+
+// newRequestID is the opaque, unguessable id carried by buttons.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// newJobID is a short id people type (status, cancel) and the backup file's name. It is
+// reserved with SET NX so two replicas never hand out the same one.
+func (s *store) newJobID(ctx context.Context, now time.Time) (string, error) {
+	for range 10 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		id := "job-" + now.UTC().Format("20060102") + "-" + hex.EncodeToString(b[:])
+		ok, err := s.rdb.SetNX(ctx, s.jobIDKey(id), 1, s.keep).Result()
+		if err != nil {
+			return "", fmt.Errorf("reserve job id: %w", err)
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	return "", errors.New("reserve job id: no free id after 10 tries")
+}
+
+// firstDelivery reports whether envelope id is seen for the first time. Socket Mode redelivers
+// an envelope that was not acked in time; the second delivery must change nothing.
+func (s *store) firstDelivery(ctx context.Context, id string) (bool, error) {
+	if id == "" {
+		return true, nil
+	}
+	return s.rdb.SetNX(ctx, s.envKey(id), 1, time.Hour).Result()
+}
+
+func (s *store) createRequest(ctx context.Context, r *Request) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	key := s.reqKey(r.ID)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "data", data, "status", string(StatusPending))
+		p.PExpireAt(ctx, key, r.ExpiresAt.Add(s.keep))
+		p.ZAdd(ctx, s.pendingKey(), redis.Z{Score: float64(r.ExpiresAt.UnixMilli()), Member: r.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store request: %w", err)
+	}
+	return nil
+}
+
+// errNotFound is returned for an unknown (or long forgotten) request or job.
+var errNotFound = errors.New("not found")
+
+func (s *store) request(ctx context.Context, id string) (*Request, error) {
+	if !requestIDRe.MatchString(id) {
+		return nil, errNotFound
+	}
+	h, err := s.rdb.HGetAll(ctx, s.reqKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load request: %w", err)
+	}
+	if h["data"] == "" {
+		return nil, errNotFound
+	}
+	var r Request
+	if err := json.Unmarshal([]byte(h["data"]), &r); err != nil {
+		return nil, fmt.Errorf("decode request %s: %w", id, err)
+	}
+	r.Status = Status(h["status"])
+	r.JobID = h["job"]
+	if d := h["decided_by"]; d != "" {
+		var p Person
+		if json.Unmarshal([]byte(d), &p) == nil {
+			r.DecidedBy = &p
+		}
+	}
+	if ms, err := strconv.ParseInt(h["decided_at"], 10, 64); err == nil {
+		r.DecidedAt = time.UnixMilli(ms).UTC()
+	}
+	return &r, nil
+}
+
+// transitionScript moves a request from one status to another only if it is still in the
+// first, atomically, and records the extra fields given. It returns {1, old} on success and
+// {0, current} otherwise ("" when the request does not exist).
+var transitionScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+if ARGV[2] ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+return {1, cur}
+`)
+
+// transition moves request id from → to. ok is false (and current says where it is) when
+// another press, replica or the sweeper got there first.
+func (s *store) transition(ctx context.Context, id string, from, to Status, fields ...string) (ok bool, current Status, err error) {
+	args := append([]any{string(from), string(to), id}, toAny(fields)...)
+	res, err := transitionScript.Run(ctx, s.rdb, []string{s.reqKey(id), s.pendingKey()}, args...).Slice()
+	if err != nil {
+		return false, "", fmt.Errorf("request %s %s→%s: %w", id, from, to, err)
+	}
+	n, _ := res[0].(int64)
+	cur, _ := res[1].(string)
+	if n == 1 {
+		return true, to, nil
+	}
+	return false, Status(cur), nil
+}
+
+func decisionFields(p Person, at time.Time) []string {
+	d, _ := json.Marshal(p)
+	return []string{"decided_by", string(d), "decided_at", strconv.FormatInt(at.UnixMilli(), 10)}
+}
+
+// dueRequests returns the ids of pending requests whose expiry is at or before now.
+func (s *store) dueRequests(ctx context.Context, now time.Time) ([]string, error) {
+	return s.rdb.ZRangeByScore(ctx, s.pendingKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 100,
+	}).Result()
+}
+
+func (s *store) forgetPending(ctx context.Context, id string) error {
+	return s.rdb.ZRem(ctx, s.pendingKey(), id).Err()
+}
+
+func (s *store) createJob(ctx context.Context, j *Job) error {
+	data, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	key := s.jobKey(j.ID)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "data", data, "status", string(StatusRunning),
+			"heartbeat", strconv.FormatInt(j.StartedAt.UnixMilli(), 10))
+		p.Expire(ctx, key, s.keep)
+		p.ZAdd(ctx, s.jobsKey(), redis.Z{Score: float64(j.StartedAt.UnixMilli()), Member: j.ID})
+		// Only the most recent jobs are listed by status.
+		p.ZRemRangeByRank(ctx, s.jobsKey(), 0, -201)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store job: %w", err)
+	}
+	return nil
+}
+
+func (s *store) job(ctx context.Context, id string) (*Job, error) {
+	if !jobIDRe.MatchString(id) {
+		return nil, errNotFound
+	}
+	h, err := s.rdb.HGetAll(ctx, s.jobKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load job: %w", err)
+	}
+	if h["data"] == "" {
+		return nil, errNotFound
+	}
+	var j Job
+	if err := json.Unmarshal([]byte(h["data"]), &j); err != nil {
+		return nil, fmt.Errorf("decode job %s: %w", id, err)
+	}
+	j.Status = Status(h["status"])
+	j.Error = h["error"]
+	j.Cancel = h["cancel"] != ""
+	if p := h["progress"]; p != "" {
+		var pr cleanup.Progress
+		if json.Unmarshal([]byte(p), &pr) == nil {
+			j.Progress = &pr
+		}
+	}
+	if r := h["report"]; r != "" {
+		var rep cleanup.Report
+		if json.Unmarshal([]byte(r), &rep) == nil {
+			j.Report = &rep
+		}
+	}
+	if ms, err := strconv.ParseInt(h["ended_at"], 10, 64); err == nil {
+		j.EndedAt = time.UnixMilli(ms).UTC()
+	}
+	if ms, err := strconv.ParseInt(h["heartbeat"], 10, 64); err == nil {
+		j.Heartbeat = time.UnixMilli(ms).UTC()
+	}
+	return &j, nil
+}
+
+// recentJobs returns up to n jobs, newest first.
+func (s *store) recentJobs(ctx context.Context, n int64) ([]*Job, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.jobsKey(), 0, n-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	var jobs []*Job
+	for _, id := range ids {
+		j, err := s.job(ctx, id)
+		if errors.Is(err, errNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func (s *store) setProgress(ctx context.Context, id string, p cleanup.Progress, now time.Time) error {
+	data, _ := json.Marshal(p)
+	return s.rdb.HSet(ctx, s.jobKey(id), "progress", data, "heartbeat", strconv.FormatInt(now.UnixMilli(), 10)).Err()
+}
+
+// finishJobScript ends a running job exactly once.
+var finishJobScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'report', ARGV[2], 'error', ARGV[3], 'ended_at', ARGV[4])
+return 1
+`)
+
+func (s *store) finishJob(ctx context.Context, id string, st Status, rep *cleanup.Report, errText string, at time.Time) (bool, error) {
+	var data []byte
+	if rep != nil {
+		data, _ = json.Marshal(rep)
+	}
+	n, err := finishJobScript.Run(ctx, s.rdb, []string{s.jobKey(id)},
+		string(st), data, errText, strconv.FormatInt(at.UnixMilli(), 10)).Int()
+	if err != nil {
+		return false, fmt.Errorf("finish job %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// requestCancel flags a running job for cancellation; the replica running it sees the flag at
+// its next progress tick. It returns false when the job is not running.
+var requestCancelScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', ARGV[1])
+return 1
+`)
+
+func (s *store) requestCancel(ctx context.Context, id string, by Person) (bool, error) {
+	d, _ := json.Marshal(by)
+	n, err := requestCancelScript.Run(ctx, s.rdb, []string{s.jobKey(id)}, d).Int()
+	if err != nil {
+		return false, fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+func (s *store) cancelledBy(ctx context.Context, id string) (*Person, error) {
+	d, err := s.rdb.HGet(ctx, s.jobKey(id), "cancel").Result()
+	if errors.Is(err, redis.Nil) || d == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Person
+	if json.Unmarshal([]byte(d), &p) != nil {
+		return &Person{}, nil
+	}
+	return &p, nil
+}
+
+// Leases: one destructive job per target at a time, across replicas. The holder renews it;
+// a crashed holder's lease runs out after leaseTTL.
+
+// acquireLease takes the target's lease for jobID, or returns the id of the job holding it.
+func (s *store) acquireLease(ctx context.Context, target, jobID string, ttl time.Duration) (ok bool, holder string, err error) {
+	ok, err = s.rdb.SetNX(ctx, s.leaseKey(target), jobID, ttl).Result()
+	if err != nil {
+		return false, "", fmt.Errorf("lease %s: %w", target, err)
+	}
+	if ok {
+		return true, jobID, nil
+	}
+	holder, err = s.rdb.Get(ctx, s.leaseKey(target)).Result()
+	if errors.Is(err, redis.Nil) {
+		// Released in between: one more try.
+		ok, err = s.rdb.SetNX(ctx, s.leaseKey(target), jobID, ttl).Result()
+		if err != nil {
+			return false, "", fmt.Errorf("lease %s: %w", target, err)
+		}
+		if ok {
+			return true, jobID, nil
+		}
+		holder = "another job"
+	} else if err != nil {
+		return false, "", fmt.Errorf("lease %s: %w", target, err)
+	}
+	return false, holder, nil
+}
+
+var renewLeaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+var releaseLeaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// renewLease extends the lease; false means it is no longer ours.
+func (s *store) renewLease(ctx context.Context, target, jobID string, ttl time.Duration) (bool, error) {
+	n, err := renewLeaseScript.Run(ctx, s.rdb, []string{s.leaseKey(target)}, jobID, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+func (s *store) releaseLease(ctx context.Context, target, jobID string) error {
+	return releaseLeaseScript.Run(ctx, s.rdb, []string{s.leaseKey(target)}, jobID).Err()
+}
+
+func (s *store) leaseHolder(ctx context.Context, target string) (string, error) {
+	h, err := s.rdb.Get(ctx, s.leaseKey(target)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return h, err
+}
+
+func (s *store) setRequestJob(ctx context.Context, id, jobID string) error {
+	return s.rdb.HSet(ctx, s.reqKey(id), "job", jobID).Err()
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
