@@ -87,7 +87,7 @@ func TestActionRefusals(t *testing.T) {
 
 	tests := []struct {
 		name, user, action, value, team string
-		want, why                        string
+		want, why                       string
 	}{
 		{"run by outsider", eve, "run", runID, team, "Only operators", "not in OPERATORS"},
 		{"run by approver only", bob, "run", runID, team, "Only operators", "not in OPERATORS"},
