@@ -1,0 +1,22 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// openAudit opens the audit log. Audit lines always go to stderr, so the operator sees what was
+// recorded while stdout keeps only the command's own output (it is often piped or pasted into
+// an incident channel), and to AUDIT_LOG when it is set. Without AUDIT_LOG a warning says that
+// nothing is kept. A set but unwritable AUDIT_LOG is an error: nothing may happen unrecorded.
+func (c *cli) openAudit(cfg config) (*cleanup.Auditor, error) {
+	a, err := cleanup.NewAuditor(cfg.Audit, c.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the audit log, nothing done: %w", err)
+	}
+	if cfg.Audit.File == "" && cfg.Audit.SyslogAddr == "" {
+		fmt.Fprintln(c.stderr, "warning: AUDIT_LOG is not set: audit lines go to stderr only and are not kept")
+	}
+	return a, nil
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+var backupCommand = &command{
+	name:    "backup",
+	summary: "write a backup of the selected sessions without deleting anything",
+	run:     runBackup,
+	help: `sessionbot backup — export sessions to a backup file, deleting nothing
+
+Writes the sessions the filters select (the same filters as cleanup; with no filter: expired
+sessions) to a gzip JSON-lines file {"key","value","pttl_ms"}, mode 0600, age-encrypted when
+BACKUP_AGE_RECIPIENTS is set (the file then ends in .age). The file appears only when complete.
+A backup holds live session tokens: keep it in a private directory (mode 0700); a group- or
+world-writable directory such as /tmp is refused. The export is audited.
+
+Usage: sessionbot backup [filters] [--out FILE] [--reason TEXT]
+
+Flags:
+  --out FILE       where to write; must end in .jsonl.gz (default BACKUP_DIR/<job-id>.jsonl.gz)
+  --reason TEXT    why; recorded in the audit log (required with --all)
+  --as NAME        your name for the audit log
+  filters          --expired --orphans --auth-method M --user-id U --session-id S
+                   --older-than D --all (see sessionbot cleanup --help)
+  --help           this text
+
+Examples:
+  # Runbook Procedure 2, step 2: back up every session before a mass logout
+  sessionbot backup --all --reason "INC-1234 forensics" --out ./backups/pre-logout.jsonl.gz
+  # One user's sessions, for forensics
+  sessionbot backup --user-id "auth0|123456789" --out ./backups/user-123.jsonl.gz
+  # Put them back later
+  sessionbot restore ./backups/pre-logout.jsonl.gz --reason "rollback INC-1234"
+`,
+}
+
+func runBackup(ctx context.Context, c *cli, args []string) error {
+	args, as, err := takeFlag(args, "as")
+	if err != nil {
+		return c.asUsage(err)
+	}
+	args, out, err := takeFlag(args, "out")
+	if err != nil {
+		return c.asUsage(err)
+	}
+	if slices.Contains(args, "--all") && !slices.ContainsFunc(args, func(a string) bool {
+		return a == "--reason" || strings.HasPrefix(a, "--reason=")
+	}) {
+		return c.asUsage(fmt.Errorf(`backup --all exports every live session: give --reason "TEXT" (it is audited)`))
+	}
+	opts, err := cleanup.ParseArgs(args, true)
+	if err != nil {
+		return c.asUsage(err)
+	}
+	for flag, set := range map[string]bool{"--dry-run": opts.DryRun, "--yes": opts.Yes, "--backup": opts.Backup,
+		"--no-backup": opts.NoBackup, "--batch-size": opts.BatchSize != 0, "--pause": opts.Pause >= 0, "--max-rate": opts.MaxRate >= 0} {
+		if set {
+			return c.asUsage(fmt.Errorf("%s is a cleanup option; backup takes filters, --out and --reason", flag))
+		}
+	}
+	cfg, err := c.config(ctx)
+	if err != nil {
+		return err
+	}
+	spec := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+	if out != "" {
+		if spec.Dir, spec.JobID, err = backupTarget(out); err != nil {
+			return c.asUsage(err)
+		}
+	}
+	f := opts.Filter.Normalize()
+
+	audit, err := c.openAudit(cfg)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	t, err := c.connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+
+	bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "backed up")
+	rep, err := cleanup.NewEngine(t, cfg.Engine).Backup(ctx, f, spec, bar.update)
+	bar.done()
+	who := c.operator(as)
+	if err != nil {
+		return fmt.Errorf("backup failed, no file written: %s", redactKeys(err.Error(), t.Prefix()))
+	}
+	fields := []string{"User", who, "Filters", f.Scope(), "Sessions", itoa(rep.Matched), "File", rep.Backup}
+	if opts.Reason != "" {
+		fields = append(fields, "Reason", opts.Reason)
+	}
+	if err := audit.Log(cleanup.Event(time.Now(), "Backup Completed", fields...)); err != nil {
+		return fmt.Errorf("the backup was written to %s but its audit line could not be: %w", rep.Backup, err)
+	}
+	fmt.Fprintf(c.stdout, "Backed up %d %s matching %s to %s\n", rep.Matched, sessions(rep.Matched), f.Scope(), rep.Backup)
+	if rep.Malformed > 0 {
+		fmt.Fprintf(c.stdout, "%d malformed %s not included (select them with --all or --session-id)\n", rep.Malformed, sessions(rep.Malformed))
+	}
+	fmt.Fprintf(c.stdout, "Scanned %d session keys in %s. Nothing was deleted.\n", rep.Scanned, rep.Duration().Round(time.Millisecond))
+	return nil
+}
+
+// backupTarget splits --out into the directory and the job id the engine names files by, and
+// refuses a directory anyone else could write to (backups hold live sessions).
+func backupTarget(out string) (dir, id string, err error) {
+	base := filepath.Base(out)
+	id, ok := strings.CutSuffix(base, ".jsonl.gz.age")
+	if !ok {
+		id, ok = strings.CutSuffix(base, ".jsonl.gz")
+	}
+	if !ok || id == "" || strings.HasPrefix(id, ".") {
+		return "", "", fmt.Errorf("--out %q: the file name must end in .jsonl.gz (like incident.jsonl.gz)", shorten(out))
+	}
+	dir = filepath.Dir(out)
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		return "", "", fmt.Errorf("--out %q: directory %s is writable by others (mode %04o); backups hold live sessions: use a private directory (mkdir -m 700 ./backups)",
+			shorten(out), dir, fi.Mode().Perm())
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return "", "", fmt.Errorf("--out %q already exists; backups are never overwritten", shorten(out))
+	}
+	return dir, id, nil
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+var cleanupCommand = &command{
+	name:    "cleanup",
+	summary: "preview, then delete sessions (expired by default; --all for a mass logout)",
+	run:     runCleanup,
+	help: `sessionbot cleanup — delete OAuth2 sessions from Redis, safely
+
+Always computes and prints the plan first (what will be deleted, what will be kept), in the
+runbook's words. With --dry-run it stops there. Otherwise it deletes with SCAN + compare-and-
+delete UNLINK in paced batches: a session refreshed between the preview and its deletion is kept.
+
+Usage: sessionbot cleanup [filters] [options]
+
+Filters (combine with AND; with no filter: expired sessions):
+  --expired              expires_at is in the past (the default scope, explicitly)
+  --orphans              keys with no TTL (TTL = -1)
+  --auth-method M        auth_method is exactly M (e.g. basic_auth)
+  --user-id U            user_id is exactly U (e.g. "auth0|123456789")
+  --session-id S         the key session:S exactly; repeatable or comma-separated
+  --older-than D         created_at is older than D (30m, 12h, 7d, 2w)
+  --all                  EVERY session key: mass logout. Needs --reason; combines with no filter
+
+Options:
+  --dry-run              print the plan, delete nothing
+  --reason TEXT          why; recorded in the audit log (required with --all)
+  --yes                  do not ask to type the number of sessions (scripts, pre-approved runs)
+  --backup               write a backup before deleting, even when not required
+  --no-backup            skip the backup that --all and large runs write (audited)
+  --batch-size N         keys per batch (default BATCH_SIZE)
+  --pause D              pause between batches (default BATCH_PAUSE; 0: none)
+  --max-rate N           at most N keys/second (default MAX_KEYS_PER_SECOND; 0: no limit)
+  --as NAME              your name for the audit log when sudo or a shared account hides it
+  --help                 this text
+
+Safety:
+  * Only keys starting with SESSION_KEY_PREFIX (default session:) are ever read or deleted;
+    cb:*, feature:* and everything else are never touched.
+  * --all, and any run that would log out more than APPROVAL_THRESHOLD (default 1000)
+    still-valid sessions, asks you to type the number of sessions (unless --yes) and writes a
+    backup first to BACKUP_DIR/<job-id>.jsonl.gz (age-encrypted when BACKUP_AGE_RECIPIENTS is
+    set; undo with sessionbot restore). If the backup cannot be written, nothing is deleted.
+  * A run stops before it logs out more still-valid sessions than previewed (+10% +10).
+  * Malformed sessions are kept unless you select them by key (--all or --session-id).
+  * Ctrl-C stops cleanly and reports what was deleted so far.
+
+Audit: lines in the runbook's format (Cleanup Started, Sessions Scanned, Cleanup Completed or
+Cleanup Failed) go to stderr and, when set, are appended to AUDIT_LOG; if AUDIT_LOG is set but
+cannot be written, nothing is done. User is --as, else $SUDO_USER, else $USER.
+
+Examples (runbook procedures):
+  # Procedure 1: expired sessions — review, then execute, then verify
+  sessionbot cleanup --dry-run
+      Found 150 total session keys
+      45 sessions expired (will be deleted)
+      105 sessions still valid (will be kept)
+  sessionbot cleanup
+  redis-cli --scan --pattern "session:*" | wc -l      # expected: 105
+
+  # Procedure 1, step 4: sessions with no TTL
+  sessionbot cleanup --orphans --dry-run
+
+  # Procedure 2: mass logout (security incident); asks you to type the count
+  sessionbot cleanup --all --dry-run --reason "session secret rotated (INC-1234)"
+  sessionbot cleanup --all --reason "session secret rotated (INC-1234)"
+
+  # Procedure 3: one auth method
+  sessionbot cleanup --auth-method basic_auth --dry-run
+      Found 500 total session keys
+      50 sessions with auth_method=basic_auth (will be deleted)
+      450 sessions with other auth methods (will be kept)
+  sessionbot cleanup --auth-method basic_auth
+
+  # Procedure 4: one user, one session
+  sessionbot cleanup --user-id "auth0|123456789" --reason "account compromise"
+  sessionbot cleanup --session-id a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6
+
+  # Combined filters
+  sessionbot cleanup --auth-method oauth2 --older-than 7d --dry-run
+
+Environment: REDIS_URL (default redis://localhost:6379/0) | REDIS_CLUSTER_ADDRS |
+  REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER (set one), SESSION_KEY_PREFIX, BATCH_SIZE,
+  BATCH_PAUSE, MAX_KEYS_PER_SECOND, APPROVAL_THRESHOLD, BACKUP_DIR, BACKUP_AGE_RECIPIENTS,
+  AUDIT_LOG, AUDIT_SYSLOG_ADDR.
+
+Exit status: 0 done, 1 failed, partial or aborted, 2 bad command line or configuration.
+`,
+}
+
+func runCleanup(ctx context.Context, c *cli, args []string) error {
+	args, as, err := takeFlag(args, "as")
+	if err != nil {
+		return c.asUsage(err)
+	}
+	opts, err := cleanup.ParseArgs(args, true)
+	if err != nil {
+		return c.asUsage(err)
+	}
+	cfg, err := c.config(ctx)
+	if err != nil {
+		return err
+	}
+	f := opts.Filter.Normalize()
+	mode := cleanup.ModeExecute
+	switch {
+	case opts.DryRun:
+		mode = "dry-run"
+	case f.All:
+		mode = cleanup.ModeAll
+	}
+
+	// The audit log is opened before Redis is touched: nothing happens unrecorded.
+	audit, err := c.openAudit(cfg)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	t, err := c.connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	engine := cleanup.NewEngine(t, cfg.Engine)
+
+	who := c.operator(as)
+	started := []string{"User", who, "Mode", mode, "Filters", f.Scope()}
+	if opts.Reason != "" {
+		started = append(started, "Reason", opts.Reason)
+	}
+	if opts.NoBackup {
+		started = append(started, "Backup", "skipped (--no-backup)")
+	}
+	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupStarted, started...)); err != nil {
+		return fmt.Errorf("cannot write the audit log, nothing done: %w", err)
+	}
+
+	bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "matched")
+	plan, err := engine.Preview(ctx, f, bar.update)
+	bar.done()
+	if err != nil {
+		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
+		return fmt.Errorf("preview failed, nothing deleted: %s", redactKeys(err.Error(), t.Prefix()))
+	}
+	for _, line := range planLines(plan) {
+		fmt.Fprintln(c.stdout, line)
+	}
+	for _, line := range planDetails(plan) {
+		fmt.Fprintln(c.stdout, line)
+	}
+	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventSessionsScanned,
+		"Total", itoa(plan.Found), "Matched", itoa(plan.Matched), "Kept", itoa(plan.Kept))); err != nil {
+		return fmt.Errorf("cannot write the audit log, nothing deleted: %w", err)
+	}
+
+	if opts.DryRun {
+		fmt.Fprintln(c.stdout, "Dry run: nothing was deleted. Run the same command without --dry-run to delete.")
+		return nil
+	}
+	if plan.Matched == 0 {
+		fmt.Fprintln(c.stdout, "Nothing to delete.")
+		return audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupCompleted,
+			"Deleted", "0", "Kept", itoa(plan.Kept), "Errors", "0"))
+	}
+
+	large := f.All || plan.Valid > cfg.CLI.ApprovalThreshold
+	if large && !opts.Yes {
+		question := fmt.Sprintf("This deletes %d sessions on %s; %d of them are still valid and those users will be logged out (more than APPROVAL_THRESHOLD=%d).",
+			plan.Matched, t.Name(), plan.Valid, cfg.CLI.ApprovalThreshold)
+		if f.All {
+			question = fmt.Sprintf("MASS LOGOUT: this deletes ALL %d sessions on %s; every user must log in again.", plan.Matched, t.Name())
+		}
+		if err := c.confirmCount(question, plan.Matched, errAborted); err != nil {
+			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", mode,
+				"Filters", f.Scope(), "Reason", "not confirmed at the prompt"))
+			return err
+		}
+	}
+
+	spec := cleanup.RunSpec{
+		Filter:    f,
+		MaxValid:  cleanup.ValidBound(plan.Valid),
+		BatchSize: opts.BatchSize,
+		Pause:     pacingOverride(opts.Pause),
+		MaxRate:   pacingOverride(opts.MaxRate),
+		Verify:    true,
+	}
+	if f.All {
+		spec.MaxValid = -1
+	}
+	if (large && !opts.NoBackup) || opts.Backup {
+		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything.\n", backupName(spec.Backup))
+	}
+	bar = newProgressBar(c.stderr, isTerminal(c.stderr), plan.Found, "deleted")
+	spec.Progress = bar.update
+	rep, err := engine.Run(ctx, spec)
+	bar.done()
+
+	printReport(c, rep, err)
+	if err != nil || rep.Errors > 0 {
+		c.logFailed(audit, who, mode, f, rep, err, t.Prefix())
+		if err == nil {
+			err = errors.New("finished with errors")
+		}
+		return &exitError{code: exitFailed, err: fmt.Errorf("cleanup failed after deleting %d sessions: %s",
+			rep.Deleted, redactKeys(err.Error(), t.Prefix()))}
+	}
+	completed := []string{"Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept), "Errors", itoa(rep.Errors)}
+	if rep.Backup != "" {
+		completed = append(completed, "Backup", rep.Backup)
+	}
+	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupCompleted, completed...)); err != nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("the cleanup completed but its audit line could not be written: %w", err)}
+	}
+	for _, line := range verifyHint(f, rep, t.Prefix()) {
+		fmt.Fprintln(c.stdout, line)
+	}
+	return nil
+}
+
+// logFailed audits a run that stopped early or failed, with what it deleted so far.
+func (c *cli) logFailed(audit *cleanup.Auditor, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
+	why := "errors during the run"
+	if err != nil {
+		why = redactKeys(err.Error(), prefix)
+	}
+	_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed, "User", who, "Mode", mode,
+		"Filters", f.Scope(), "Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept),
+		"Errors", itoa(max(rep.Errors, 1)), "Error", why))
+}
+
+// pacingOverride maps a pacing flag (-1: not given, 0: off) to RunSpec's convention (0: the
+// configured default, negative: off).
+func pacingOverride[T int | time.Duration](v T) T {
+	switch {
+	case v < 0:
+		return 0
+	case v == 0:
+		return -1
+	}
+	return v
+}
+
+// newJobID names one CLI run (and its backup file): time-ordered, unique enough per host.
+func newJobID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "cli-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// backupName is the file a BackupSpec produces.
+func backupName(b *cleanup.BackupSpec) string {
+	name := b.Dir + "/" + b.JobID + ".jsonl.gz"
+	if len(b.Recipients) > 0 {
+		name += ".age"
+	}
+	return name
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

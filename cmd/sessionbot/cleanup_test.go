@@ -1,0 +1,317 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// procedure1 is the runbook's Procedure 1 data: 150 sessions, 45 expired, 105 still valid,
+// plus keys that are not sessions.
+var procedure1 = cleanup.SeedSpec{Count: 150, Expired: 0.3, Malformed: -1, Unrelated: 20}
+
+func TestCleanupProcedure1DryRunChangesNothing(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	before := tg.snapshot()
+
+	inv := tg.run("", "cleanup", "--dry-run")
+	if inv.code != 0 {
+		t.Fatalf("cleanup --dry-run: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout,
+		"Found 150 total session keys",
+		"45 sessions expired (will be deleted)",
+		"105 sessions still valid (will be kept)")
+	if strings.Contains(inv.stdout, "malformed sessions") {
+		t.Errorf("malformed line shown with no malformed sessions:\n%s", inv.stdout)
+	}
+	sameKeys(t, before, tg.snapshot())
+
+	lines := tg.auditLines()
+	if len(lines) != 2 {
+		t.Fatalf("audit log has %d lines; want 2 (Started, Scanned):\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	wantAudit(t, lines[0], `Cleanup Started \| User: alice \| Mode: dry-run \| Filters: expired_only$`)
+	wantAudit(t, lines[1], `Sessions Scanned \| Total: 150 \| Matched: 45 \| Kept: 105$`)
+}
+
+func TestCleanupProcedure1Run(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	tg.env["SUDO_USER"] = "carol"
+
+	inv := tg.run("", "cleanup", "--reason", "expired sessions piling up")
+	if inv.code != 0 {
+		t.Fatalf("cleanup: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout,
+		"Found 150 total session keys",
+		"45 sessions expired (will be deleted)",
+		"105 sessions still valid (will be kept)")
+	for _, re := range []string{
+		`(?m)^Cleanup completed in `,
+		`(?m)^  scanned: +150$`,
+		`(?m)^  deleted: +45$`,
+		`(?m)^  kept: +105$`,
+		`(?m)^  errors: +0$`,
+		`(?m)^  backup: +none$`,
+		`(?m)^  session keys remaining: +105$`,
+		`(?m)^  redis-cli --scan --pattern "session:\*" \| wc -l   # expected: 105 \(only valid sessions remain\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(inv.stdout) {
+			t.Errorf("stdout does not match %s:\n%s", re, inv.stdout)
+		}
+	}
+	if n := tg.count("session:*"); n != 105 {
+		t.Errorf("%d session keys left; want 105", n)
+	}
+	if n := tg.count("cb:*") + tg.count("feature:*"); n == 0 {
+		t.Error("unrelated keys were deleted")
+	}
+	lines := tg.auditLines()
+	if len(lines) != 3 {
+		t.Fatalf("audit log has %d lines; want 3:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	wantAudit(t, lines[0], `Cleanup Started \| User: carol \| Mode: execute \| Filters: expired_only \| Reason: expired sessions piling up$`)
+	wantAudit(t, lines[1], `Sessions Scanned \| Total: 150 \| Matched: 45 \| Kept: 105$`)
+	wantAudit(t, lines[2], `Cleanup Completed \| Deleted: 45 \| Kept: 105 \| Errors: 0$`)
+	// Audit lines also reach stderr (stdout stays the command's own output).
+	if !strings.Contains(inv.stderr, "| Cleanup Completed | Deleted: 45 |") || strings.Contains(inv.stdout, "Cleanup Completed |") {
+		t.Errorf("audit lines belong on stderr only; stdout:\n%s\nstderr:\n%s", inv.stdout, inv.stderr)
+	}
+}
+
+func TestCleanupProcedure3AuthMethod(t *testing.T) {
+	tg := newTarget(t)
+	res := tg.seed(cleanup.SeedSpec{Count: 500, Malformed: -1, Unrelated: 10})
+	if res.ByAuthMethod["basic_auth"] != 50 {
+		t.Fatalf("seeded %d basic_auth sessions; want 50", res.ByAuthMethod["basic_auth"])
+	}
+	want := []string{
+		"Found 500 total session keys",
+		"50 sessions with auth_method=basic_auth (will be deleted)",
+		"450 sessions with other auth methods (will be kept)",
+	}
+	inv := tg.run("", "cleanup", "--auth-method", "basic_auth", "--dry-run")
+	if inv.code != 0 {
+		t.Fatalf("dry run: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout, want...)
+
+	inv = tg.run("", "cleanup", "--auth-method", "basic_auth")
+	if inv.code != 0 {
+		t.Fatalf("run: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout, want...)
+	if n := tg.count("session:*"); n != 450 {
+		t.Errorf("%d session keys left; want 450", n)
+	}
+	lines := tg.auditLines()
+	wantAudit(t, lines[len(lines)-3], `Cleanup Started \| User: alice \| Mode: execute \| Filters: auth_method=basic_auth$`)
+	wantAudit(t, lines[len(lines)-1], `Cleanup Completed \| Deleted: 50 \| Kept: 450 \| Errors: 0$`)
+}
+
+func TestCleanupOtherScopesAndMalformed(t *testing.T) {
+	tg := newTarget(t)
+	res := tg.seed(cleanup.SeedSpec{Count: 200, Malformed: 0.05})
+	inv := tg.run("", "cleanup", "--orphans", "--dry-run")
+	if inv.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout,
+		"Found 200 total session keys",
+		"20 sessions matching orphans (will be deleted)",
+		"180 sessions (will be kept)")
+
+	inv = tg.run("", "cleanup", "--dry-run")
+	wantLines(t, inv.stdout,
+		"Found 200 total session keys",
+		itoa(res.Expired)+" sessions expired (will be deleted)",
+		itoa(200-res.Expired)+" sessions still valid (will be kept)",
+		"10 malformed sessions (kept; only --all or --session-id remove them)")
+}
+
+func TestCleanupAllConfirmation(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	before := tg.snapshot()
+	unrelated := tg.count("cb:*") + tg.count("feature:*")
+
+	for _, stdin := range []string{"149\n", "", "yes\n", "1 50\n"} {
+		inv := tg.run(stdin, "cleanup", "--all", "--reason", "session secret rotated")
+		if inv.code != 1 {
+			t.Errorf("typed %q: exit %d; want 1", stdin, inv.code)
+		}
+		if !strings.Contains(inv.stderr, "aborted, nothing deleted") {
+			t.Errorf("typed %q: stderr lacks the abort line:\n%s", stdin, inv.stderr)
+		}
+		wantLines(t, inv.stdout, "Found 150 total session keys", "150 sessions will be deleted (ALL)")
+		sameKeys(t, before, tg.snapshot())
+	}
+	if entries, _ := os.ReadDir(tg.env["BACKUP_DIR"]); len(entries) != 0 {
+		t.Errorf("an aborted mass logout left files in BACKUP_DIR: %v", entries)
+	}
+
+	inv := tg.run("150\n", "cleanup", "--all", "--reason", "session secret rotated", "--as", "dave")
+	if inv.code != 0 {
+		t.Fatalf("typed 150: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if n := tg.count("session:*"); n != 0 {
+		t.Errorf("%d session keys left after --all; want 0", n)
+	}
+	if n := tg.count("cb:*") + tg.count("feature:*"); n != unrelated || n == 0 {
+		t.Errorf("unrelated keys: %d after, %d before", n, unrelated)
+	}
+	// A mass logout writes a backup first, private to its owner.
+	m := regexp.MustCompile(`(?m)^  backup: +(\S+)$`).FindStringSubmatch(inv.stdout)
+	if m == nil {
+		t.Fatalf("report names no backup:\n%s", inv.stdout)
+	}
+	fi, err := os.Stat(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || filepath.Dir(m[1]) != tg.env["BACKUP_DIR"] || !strings.HasSuffix(m[1], ".jsonl.gz") {
+		t.Errorf("backup %s mode %v; want 0600 in BACKUP_DIR", m[1], fi.Mode().Perm())
+	}
+	lines := tg.auditLines()
+	wantAudit(t, lines[2], `Cancelled \| User: alice \| Mode: all \| Filters: all \| Reason: not confirmed at the prompt$`)
+	last := lines[len(lines)-3:]
+	wantAudit(t, last[0], `Cleanup Started \| User: dave \(os user alice\) \| Mode: all \| Filters: all \| Reason: session secret rotated$`)
+	wantAudit(t, last[1], `Sessions Scanned \| Total: 150 \| Matched: 150 \| Kept: 0$`)
+	wantAudit(t, last[2], `Cleanup Completed \| Deleted: 150 \| Kept: 0 \| Errors: 0 \| Backup: `+regexp.QuoteMeta(m[1])+`$`)
+}
+
+func TestCleanupUsageErrorsTouchNothing(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	before := tg.snapshot()
+	for _, args := range [][]string{
+		{"cleanup", "--all"},
+		{"cleanup", "--all", "--expired", "--reason", "x"},
+		{"cleanup", "--bogus"},
+		{"cleanup", "--older-than", "soon"},
+		{"cleanup", "--user_id", "auth0|1"},
+		{"stats", "--yaml"},
+		{"restore"},
+		{"seed"},
+		{"frobnicate"},
+	} {
+		inv := tg.run("150\n", args...)
+		if inv.code != 2 {
+			t.Errorf("%q: exit %d; want 2", args, inv.code)
+		}
+		if n := strings.Count(inv.stderr, "\n"); n != 1 {
+			t.Errorf("%q: stderr has %d lines; want one:\n%s", args, n, inv.stderr)
+		}
+		if inv.stdout != "" {
+			t.Errorf("%q: stdout not empty:\n%s", args, inv.stdout)
+		}
+	}
+	sameKeys(t, before, tg.snapshot())
+	if _, err := os.Stat(tg.audit); !os.IsNotExist(err) {
+		t.Errorf("usage errors wrote an audit log (%v)", err)
+	}
+	inv := tg.run("", "cleanup", "--all")
+	if want := `sessionbot cleanup: --all (mass logout) needs --reason "TEXT" (see sessionbot cleanup --help)` + "\n"; inv.stderr != want {
+		t.Errorf("--all without --reason: stderr %q; want %q", inv.stderr, want)
+	}
+}
+
+func TestCleanupOverThresholdAsksAndBacksUp(t *testing.T) {
+	tg := newTarget(t)
+	res := tg.seed(cleanup.SeedSpec{Count: 100, Malformed: -1})
+	tg.env["APPROVAL_THRESHOLD"] = "10"
+	valid := res.ByAuthMethod["oauth2"] - res.ExpiredByAuthMethod["oauth2"]
+
+	inv := tg.run("", "cleanup", "--auth-method", "oauth2")
+	if inv.code != 1 || !strings.Contains(inv.stderr, "aborted, nothing deleted") {
+		t.Fatalf("end of input at the prompt: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if !strings.Contains(inv.stderr, "Type "+itoa(res.ByAuthMethod["oauth2"])+" to confirm") {
+		t.Errorf("prompt does not ask for the count:\n%s", inv.stderr)
+	}
+	if n := tg.count("session:*"); n != 100 {
+		t.Fatalf("%d session keys after an aborted run; want 100", n)
+	}
+
+	inv = tg.run("", "cleanup", "--auth-method", "oauth2", "--yes")
+	if inv.code != 0 {
+		t.Fatalf("--yes: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if !strings.Contains(inv.stdout, itoa(valid)+" of them still valid") || !strings.Contains(inv.stdout, "Writing a backup to ") {
+		t.Errorf("over-threshold run neither warned about logouts nor wrote a backup:\n%s", inv.stdout)
+	}
+	if n := tg.count("session:*"); int64(n) != 100-res.ByAuthMethod["oauth2"] {
+		t.Errorf("%d session keys left; want %d", n, 100-res.ByAuthMethod["oauth2"])
+	}
+}
+
+func TestCleanupRefusesWithoutAuditLog(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	before := tg.snapshot()
+	tg.env["AUDIT_LOG"] = filepath.Join(t.TempDir(), "missing-dir", "audit.log")
+	inv := tg.run("150\n", "cleanup", "--all", "--reason", "x")
+	if inv.code != 1 || !strings.Contains(inv.stderr, "cannot open the audit log, nothing done") {
+		t.Errorf("exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	sameKeys(t, before, tg.snapshot())
+}
+
+func TestConfigErrorsListedTogether(t *testing.T) {
+	env := map[string]string{
+		"REDIS_URL":             "redis://:hunter2@127.0.0.1:1/0",
+		"REDIS_CLUSTER_ADDRS":   "127.0.0.1:2",
+		"BATCH_SIZE":            "lots",
+		"BATCH_PAUSE":           "-5ms",
+		"MAX_KEYS_PER_SECOND":   "fast",
+		"APPROVAL_THRESHOLD":    "1e3",
+		"BACKUP_AGE_RECIPIENTS": "not-a-key",
+		"AUDIT_SYSLOG_ADDR":     "carrier-pigeon://x",
+	}
+	inv := runWith(t, env, "", "cleanup", "--dry-run")
+	if inv.code != 2 {
+		t.Errorf("exit %d; want 2", inv.code)
+	}
+	for _, v := range []string{"REDIS_URL, REDIS_CLUSTER_ADDRS", "BATCH_SIZE", "BATCH_PAUSE", "MAX_KEYS_PER_SECOND",
+		"APPROVAL_THRESHOLD", "BACKUP_AGE_RECIPIENTS", "AUDIT_SYSLOG_ADDR"} {
+		if !regexp.MustCompile(`(?m)^sessionbot cleanup: ` + regexp.QuoteMeta(v)).MatchString(inv.stderr) {
+			t.Errorf("no line starting with %s:\n%s", v, inv.stderr)
+		}
+	}
+	if strings.Contains(inv.stderr, "hunter2") {
+		t.Errorf("a Redis password was printed:\n%s", inv.stderr)
+	}
+	if inv.stdout != "" {
+		t.Errorf("stdout not empty:\n%s", inv.stdout)
+	}
+}
+
+func TestHelpTeaches(t *testing.T) {
+	for _, cmd := range commands {
+		inv := runWith(t, nil, "", cmd.name, "--help")
+		if inv.code != 0 || !strings.Contains(inv.stdout, "sessionbot "+cmd.name) || !strings.Contains(inv.stdout, "Example") {
+			t.Errorf("%s --help: exit %d, stdout:\n%s", cmd.name, inv.code, inv.stdout)
+		}
+	}
+	inv := runWith(t, nil, "", "help")
+	for _, cmd := range commands {
+		if !strings.Contains(inv.stdout, "  "+cmd.name+" ") {
+			t.Errorf("help does not list %s:\n%s", cmd.name, inv.stdout)
+		}
+	}
+}
+
+// wantAudit checks one audit line: an RFC 3339 UTC second, then the event and its fields.
+func wantAudit(t *testing.T, line, re string) {
+	t.Helper()
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \| ` + re).MatchString(line) {
+		t.Errorf("audit line %q does not match %s", line, re)
+	}
+}
