@@ -191,7 +191,7 @@ func approvalMessage(req *Request) Message {
 			{"Expires", stamp(req.ExpiresAt)},
 		},
 		Context: []string{"Two-person rule: an approver other than " + userRef(req.Requester.ID) +
-			" must approve. Approve starts it at once; nothing has been deleted yet."},
+			" must approve. Approve starts it at once; nothing has been changed yet."},
 		Buttons: []Button{
 			{ActionID: "approve", Label: "Approve", Value: req.ID, Style: "danger",
 				Confirm: "Approve and start now: " + what + "?"},
@@ -226,6 +226,10 @@ func approvalElsewhereMessage(req *Request, channel string) Message {
 }
 
 func decidedMessage(req *Request, title, why string) Message {
+	nothing := "Nothing was deleted."
+	if req.Kind == "restore" {
+		nothing = "Nothing was restored."
+	}
 	base := approvalMessage(req)
 	if !req.NeedsApproval {
 		base = previewMessage(req)
@@ -235,13 +239,13 @@ func decidedMessage(req *Request, title, why string) Message {
 		Title:   title,
 		Lines:   append([]string{why}, base.Lines...),
 		Fields:  base.Fields,
-		Context: []string{"Nothing was deleted."},
+		Context: []string{nothing},
 	}
 }
 
 func expiredMessage(req *Request) Message {
 	return decidedMessage(req, "Expired: "+req.Scope,
-		fmt.Sprintf("This request expired at %s without being run. Run `/sessions cleanup` again for a fresh preview.", stamp(req.ExpiresAt)))
+		fmt.Sprintf("This request expired at %s without being run. Run the command again for a fresh preview.", stamp(req.ExpiresAt)))
 }
 
 func rejectedMessage(req *Request, by Person) Message {
@@ -261,7 +265,11 @@ func runningMessage(req *Request, job *Job, p *cleanup.Progress) Message {
 		title = "Restoring " + req.BackupID
 	}
 	line := "Starting…"
-	if p != nil {
+	switch {
+	case p != nil && req.Kind == "restore":
+		line = fmt.Sprintf("restore: read %s · restored %s · skipped %s · errors %s · %s",
+			num(p.Scanned), num(p.Deleted), num(p.Skipped), num(p.Errors), shortDuration(p.Elapsed))
+	case p != nil:
 		line = fmt.Sprintf("%s: scanned %s · matched %s · deleted %s · skipped %s · errors %s · %s",
 			orDash(p.Phase), num(p.Scanned), num(p.Matched), num(p.Deleted), num(p.Skipped), num(p.Errors), shortDuration(p.Elapsed))
 	}
