@@ -125,7 +125,7 @@ func (n *Announcer) notify(ctx context.Context, o JobOutcome) {
 	}
 	link := Permalink(o.Thread)
 	massLogout := o.Mode == "all"
-	loggedOut := !o.Failed || o.Report.Deleted > 0
+	loggedOut := o.Report.Deleted > 0 || !stoppedEarly(o)
 
 	// The channel: the runbook's template for a mass logout (the summary in its thread), a
 	// summary otherwise.
@@ -150,7 +150,8 @@ func (n *Announcer) notify(ctx context.Context, o JobOutcome) {
 		n.failed(ctx, o, "slack", n.cfg.NotifyChannel, err)
 	}
 
-	if n.cfg.NotifyAffectedUsers && o.Mode == "execute" && strings.HasPrefix(o.Scope, "user_id=") && o.Report.Deleted > 0 {
+	userScoped := len(o.AffectedUsers) > 0 || strings.Contains(o.Scope, "user_id=")
+	if n.cfg.NotifyAffectedUsers && o.Mode == "execute" && userScoped && o.Report.Deleted > 0 {
 		n.directMessages(ctx, o)
 	}
 
@@ -215,10 +216,17 @@ func (n *Announcer) pagerDuty(ctx context.Context, o JobOutcome, link string) {
 		}
 		return
 	}
+	if stoppedEarly(o) {
+		return // cancelled: neither a failure nor the success that resolves one
+	}
 	if err := n.pd.Resolve(ctx, key); err != nil {
 		n.failed(ctx, o, "pagerduty", "pagerduty", err)
 	}
 }
+
+// stoppedEarly reports whether the run ended before doing all it was asked: failed, cancelled
+// or bounded.
+func stoppedEarly(o JobOutcome) bool { return o.Failed || o.Partial || o.Report.Stopped != "" }
 
 // failed reports a notification given up on: in the job's thread, in the audit log and in the
 // metrics. Reporting is best effort; a failure to report is logged.
@@ -262,7 +270,7 @@ func Permalink(ref MessageRef) string {
 
 func massLogoutMessage(o JobOutcome) Message {
 	affected := fmt.Sprintf("All active users (%s sessions invalidated)", notifyCount(o.Report.Deleted))
-	if o.Failed {
+	if stoppedEarly(o) {
 		affected = fmt.Sprintf("Part of the active users: %s sessions invalidated before the run stopped; the others are still signed in",
 			notifyCount(o.Report.Deleted))
 	}
@@ -315,9 +323,13 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 	if o.Mode == "restore" {
 		text = what + " completed"
 	}
-	if o.Failed {
+	switch {
+	case o.Failed:
 		head = fmt.Sprintf(":x: *%s failed*", what)
 		text = fmt.Sprintf("%s failed after deleting %s", what, notifyCount(r.Deleted))
+	case stoppedEarly(o):
+		head = fmt.Sprintf(":octagonal_sign: *%s stopped early*", what)
+		text = fmt.Sprintf("%s stopped early after deleting %s", what, notifyCount(r.Deleted))
 	}
 	lines := []string{head + " — job `" + o.JobID + "`"}
 	lines = append(lines, fmt.Sprintf("*Mode:* %s · *Scope:* `%s`", o.Mode, notifyDash(o.Scope)))
@@ -328,6 +340,8 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 	}
 	if o.Failed {
 		lines = append(lines, "*Error:* "+notifyDash(o.Error))
+	} else if r.Stopped != "" {
+		lines = append(lines, "*Stopped:* "+r.Stopped)
 	}
 	lines = append(lines, "*Reason:* "+notifyDash(o.Reason))
 	people := "*Requested by:* " + notifyPersonRef(o.Requester)
@@ -359,6 +373,9 @@ func pdSummary(o JobOutcome) string {
 	case o.Failed:
 		s = fmt.Sprintf("sessionbot: cleanup FAILED on %s (mode %s, scope %s): %s deleted before it stopped (errors %d): %s",
 			notifyDash(o.Target), o.Mode, notifyDash(o.Scope), notifyCount(r.Deleted), r.Errors, notifyDash(o.Error))
+	case stoppedEarly(o):
+		s = fmt.Sprintf("sessionbot: %s on %s (scope %s) stopped early (%s): %s sessions deleted, %d errors",
+			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyDash(r.Stopped), notifyCount(r.Deleted), r.Errors)
 	case o.Mode == "all":
 		s = fmt.Sprintf("sessionbot: mass logout on %s: %s sessions deleted, %s kept, %d errors",
 			notifyDash(o.Target), notifyCount(r.Deleted), notifyCount(r.Kept), r.Errors)

@@ -1,0 +1,183 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/platform-team/sessionbot/bot/slacktest"
+)
+
+func newTestChat(t *testing.T) (*slacktest.Server, *SlackChat) {
+	t.Helper()
+	srv := slacktest.New(t)
+	return srv, NewSlackChat(testSlackConfig(srv), WithChatLogger(quietLogger()), WithChatRetry(4, 5*time.Second, 5*time.Millisecond))
+}
+
+func TestSlackChatPostUpdateReply(t *testing.T) {
+	srv, chat := newTestChat(t)
+	ctx := context.Background()
+	ref, err := chat.Post(ctx, "#sre-ops", Message{Text: "preview", Title: "Preview", Buttons: []Button{{ActionID: "run", Label: "Run", Value: "r1", Style: "primary"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := srv.ChannelID("#sre-ops"); ref.Channel != want || ref.TS == "" {
+		t.Fatalf("Post(#sre-ops) = %+v; want the channel id %s and a ts", ref, want)
+	}
+	if err := chat.Update(ctx, ref, Message{Text: "done", Lines: []string{"finished"}}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := srv.Message(ref.Channel, ref.TS)
+	if m.Text != "done" || strings.Contains(string(m.Blocks), `"actions"`) {
+		t.Errorf("after Update: %+v; want the new text and no buttons left", m)
+	}
+	r, err := chat.Reply(ctx, ref, Message{Text: "in thread"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm, _ := srv.Message(r.Channel, r.TS); rm.ThreadTS != ref.TS {
+		t.Errorf("Reply thread_ts = %q; want %q", rm.ThreadTS, ref.TS)
+	}
+}
+
+func TestSlackChatRetries(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		fail      func(srv *slacktest.Server)
+		wantCalls int
+		wantErr   string
+	}{
+		{"429 with Retry-After", func(s *slacktest.Server) { s.FailNext("chat.update", 1, http.StatusTooManyRequests, time.Second) }, 2, ""},
+		{"5xx twice", func(s *slacktest.Server) { s.FailNext("chat.update", 2, http.StatusServiceUnavailable, 0) }, 3, ""},
+		{"transient ok:false", func(s *slacktest.Server) { s.FailNextError("chat.update", 1, "internal_error") }, 2, ""},
+		{"5xx beyond the tries", func(s *slacktest.Server) { s.FailNext("chat.update", 9, http.StatusBadGateway, 0) }, 4, "retries exhausted after 4 attempts"},
+		{"final error", func(s *slacktest.Server) { s.FailNextError("chat.update", 1, "message_not_found") }, 1, "message_not_found"},
+		{"4xx", func(s *slacktest.Server) { s.FailNext("chat.update", 1, http.StatusForbidden, 0) }, 1, "403"},
+		{"Retry-After beyond the budget", func(s *slacktest.Server) { s.FailNext("chat.update", 1, http.StatusTooManyRequests, 10*time.Second) }, 1, "exceeds"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, chat := newTestChat(t)
+			ref, err := chat.Post(context.Background(), "#sre-ops", Message{Text: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.fail(srv)
+			start := time.Now()
+			err = chat.Update(context.Background(), ref, Message{Text: "progress"})
+			calls := srv.Calls("chat.update")
+			if len(calls) != tt.wantCalls {
+				t.Errorf("chat.update calls = %d; want %d", len(calls), tt.wantCalls)
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Update = %v; want success", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Update = %v; want an error containing %q", err, tt.wantErr)
+			}
+			if tt.name == "429 with Retry-After" && len(calls) == 2 {
+				if gap := calls[1].Time.Sub(calls[0].Time); gap < 900*time.Millisecond {
+					t.Errorf("retried after %v; want Retry-After (1s) honoured", gap)
+				}
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("Update took %v; want within the budget", time.Since(start))
+			}
+		})
+	}
+}
+
+func TestSlackChatCallerCancellationStopsRetrying(t *testing.T) {
+	srv, chat := newTestChat(t)
+	srv.FailNext("chat.postMessage", 100, http.StatusInternalServerError, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := chat.Post(ctx, "#sre-ops", Message{Text: "x"})
+	if err == nil {
+		t.Fatal("Post succeeded against a failing Slack")
+	}
+	if n := len(srv.Calls("chat.postMessage")); n > 4 {
+		t.Errorf("%d calls; want at most 4", n)
+	}
+}
+
+func TestSlackChatEphemeral(t *testing.T) {
+	srv, chat := newTestChat(t)
+	ctx := context.Background()
+	if err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", "", Message{Text: "not allowed"}); err != nil {
+		t.Fatal(err)
+	}
+	if e := srv.Ephemerals("U0EVE"); len(e) != 1 || e[0].Text != "not allowed" {
+		t.Errorf("ephemerals = %+v", e)
+	}
+	respURL := srv.URL() + "/commands/T0FAKETEAM/1000001/abcdefgh"
+	if err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", respURL, Message{Text: "refused"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := srv.ResponseURLPosts(); len(p) != 1 || p[0].ResponseType != "ephemeral" || p[0].Text != "refused" {
+		t.Errorf("response URL posts = %+v", p)
+	}
+	err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", "https://evil.example/hook", Message{Text: "secret preview"})
+	if err == nil {
+		t.Error("Ephemeral posted to a response_url outside Slack")
+	}
+}
+
+func TestSlackChatDirectoryAndDM(t *testing.T) {
+	srv, chat := newTestChat(t)
+	ctx := context.Background()
+	srv.AddUser("U0CAROL", "carol", "carol@example.com")
+	srv.AddUserGroup("S0ONCALL", "U0ALICE", "U0BOB")
+
+	id, err := chat.LookupUserByEmail(ctx, "carol@example.com")
+	if err != nil || id != "U0CAROL" {
+		t.Errorf("LookupUserByEmail = %q, %v; want U0CAROL", id, err)
+	}
+	if _, err := chat.LookupUserByEmail(ctx, "nobody@example.com"); SlackErrorCode(err) != "users_not_found" || strings.Contains(err.Error(), "nobody@") {
+		t.Errorf("LookupUserByEmail(unknown) = %v; want users_not_found without the address", err)
+	}
+	members, err := chat.UserGroupMembers(ctx, "S0ONCALL")
+	if err != nil || !slices.Equal(members, []string{"U0ALICE", "U0BOB"}) {
+		t.Errorf("UserGroupMembers = %v, %v", members, err)
+	}
+	if err := chat.DM(ctx, "U0CAROL", Message{Text: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.Calls("conversations.open")) != 1 || len(srv.Messages(srv.ChannelID("U0CAROL"))) != 1 {
+		t.Errorf("DM: conversations.open calls %d, DM messages %d; want 1 and 1",
+			len(srv.Calls("conversations.open")), len(srv.Messages(srv.ChannelID("U0CAROL"))))
+	}
+}
+
+func TestRetryPolicyBackoffIsBoundedAndJittered(t *testing.T) {
+	p := retryPolicy{Tries: 4, Budget: time.Minute, Attempt: time.Second, Base: 100 * time.Millisecond, Max: 400 * time.Millisecond}
+	seen := map[time.Duration]bool{}
+	for attempt := 1; attempt <= 6; attempt++ {
+		for range 50 {
+			d := p.backoff(attempt)
+			if d < p.Base/2 || d > p.Max {
+				t.Fatalf("backoff(%d) = %v; want within [%v, %v]", attempt, d, p.Base/2, p.Max)
+			}
+			seen[d] = true
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("backoff produced %d distinct waits; want jitter", len(seen))
+	}
+}
+
+func TestRetryPolicyTimesOutSlowAttempts(t *testing.T) {
+	p := retryPolicy{Tries: 3, Budget: 5 * time.Second, Attempt: 20 * time.Millisecond, Base: time.Millisecond, Max: time.Millisecond}
+	calls := 0
+	err := p.do(context.Background(), func(error) verdict { return verdict{} }, func(ctx context.Context) error {
+		calls++
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if calls != 3 || !errors.Is(err, errRetriesExhausted) {
+		t.Errorf("do = %v after %d calls; want a timeout retried up to 3 tries", err, calls)
+	}
+}
