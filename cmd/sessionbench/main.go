@@ -1,0 +1,51 @@
+// Command sessionbench is the benchmark behind `make bench` (SPEC §10): it starts its own
+// redis-server, seeds sessions plus unrelated keys, and measures every way of cleaning them up —
+// the engine's and the runbook's own — in one run, with a concurrent client doing a GET every
+// millisecond to show what each costs other Redis users. Each engine scenario runs in a child
+// process so its peak RSS is its own. It verifies afterwards that exactly the expected keys were
+// deleted and every unrelated key survived, and exits non-zero otherwise.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "child" {
+		return child(ctx, args[1:], stdout)
+	}
+	fs := flag.NewFlagSet("sessionbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.n, "n", 1_000_000, "sessions to seed")
+	fs.IntVar(&o.unrelated, "unrelated", 10_000, "unrelated keys (cb:*, feature:*) that must survive")
+	fs.IntVar(&o.clusterN, "cluster-n", 0, "sessions for the 3-master Cluster scenario (default n×0.3; -1 skips it)")
+	fs.BoolVar(&o.skipBaselines, "skip-baselines", false, "skip the runbook's redis-cli methods")
+	fs.BoolVar(&o.json, "json", false, "print the table as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-skip-baselines] [-json]\n\nMeasures preview, race-safe cleanup and mass logout against the runbook's redis-cli methods.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.clusterN == 0 {
+		o.clusterN = o.n * 3 / 10
+	}
+	return bench(ctx, o, stdout, stderr)
+}
