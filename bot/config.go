@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -43,9 +44,24 @@ type Config struct {
 func LoadConfig(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	var c Config
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
-		return Config{}, err
+		return Config{}, envError(err, c)
 	}
 	return c, c.Validate()
+}
+
+// envError rewrites go-envconfig's "FieldName: …" into "VARIABLE: …", so that the message
+// names what the operator has to fix.
+func envError(err error, v any) error {
+	msg := err.Error()
+	t := reflect.TypeOf(v)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name = strings.TrimSpace(name); name != "" && strings.HasPrefix(msg, f.Name+":") {
+			return fmt.Errorf("%s%s", name, strings.TrimPrefix(msg, f.Name))
+		}
+	}
+	return err
 }
 
 // DefaultConfig is the configuration with every default applied and nothing else set.
