@@ -224,6 +224,9 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupCompleted, completed...)); err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("the cleanup completed but its audit line could not be written: %w", err)}
 	}
+	if f.All && rep.Remaining > 0 {
+		fmt.Fprintf(c.stdout, "WARNING: %d session keys remain: created since the scan, or not removable (see above). Run sessionbot cleanup --all again.\n", rep.Remaining)
+	}
 	for _, line := range verifyHint(f, rep, t.Prefix()) {
 		fmt.Fprintln(c.stdout, line)
 	}

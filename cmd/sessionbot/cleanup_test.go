@@ -315,3 +315,20 @@ func wantAudit(t *testing.T, line, re string) {
 		t.Errorf("audit line %q does not match %s", line, re)
 	}
 }
+
+// A mass logout removes malformed sessions too, a hash included, and backs them all up.
+func TestCleanupAllRemovesMalformed(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(cleanup.SeedSpec{Count: 100, Malformed: 0.1, Unrelated: 10})
+	inv := tg.run("", "cleanup", "--all", "--reason", "drill", "--yes")
+	if inv.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout, "Found 100 total session keys", "100 sessions will be deleted (ALL)")
+	if n := tg.count("session:*"); n != 0 || strings.Contains(inv.stdout, "WARNING") {
+		t.Errorf("%d session keys left; stdout:\n%s", n, inv.stdout)
+	}
+	if !regexp.MustCompile(`(?m)^  deleted: +100$`).MatchString(inv.stdout) {
+		t.Errorf("report:\n%s", inv.stdout)
+	}
+}
