@@ -181,7 +181,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		if f.All {
 			question = fmt.Sprintf("MASS LOGOUT: this deletes ALL %d sessions on %s; every user must log in again.", plan.Matched, t.Name())
 		}
-		if err := c.confirmCount(question, plan.Matched, errAborted); err != nil {
+		if err := c.confirmCount(ctx, question, plan.Matched, errAborted); err != nil {
 			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", mode,
 				"Filters", f.Scope(), "Reason", "not confirmed at the prompt"))
 			return err

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -331,4 +337,54 @@ func TestCleanupAllRemovesMalformed(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  deleted: +100$`).MatchString(inv.stdout) {
 		t.Errorf("report:\n%s", inv.stdout)
 	}
+}
+
+// Ctrl-C at the confirmation prompt aborts at once, even though standard input stays open.
+func TestCleanupInterruptAtPrompt(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	before := tg.snapshot()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"cleanup", "--all", "--reason", "x"}, func(k string) string { return tg.env[k] }, pr, &out, &errb)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), "to confirm") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prompt; stderr:\n%s", errb.String())
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if exitCode(err) != 1 || !strings.Contains(errb.String(), "aborted, nothing deleted") {
+			t.Errorf("exit %d; stderr:\n%s", exitCode(err), errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after Ctrl-C at the prompt")
+	}
+	sameKeys(t, before, tg.snapshot())
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,16 +13,33 @@ import (
 var errAborted = &exitError{code: exitFailed, err: errors.New("aborted, nothing deleted")}
 
 // confirmCount asks the operator to type n, the number of sessions about to be affected, and
-// reads one line of standard input. Anything but exactly that number (end of input included)
-// aborts: a typed count proves the operator read the preview, which "y" does not.
-func (c *cli) confirmCount(question string, n int64, abort error) error {
+// reads one line of standard input. Anything but exactly that number (end of input and Ctrl-C
+// included) returns abort: a typed count proves the operator read the preview, which "y" does
+// not.
+func (c *cli) confirmCount(ctx context.Context, question string, n int64, abort error) error {
 	fmt.Fprintf(c.stderr, "%s\nType %d to confirm (anything else aborts): ", question, n)
-	line, err := c.stdin.ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+	type answer struct {
+		line string
+		err  error
+	}
+	// The read cannot be interrupted, so it runs aside: Ctrl-C (ctx) must not hang at the prompt.
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := c.stdin.ReadString('\n')
+		ch <- answer{line, err}
+	}()
+	var a answer
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(c.stderr)
+		return abort
+	case a = <-ch:
+	}
+	if a.err != nil && !(errors.Is(a.err, io.EOF) && a.line != "") {
 		fmt.Fprintln(c.stderr)
 		return abort
 	}
-	if strings.TrimSpace(line) != strconv.FormatInt(n, 10) {
+	if strings.TrimSpace(a.line) != strconv.FormatInt(n, 10) {
 		return abort
 	}
 	return nil

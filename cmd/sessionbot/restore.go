@@ -133,7 +133,7 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	if !yes {
 		q := fmt.Sprintf("This writes %d sessions back into %s: those users are logged in again.", plan.Restored, t.Name())
 		abort := &exitError{code: exitFailed, err: errors.New("aborted, nothing restored")}
-		if err := c.confirmCount(q, plan.Restored, abort); err != nil {
+		if err := c.confirmCount(ctx, q, plan.Restored, abort); err != nil {
 			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", "restore",
 				"Filters", "backup="+file, "Reason", "not confirmed at the prompt"))
 			return err
