@@ -40,6 +40,7 @@ func (c *cli) confirmCount(ctx context.Context, question string, n int64, abort 
 		return abort
 	}
 	if strings.TrimSpace(a.line) != strconv.FormatInt(n, 10) {
+		fmt.Fprintln(c.stderr) // the answer is not echoed when stdin is a pipe
 		return abort
 	}
 	return nil
