@@ -213,8 +213,15 @@ func (o ops) dumps(ctx context.Context, keys []string) ([][]byte, error) {
 			return err
 		}
 		for i, cmd := range cmds {
-			if v, err := cmd.Result(); err == nil {
+			v, err := cmd.Result()
+			switch {
+			case err == nil:
 				out[i] = []byte(v)
+			case errors.Is(err, redis.Nil):
+				// gone since it was read: nothing to back up, nothing to delete
+			default:
+				// A key that cannot be backed up must not be deleted: fail the backup.
+				return fmt.Errorf("DUMP %s: %w", ShortID(keys[i]), err)
 			}
 		}
 		return nil
