@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+var consoleCommand = &command{
+	name:    "console",
+	summary: "the Slack bot in a terminal: type slash commands, press buttons, no Slack needed",
+	run:     runConsole,
+	help: `sessionbot console — try the bot in a terminal
+
+Runs the same bot as serve, but reads slash commands from standard input and prints what the bot
+would post, with a line to type for each button. With none of REDIS_URL, REDIS_CLUSTER_ADDRS and
+REDIS_SENTINEL_ADDRS set it starts an embedded in-memory Redis seeded with the runbook's sample
+data (150 sessions: 45 expired, 105 still valid, some basic_auth, orphan and malformed ones), so
+it works on a machine with nothing but Go. Without OPERATORS/APPROVERS it uses demo identities:
+you are alice (an operator); bob is an approver. End of input exits.
+
+Usage: sessionbot console [--as USER]
+
+Flags:
+  --as USER    start as this user (a name or a U… id)
+  --help       this text
+
+Example session:
+  go run ./cmd/sessionbot console
+  /sessions cleanup                          # dry-run preview of expired sessions
+  press run                                  # run it
+  /sessions cleanup --all --reason "drill"   # a mass logout needs a second person
+  /as bob
+  press approve
+  /sessions stats
+`,
+}
+
+func runConsole(ctx context.Context, c *cli, args []string) error {
+	args, as, err := takeFlag(args, "as")
+	if err != nil {
+		return c.asUsage(err)
+	}
+	if len(args) > 0 {
+		return c.asUsage(fmt.Errorf("unknown argument %q: console takes only --as USER", shorten(args[0])))
+	}
+	cfg, cfgErr := loadConfig(ctx, c.getenv)
+	bcfg, botErr := bot.LoadConfig(ctx, envconfig.LookuperFunc(func(k string) (string, bool) {
+		v := c.getenv(k)
+		return v, v != ""
+	}))
+	if err := joinLines([]error{cfgErr, botErr}); err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+
+	demo := c.getenv("REDIS_URL") == "" && c.getenv("REDIS_CLUSTER_ADDRS") == "" && c.getenv("REDIS_SENTINEL_ADDRS") == ""
+	if demo {
+		url, stop, err := startDemoRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Redis.URL = url
+		if c.getenv("BACKUP_DIR") == "" {
+			dir, err := os.MkdirTemp("", "sessionbot-demo-backups-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			cfg.Backup.Dir = dir
+		}
+		fmt.Fprintln(c.stdout, "Demo Redis: in memory, seeded with 155 sample sessions (45 expired, 105 still valid, 5 malformed; some basic_auth and orphans). Nothing real is touched.")
+	}
+	audit, err := c.openAudit(cfg)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	t, err := cleanup.Connect(ctx, cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("cannot connect to Redis: %w", err)
+	}
+	defer t.Close()
+	if !demo {
+		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
+	}
+	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
+		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup,
+	}, bot.ConsoleOptions{User: as})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
