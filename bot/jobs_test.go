@@ -327,3 +327,40 @@ func TestCancelRunningJob(t *testing.T) {
 		t.Errorf("%d sessions left; want a partial run", n)
 	}
 }
+
+// Restore: a mass logout's backup is put back after a second person approves.
+func TestRestoreFromBackup(t *testing.T) {
+	h := newHarness(t)
+	h.seedOthers()
+	ids := h.seed(sessionSpec{n: 20})
+	id, _ := h.requestAll()
+	h.press(bob, "approve", id)
+	jobID := h.notifier.all()[0].JobID
+	if h.sessionCount() != 0 {
+		t.Fatal("mass logout left sessions")
+	}
+
+	h.command(carol, "restore "+jobID+" --reason 'wrong environment'")
+	ref, m := h.chat.latest(-1)
+	wantContains(t, "restore request", FormatText(m), "Approval needed: restore "+jobID,
+		"Found 20 sessions in backup", "20 sessions will be restored", "Reason: wrong environment")
+	if got := strings.Join(actionIDs(m), ","); got != "approve,reject,cancel" {
+		t.Fatalf("restore buttons = %s", got)
+	}
+	if h.sessionCount() != 0 {
+		t.Fatal("the restore preview wrote sessions")
+	}
+	h.press(carol, "approve", button(t, m, "approve"))
+	wantContains(t, "self-approval", h.chat.lastEphemeral(carol), "two-person rule")
+	h.press(dave, "approve", button(t, m, "approve"))
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Restore completed", "Restored: 20")
+	if n := h.sessionCount(); n != 20 {
+		t.Errorf("%d sessions after restore; want 20", n)
+	}
+	wantContains(t, "audit", strings.Join(h.auditLines(), "\n"),
+		"| Cleanup Started | User: "+carol+" (carol) | Mode: restore | Filters: restore="+jobID+" | Approved-By: "+dave+" (dave)",
+		"| Restore Completed | User: "+carol+" (carol) | Job: ",
+		"Restored: 20")
+	h.assertOthersIntact()
+	h.assertNoLeaks(ids...)
+}

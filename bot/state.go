@@ -454,10 +454,6 @@ func (s *store) leaseHolder(ctx context.Context, target string) (string, error) 
 	return h, err
 }
 
-func (s *store) setRequestJob(ctx context.Context, id, jobID string) error {
-	return s.rdb.HSet(ctx, s.reqKey(id), "job", jobID).Err()
-}
-
 func toAny(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
