@@ -124,7 +124,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 	}
 	started := b.spawn(func(ctx context.Context) {
 		defer release()
-		b.runJob(ctx, req, job)
+		b.runJob(ctx, req, job, release)
 	})
 	if !started {
 		release()
@@ -150,7 +150,8 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 
 // runJob executes a started job and reports it. It owns the job's lease renewal, its progress
 // updates and its cancellation (locally by context, from other replicas by a flag in Redis).
-func (b *Bot) runJob(ctx context.Context, req *Request, job *Job) {
+// release gives up the target's lease; it may be called more than once.
+func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()) {
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b.mu.Lock()
@@ -222,6 +223,8 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job) {
 	}
 	stopProgress()
 	stopLease()
+	// Nothing more is deleted: the next job may start while this one is being reported.
+	release()
 	b.finishJob(bg, req, job, rep, err, jctx.Err() != nil)
 }
 
