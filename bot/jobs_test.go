@@ -364,3 +364,55 @@ func TestRestoreFromBackup(t *testing.T) {
 	h.assertOthersIntact()
 	h.assertNoLeaks(ids...)
 }
+
+// A backup that cannot be written stops the run before anything is deleted; the failure is
+// reported, audited and handed to the notifier (PagerDuty alert).
+func TestBackupFailureDeletesNothing(t *testing.T) {
+	h := newHarness(t, func(h *harness, d *Deps) {
+		blocker := filepath.Join(t.TempDir(), "not-a-dir")
+		if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.Backup.Dir = filepath.Join(blocker, "backups")
+	})
+	h.seed(sessionSpec{n: 8})
+	id, ref := h.requestAll()
+	h.press(bob, "approve", id)
+	if n := h.sessionCount(); n != 8 {
+		t.Fatalf("%d sessions left; a failed backup must delete nothing", n)
+	}
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), ":x: Failed: all", "internal error (ref ")
+	o := h.notifier.all()
+	if len(o) != 1 || !o[0].Failed || o[0].Report.Deleted != 0 || o[0].Partial {
+		t.Errorf("outcome = %+v; want failed, nothing deleted, not partial", o)
+	}
+	wantContains(t, "audit", strings.Join(h.audited("Cleanup Failed"), ""), "Mode: all | Filters: all | Deleted: 0")
+	if len(h.audited("Cleanup Completed")) != 0 {
+		t.Error("a failed run was audited as completed")
+	}
+}
+
+// Shutting down cancels a running job; it still gets its report and audit line.
+func TestCloseStopsRunningJob(t *testing.T) {
+	h := newHarness(t)
+	h.seed(sessionSpec{n: 300, expired: true})
+	d := h.deps()
+	d.Engine = cleanup.NewEngine(cleanup.NewTarget(h.rdb, "session:", "test-target"), cleanup.EngineConfig{BatchSize: 10, MaxRate: 40})
+	slow := h.newBot(d)
+	slow.HandleCommand(context.Background(), Command{EnvelopeID: "close-cmd", TeamID: team, UserID: alice, ChannelID: chan1, Text: "cleanup"})
+	slow.Wait()
+	ref, m := h.chat.latest(-1)
+	h.pressOn(slow, alice, "run", button(t, m, "run"), "close-run")
+	progressed := regexp.MustCompile(`· deleted [1-9]`)
+	h.chat.waitFor(t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
+	slow.Close()
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cancelled", "the bot was shutting down")
+	wantContains(t, "audit", strings.Join(h.audited("Cancelled"), ""), "User: shutdown")
+	if h.sessionCount() == 0 {
+		t.Error("the job ran to the end despite Close")
+	}
+	// Commands after Close are not run.
+	slow.HandleCommand(context.Background(), Command{EnvelopeID: "late", TeamID: team, UserID: alice, ChannelID: chan1, Text: "cleanup"})
+	_, late := h.chat.latest(-1)
+	wantContains(t, "late command", FormatText(late), "shutting down")
+}
