@@ -170,13 +170,12 @@ type button struct{ blockID, value, text string }
 // findButton looks for a button with actionID (and blockID, when set) in an
 // actions block or a section accessory.
 func findButton(blocks json.RawMessage, blockID, actionID string) (button, bool) {
+	// Text is raw: a button's text is an object, a context element's a plain string.
 	type element struct {
-		Type     string `json:"type"`
-		ActionID string `json:"action_id"`
-		Value    string `json:"value"`
-		Text     struct {
-			Text string `json:"text"`
-		} `json:"text"`
+		Type     string          `json:"type"`
+		ActionID string          `json:"action_id"`
+		Value    string          `json:"value"`
+		Text     json.RawMessage `json:"text"`
 	}
 	var bs []struct {
 		Type      string    `json:"type"`
@@ -197,7 +196,11 @@ func findButton(blocks json.RawMessage, blockID, actionID string) (button, bool)
 		}
 		for _, e := range els {
 			if e.Type == "button" && e.ActionID == actionID {
-				return button{blockID: b.BlockID, value: e.Value, text: e.Text.Text}, true
+				var t struct {
+					Text string `json:"text"`
+				}
+				_ = json.Unmarshal(e.Text, &t)
+				return button{blockID: b.BlockID, value: e.Value, text: t.Text}, true
 			}
 		}
 	}

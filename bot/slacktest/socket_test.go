@@ -151,6 +151,8 @@ func TestBlockActionParsesAsInteractionCallback(t *testing.T) {
 
 	ch, ts, err := api.PostMessage("#ops", slack.MsgOptionText("preview", false), slack.MsgOptionBlocks(
 		slack.NewSectionBlock(slack.NewTextBlockObject("mrkdwn", "Found 150 total session keys", false, false), nil, nil),
+		// A context block's elements carry "text" as a string, unlike a button's object.
+		slack.NewContextBlock("small-print", slack.NewTextBlockObject("mrkdwn", "Requested by alice", false, false)),
 		slack.NewActionBlock("preview-actions",
 			slack.NewButtonBlockElement("run", "req-42", slack.NewTextBlockObject("plain_text", "Run", false, false)).WithStyle(slack.StylePrimary),
 			slack.NewButtonBlockElement("cancel", "req-42", slack.NewTextBlockObject("plain_text", "Cancel", false, false)),
@@ -178,7 +180,7 @@ func TestBlockActionParsesAsInteractionCallback(t *testing.T) {
 		t.Errorf("action = %+v; want run/req-42 in block preview-actions", a)
 	}
 	if cb.User.ID != "U456" || cb.Team.ID != slacktest.DefaultTeamID || cb.Channel.ID != ch || cb.Container.ChannelID != ch ||
-		cb.Container.MessageTs != ts || cb.Message.Timestamp != ts || cb.Message.Text != "preview" || len(cb.Message.Blocks.BlockSet) != 2 {
+		cb.Container.MessageTs != ts || cb.Message.Timestamp != ts || cb.Message.Text != "preview" || len(cb.Message.Blocks.BlockSet) != 3 {
 		t.Errorf("callback context = user %q team %q channel %q container %+v message ts %q text %q blocks %d",
 			cb.User.ID, cb.Team.ID, cb.Channel.ID, cb.Container, cb.Message.Timestamp, cb.Message.Text, len(cb.Message.Blocks.BlockSet))
 	}
