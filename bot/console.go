@@ -216,6 +216,18 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 	if opts.Channel == "" {
 		opts.Channel = "#console"
 	}
+	if d.Notifier == nil {
+		// The same notifications as in Slack (the runbook's Mass Logout Executed template, the
+		// summary), printed; PagerDuty stays off without a routing key.
+		nopts := []AnnouncerOption{WithAnnouncerAudit(d.Auditor), WithAnnouncerMetrics(d.Metrics)}
+		if d.Logger != nil {
+			nopts = append(nopts, WithAnnouncerLogger(d.Logger))
+		}
+		if d.Now != nil {
+			nopts = append(nopts, WithAnnouncerClock(d.Now))
+		}
+		d.Notifier = NewAnnouncer(d.Config, SlackConfig{}, con, nopts...)
+	}
 	b, err := New(d)
 	if err != nil {
 		return err

@@ -40,6 +40,10 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 		"Approved by: @bob",
 		"== :white_check_mark: Cleanup completed: all ==",
 		"Remaining: 0 session keys",
+		"── #platform-incidents · message 2 ──",
+		"Mass Logout Executed",
+		"*Affected Users:* All active users (12 sessions invalidated)",
+		"*Reason:* incident 42",
 	)
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left after the console's mass logout", n)
