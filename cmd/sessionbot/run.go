@@ -42,7 +42,7 @@ type command struct {
 
 // commands are the subcommands, in the order `sessionbot help` lists them. serve and console
 // (the Slack bot and its terminal twin) are added next to these by the bot.
-var commands = []*command{consoleCommand, cleanupCommand, statsCommand, backupCommand, restoreCommand, seedCommand}
+var commands = []*command{serveCommand, consoleCommand, cleanupCommand, statsCommand, backupCommand, restoreCommand, seedCommand}
 
 func findCommand(name string) *command {
 	for _, c := range commands {

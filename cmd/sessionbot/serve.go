@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// version is stamped at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
+var serveCommand = &command{
+	name:    "serve",
+	summary: "run the Slack bot (Socket Mode): /sessions previews, approvals, cleanups, notifications",
+	run:     runServe,
+	help: `sessionbot serve — the Slack bot
+
+Connects to Slack over Socket Mode (no inbound HTTP needed), answers the slash command, runs
+approved cleanups and notifies NOTIFY_CHANNEL and PagerDuty. Requests, approvals and jobs live in
+Redis (STATE_REDIS_URL, default the target itself under sessionbot: keys), so several replicas
+can serve one workspace and a restarted bot honours what was decided before.
+
+Usage: sessionbot serve
+
+Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, APPROVERS
+Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
+Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, NOTIFY_CHANNEL,
+            APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS, PAGERDUTY_ROUTING_KEY,
+            PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
+            AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090: /metrics, /healthz, /readyz)
+See README.md, "Configuration", for every variable.
+`,
+}
+
+// serveConfig holds what only serve reads.
+type serveConfig struct {
+	MetricsAddr string `env:"METRICS_ADDR, default=:9090"`
+	// SampleEvery and SampleKeys bound the periodic session gauges: at most SampleKeys keys are
+	// scanned every SampleEvery, so a huge keyspace costs no more than that budget.
+	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
+	SampleKeys  int64         `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
+}
+
+func runServe(ctx context.Context, c *cli, args []string) error {
+	if len(args) > 0 {
+		return c.asUsage(fmt.Errorf("serve takes no arguments (configuration comes from the environment), got %q", shorten(args[0])))
+	}
+	look := envconfig.LookuperFunc(func(k string) (string, bool) {
+		v := c.getenv(k)
+		return v, v != ""
+	})
+	cfg, cfgErr := loadConfig(ctx, c.getenv)
+	bcfg, botErr := bot.LoadConfig(ctx, look)
+	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
+	var sv serveConfig
+	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
+	if len(bcfg.Operators) == 0 {
+		botErr = errors.Join(botErr, errors.New("OPERATORS: required by serve (Slack user or user-group ids allowed to use the command)"))
+	}
+	if len(bcfg.Approvers) == 0 {
+		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
+	}
+	if err := joinLines([]error{cfgErr, botErr, slackErr, svErr}); err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
+
+	audit, err := cleanup.NewAuditor(cfg.Audit, c.stdout)
+	if err != nil {
+		return fmt.Errorf("cannot open the audit log: %w", err)
+	}
+	defer audit.Close()
+	t, err := cleanup.Connect(ctx, cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("cannot connect to Redis: %w", err)
+	}
+	defer t.Close()
+	var state redis.UniversalClient
+	if bcfg.StateRedisURL != "" {
+		opt, err := redis.ParseURL(bcfg.StateRedisURL)
+		if err != nil {
+			return &exitError{code: exitUsage, err: errors.New("STATE_REDIS_URL: not a redis:// or rediss:// URL")}
+		}
+		sc := redis.NewClient(opt)
+		defer sc.Close()
+		state = sc
+	}
+
+	metrics := bot.NewMetrics(version)
+	eng := cleanup.NewEngine(t, cfg.Engine)
+	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
+	ann := bot.NewAnnouncer(bcfg, scfg, chat, bot.WithAnnouncerAudit(audit), bot.WithAnnouncerMetrics(metrics), bot.WithAnnouncerLogger(log))
+	b, err := bot.New(bot.Deps{
+		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics,
+		State: state, Backup: cfg.Backup, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
+
+	ready := func(ctx context.Context) error {
+		if !tr.Connected() {
+			return errors.New("not connected to Slack")
+		}
+		if err := t.Ping(ctx); err != nil {
+			return errors.New("redis does not answer")
+		}
+		return nil
+	}
+	srv := bot.NewHTTPServer(sv.MetricsAddr, metrics, ready)
+	ln, err := net.Listen("tcp", sv.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
+	}
+	log.Info("sessionbot serving", "version", version, "target", t.Name(), "metrics", ln.Addr().String(), "command", bcfg.Command)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() { _ = b.Run(runCtx) }()
+	go bot.RunSessionSampler(runCtx, eng, metrics, sv.SampleEvery, sv.SampleKeys)
+
+	err = tr.Run(ctx, b)
+	// Shut down in order: no new work, running jobs and notifications finish or stop cleanly.
+	stopRun()
+	b.Close()
+	ann.Wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("sessionbot stopped")
+	return nil
+}

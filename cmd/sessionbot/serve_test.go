@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/slacktest"
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServe runs `sessionbot serve` as main does, against a fake Slack, a fake PagerDuty and a
+// real redis-server: the runbook's Procedure 1 from slash command to Redis state, readiness,
+// metrics, and a clean exit on shutdown.
+func TestServe(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(cleanup.SeedSpec{Count: 150, Expired: 0.3, Unrelated: 10})
+	slack := slacktest.New(t)
+	slack.AddUser("UALICE", "alice", "alice@example.com")
+	pd := pdtest.New(t)
+	metricsAddr := freeAddr(t)
+	env := map[string]string{
+		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
+		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
+		"PAGERDUTY_ROUTING_KEY": "R0UTINGKEY0123456789abcdefghijkl", "PAGERDUTY_EVENTS_URL": pd.URL(),
+	}
+	for k, v := range tg.env {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+	}()
+	slack.WaitConnections(t, 1, 10*time.Second)
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	slacktest.WaitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 10*time.Second)
+
+	env1 := slack.SlashCommand(slacktest.SlashCommand{UserID: "UALICE", UserName: "alice", ChannelID: "C0OPS", Command: "/sessions", Text: "cleanup"})
+	slack.WaitAck(t, env1, 3*time.Second)
+	var preview slacktest.Message
+	slacktest.WaitFor(t, func() bool {
+		for _, m := range slack.Messages("C0OPS") {
+			if strings.Contains(string(m.Blocks), "45 sessions expired (will be deleted)") {
+				preview = m
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second)
+	for _, want := range []string{"Found 150 total session keys", "105 sessions still valid (will be kept)"} {
+		if !strings.Contains(string(preview.Blocks), want) {
+			t.Errorf("preview lacks %q:\n%s", want, preview.Blocks)
+		}
+	}
+	if n := tg.count("session:*"); n != 150 {
+		t.Fatalf("the preview changed Redis: %d session keys; want 150", n)
+	}
+
+	slack.WaitAck(t, slack.PressButton("UALICE", "C0OPS", preview.TS, "run"), 3*time.Second)
+	slacktest.WaitFor(t, func() bool { return tg.count("session:*") == 105 }, 10*time.Second)
+	slacktest.WaitFor(t, func() bool { return len(pd.ChangeEvents()) == 1 }, 10*time.Second)
+	if n := tg.count("cb:*") + tg.count("feature:*"); n == 0 {
+		t.Error("unrelated keys are gone")
+	}
+
+	code, body := get("/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `sessionbot_cleanups_total{mode="execute",result="completed"} 1`) {
+		t.Errorf("/metrics = %d; want a completed execute cleanup counted:\n%.2000s", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v on shutdown; want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15 s of SIGTERM")
+	}
+	out := stdout.String() + stderr.String()
+	for _, secret := range []string{slack.AppToken(), slack.BotToken(), "R0UTINGKEY0123456789abcdefghijkl", canary} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a secret reached serve's output: %q", secret)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Cleanup Completed | Deleted: 45") {
+		t.Errorf("no audit line on stdout:\n%s", stdout.String())
+	}
+}
+
+func TestServeConfigErrorsAllAtOnce(t *testing.T) {
+	inv := runWith(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "SLACK_BOT_TOKEN": "xoxp-wrong"}, "", "serve")
+	if inv.code != exitUsage {
+		t.Fatalf("exit %d; want %d", inv.code, exitUsage)
+	}
+	for _, v := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "OPERATORS", "APPROVERS"} {
+		if !strings.Contains(inv.stderr, v) {
+			t.Errorf("stderr does not name %s:\n%s", v, inv.stderr)
+		}
+	}
+	if strings.Contains(inv.stderr, "xoxp-wrong") {
+		t.Error("a token value was printed")
+	}
+}
