@@ -49,7 +49,10 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
 // SlackConfig is what the Slack transport and PagerDuty need (SPEC §8); the command name and
 // the channels are in Config.
 type SlackConfig struct {
+	// AppToken is the app-level xapp-… token for Socket Mode (scope connections:write);
+	// required by serve.
 	AppToken Secret `env:"SLACK_APP_TOKEN"`
+	// BotToken is the xoxb-… bot token; required by serve.
 	BotToken Secret `env:"SLACK_BOT_TOKEN"`
 	// APIURL is the Web API base; Validate makes it end in "/" as slack-go appends the method.
 	APIURL string `env:"SLACK_API_URL, default=https://slack.com/api/"`

@@ -5,27 +5,40 @@ import "time"
 // RedisConfig names the Redis deployment that holds the sessions. Exactly one of URL,
 // ClusterAddrs and SentinelAddrs may be set; URL's default applies when none is.
 type RedisConfig struct {
-	URL            string   `env:"REDIS_URL"`
-	ClusterAddrs   []string `env:"REDIS_CLUSTER_ADDRS"`
-	SentinelAddrs  []string `env:"REDIS_SENTINEL_ADDRS"`
-	SentinelMaster string   `env:"REDIS_SENTINEL_MASTER"`
-	Prefix         string   `env:"SESSION_KEY_PREFIX, default=session:"`
+	// URL is a standalone target (rediss:// for TLS); redis://localhost:6379/0 when no target
+	// is set. A password in it is a secret: never printed.
+	URL string `env:"REDIS_URL"`
+	// ClusterAddrs are comma-separated host:port seeds of a Redis Cluster; every master is
+	// scanned with its own cursor.
+	ClusterAddrs []string `env:"REDIS_CLUSTER_ADDRS"`
+	// SentinelAddrs are comma-separated host:port Sentinels.
+	SentinelAddrs []string `env:"REDIS_SENTINEL_ADDRS"`
+	// SentinelMaster is the master name the Sentinels know.
+	SentinelMaster string `env:"REDIS_SENTINEL_MASTER"`
+	// Prefix is the session key prefix; no key without it is ever read for deletion or deleted.
+	Prefix string `env:"SESSION_KEY_PREFIX, default=session:"`
 }
 
 // EngineConfig paces the engine. The defaults keep a concurrent client's p99 latency under 1 ms
 // on a 2-core machine while still moving tens of thousands of keys per second (see README,
 // Performance).
 type EngineConfig struct {
-	BatchSize int           `env:"BATCH_SIZE, default=100"`
-	Pause     time.Duration `env:"BATCH_PAUSE, default=0s"`
-	MaxRate   int           `env:"MAX_KEYS_PER_SECOND, default=50000"`
+	// BatchSize is the keys per SCAN COUNT and per command: small commands keep every other
+	// client's latency low.
+	BatchSize int `env:"BATCH_SIZE, default=100"`
+	// Pause is slept between batches (0s: none).
+	Pause time.Duration `env:"BATCH_PAUSE, default=0s"`
+	// MaxRate caps keys per second across all masters (0: no cap).
+	MaxRate int `env:"MAX_KEYS_PER_SECOND, default=50000"`
 	// RetryFor bounds how long transient Redis errors are retried before a run fails.
 	RetryFor time.Duration `env:"REDIS_RETRY_FOR, default=5s"`
 }
 
 // BackupConfig says where backups go and whether they are encrypted.
 type BackupConfig struct {
-	Dir           string   `env:"BACKUP_DIR, default=./backups"`
+	// Dir holds backups: one <job-id>.jsonl.gz per job, directory 0700, files 0600.
+	Dir string `env:"BACKUP_DIR, default=./backups"`
+	// AgeRecipients are age public keys (age1…); when set, backups are encrypted to them.
 	AgeRecipients []string `env:"BACKUP_AGE_RECIPIENTS"`
 	// AgeIdentityFile holds the age identity that decrypts backups for restore.
 	AgeIdentityFile string `env:"BACKUP_AGE_IDENTITY_FILE"`
@@ -33,6 +46,10 @@ type BackupConfig struct {
 
 // AuditConfig says where audit lines go besides stdout.
 type AuditConfig struct {
-	File       string `env:"AUDIT_LOG"`
+	// File is appended one line per event (0600, fsynced); a mass logout refuses to start when
+	// it cannot be written.
+	File string `env:"AUDIT_LOG"`
+	// SyslogAddr also sends each line to a collector: udp://host:port, tcp://host:port or
+	// unix:///dev/log. A broken collector never blocks a cleanup.
 	SyslogAddr string `env:"AUDIT_SYSLOG_ADDR"`
 }

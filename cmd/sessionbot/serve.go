@@ -44,11 +44,12 @@ See README.md, "Configuration", for every variable.
 
 // serveConfig holds what only serve reads.
 type serveConfig struct {
+	// MetricsAddr serves /metrics (Prometheus), /healthz and /readyz.
 	MetricsAddr string `env:"METRICS_ADDR, default=:9090"`
-	// SampleEvery and SampleKeys bound the periodic session gauges: at most SampleKeys keys are
-	// scanned every SampleEvery, so a huge keyspace costs no more than that budget.
+	// SampleEvery is how often the session gauges are sampled.
 	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
-	SampleKeys  int64         `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
+	// SampleKeys bounds each sample's SCAN, so a huge keyspace costs no more than this budget.
+	SampleKeys int64 `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
 }
 
 func runServe(ctx context.Context, c *cli, args []string) error {
