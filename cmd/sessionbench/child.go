@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -21,8 +23,20 @@ func child(ctx context.Context, args []string, stdout io.Writer) error {
 	paced := fs.Bool("paced", false, "default pacing (otherwise pacing off)")
 	backup := fs.Bool("backup", false, "write a backup first")
 	backupDir := fs.String("backup-dir", "", "backup directory")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (to see where the time goes)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg := cleanup.RedisConfig{URL: *url, Prefix: "session:"}
 	if *clusterSeeds != "" {
