@@ -83,7 +83,8 @@ const seedBatch = 1000
 
 // Seed writes spec.Count synthetic sessions (and spec.Unrelated other keys) with per-key
 // commands in pipelines of 1000, so it works on a Cluster too. Keys with the same id are
-// overwritten. It returns what it wrote, or the first error (some keys may be written by then).
+// overwritten. It returns what it wrote; on error (the first one, or ctx's) some keys are
+// written and the result's counts may include sessions that were drawn but not written.
 func Seed(ctx context.Context, c redis.UniversalClient, spec SeedSpec) (SeedResult, error) {
 	start := time.Now()
 	g, err := newSeeder(spec)
@@ -187,6 +188,7 @@ type seeder struct {
 	noTTL      int // no-TTL left (of left)
 	methods    []string
 	methodLeft []int
+	scratch    []byte // encoding buffer reused across sessions
 
 	res SeedResult
 }
@@ -413,10 +415,19 @@ func (g *seeder) session(u int, method string, expired bool) SeedSession {
 // sizedJSON encodes s with its access token padded so the value is 522–538 bytes (~530).
 func (g *seeder) sizedJSON(s SeedSession) []byte {
 	target := 522 + g.rng.IntN(17)
-	base := len(SessionJSON(s))
-	pad := max(target-base, 8)
-	s.AccessToken += g.token(pad*3/4) + "." + g.token(pad-pad*3/4-1)
-	return SessionJSON(s)
+	base, end := encodeSession(g.scratch[:0], s)
+	g.scratch = base
+	pad := max(target-len(base), 8)
+	if end < 0 { // no access token to pad
+		return slices.Clone(base)
+	}
+	// Splice the padding (JSON-safe base64url) into the encoded access token.
+	out := make([]byte, 0, len(base)+pad)
+	out = append(out, base[:end]...)
+	out = g.appendToken(out, pad*3/4)
+	out = append(out, '.')
+	out = g.appendToken(out, pad-pad*3/4-1)
+	return append(out, base[end:]...)
 }
 
 // seconds is a uniform random whole number of seconds in [0, d).
@@ -426,18 +437,22 @@ func (g *seeder) seconds(d time.Duration) time.Duration {
 
 const base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// token is n random base64url characters, six bits of a 64-bit draw each.
+// token is n random base64url characters.
 func (g *seeder) token(n int) string {
-	b := make([]byte, max(n, 0))
+	return string(g.appendToken(nil, n))
+}
+
+// appendToken appends n random base64url characters, six bits of a 64-bit draw each.
+func (g *seeder) appendToken(b []byte, n int) []byte {
 	var v uint64
-	for i := range b {
+	for i := range n {
 		if i%10 == 0 {
 			v = g.rng.Uint64()
 		}
-		b[i] = base64URL[v&63]
+		b = append(b, base64URL[v&63])
 		v >>= 6
 	}
-	return string(b)
+	return b
 }
 
 func (g *seeder) hex(n int) string {
@@ -590,7 +605,14 @@ type SeedSession struct {
 // token_expires_at, cert_cn, cert_fingerprint, cert_not_after, crl_status); times in RFC 3339,
 // UTC, whole seconds.
 func SessionJSON(s SeedSession) []byte {
-	e := sessionEncoder{b: append(make([]byte, 0, 600), '{'), override: s.Override}
+	b, _ := encodeSession(make([]byte, 0, 600), s)
+	return b
+}
+
+// encodeSession appends s as SessionJSON does to dst. tokenEnd is the offset of the access
+// token's closing quote, -1 when there is none (empty or overridden).
+func encodeSession(dst []byte, s SeedSession) (b []byte, tokenEnd int) {
+	e := sessionEncoder{b: append(dst, '{'), override: s.Override, tokenEnd: -1}
 	e.str("user_id", s.UserID)
 	e.str("username", s.Username)
 	e.str("auth_method", s.AuthMethod)
@@ -616,13 +638,14 @@ func SessionJSON(s SeedSession) []byte {
 			e.value(name, s.Override[name])
 		}
 	}
-	return append(e.b, '}')
+	return append(e.b, '}'), e.tokenEnd
 }
 
 type sessionEncoder struct {
 	b        []byte
 	override map[string]any
 	used     []string // overridden schema fields
+	tokenEnd int      // offset of access_token's closing quote, or -1
 }
 
 func (e *sessionEncoder) key(name string) {
@@ -657,6 +680,9 @@ func (e *sessionEncoder) str(name, v string) {
 	}
 	e.key(name)
 	e.b = appendJSONString(e.b, v)
+	if name == "access_token" {
+		e.tokenEnd = len(e.b) - 1
+	}
 }
 
 func (e *sessionEncoder) time(name string, t time.Time) {

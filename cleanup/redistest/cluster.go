@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,10 +172,27 @@ func (c *Cluster) Failover(replica *Server) error {
 	if err != nil {
 		return fmt.Errorf("redistest: Failover: CLUSTER MYID on %s: %w", replica.Addr(), err)
 	}
-	if err := replica.Client().ClusterFailover(ctx).Err(); err != nil {
-		return fmt.Errorf("redistest: CLUSTER FAILOVER on %s: %w", replica.Addr(), err)
-	}
+	// A manual failover that does not complete within 5 s (CLUSTER_MF_TIMEOUT, e.g. on a loaded
+	// machine) is abandoned by Redis: ask again, and the last time FORCE it (no handshake with
+	// the master, still elected by the masters).
+	const retryAfter = 6 * time.Second
+	var asked time.Time
+	attempts := 0
 	err = poll(ctx, func() error {
+		if role, err := nodeRole(replica); err != nil || role != "master" {
+			if time.Since(asked) < retryAfter {
+				return fmt.Errorf("%s is not master yet (role %q, %v)", replica.Addr(), role, err)
+			}
+			args := []any{"CLUSTER", "FAILOVER"}
+			if attempts++; attempts > 2 {
+				args = append(args, "FORCE")
+			}
+			asked = time.Now()
+			if err := replica.Client().Do(ctx, args...).Err(); err != nil {
+				return fmt.Errorf("%v on %s: %w", args, replica.Addr(), err)
+			}
+			return fmt.Errorf("%s is not master yet", replica.Addr())
+		}
 		for _, s := range c.nodes {
 			if !s.Running() {
 				continue
@@ -247,8 +265,11 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 }
 
 // checkNodes returns nil when every running node reports cluster_state:ok, all slots assigned
-// and ok, knows every node, and (for replicas) has its master link up.
+// and ok, knows every node, (for replicas) has its master link up, and all agree on who
+// replicates whom — a master that does not yet know a replica as its own ignores its manual
+// failover request.
 func (c *Cluster) checkNodes(ctx context.Context) error {
+	var topology, first string
 	for _, s := range c.nodes {
 		if !s.Running() {
 			continue
@@ -277,8 +298,36 @@ func (c *Cluster) checkNodes(ctx context.Context) error {
 		if r["role"] == "slave" && r["master_link_status"] != "up" {
 			return fmt.Errorf("%s: master_link_status:%s", s.Addr(), r["master_link_status"])
 		}
+		nodes, err := s.Client().ClusterNodes(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER NODES: %w", s.Addr(), err)
+		}
+		if t := nodeTopology(nodes); topology == "" {
+			topology, first = t, s.Addr()
+		} else if t != topology {
+			return fmt.Errorf("%s and %s disagree on the topology:\n%s\nvs\n%s", first, s.Addr(), topology, t)
+		}
 	}
 	return nil
+}
+
+// nodeTopology reduces CLUSTER NODES output to "id role master-id" lines, sorted, so the views
+// of different nodes compare equal once they agree.
+func nodeTopology(nodes string) string {
+	var lines []string
+	for line := range strings.Lines(nodes) {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		role := "master"
+		if strings.Contains(","+f[2]+",", ",slave,") {
+			role = "replica"
+		}
+		lines = append(lines, f[0]+" "+role+" "+f[3])
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 // poll calls check until it returns nil or ctx ends, returning check's last error then.
