@@ -61,8 +61,6 @@ type BackupWriter struct {
 	buf             *bufio.Writer
 	enc             io.WriteCloser // age; nil when plain
 	gz              *gzip.Writer
-	line            bytes.Buffer
-	lineEnc         *json.Encoder // writes to line
 	count           int64
 	err             error // sticky: the first failure
 	done            bool
@@ -158,34 +156,49 @@ func createBackup(dir, name string, recipients []string, wrap func(io.Writer) io
 	// BestSpeed: a mass-logout backup sits on the incident's critical path; session JSON with
 	// random tokens compresses little better at higher levels anyway.
 	b.gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
-	b.lineEnc = json.NewEncoder(&b.line)
-	b.lineEnc.SetEscapeHTML(false) // keep values readable with zcat
 	return b, nil
 }
 
 // Write appends rec. The first error is sticky: it is returned by every later Write and by
 // Close, which then leaves no final file.
 func (b *BackupWriter) Write(rec BackupRecord) error {
+	line, err := AppendBackupLine(nil, rec)
+	if err != nil {
+		// A bad record is the caller's mistake, not a broken file: not sticky.
+		return err
+	}
+	return b.WriteLines(line, 1)
+}
+
+// AppendBackupLine appends rec's JSON line, newline included, to dst. It needs no writer, so
+// callers can encode batches in parallel and hand them to WriteLines in order.
+func AppendBackupLine(dst []byte, rec BackupRecord) ([]byte, error) {
+	line, err := encodeBackupLine(rec)
+	if err != nil {
+		return dst, err
+	}
+	buf := bytes.NewBuffer(dst)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false) // keep values readable with zcat
+	if err := enc.Encode(line); err != nil {
+		return dst, fmt.Errorf("backup: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteLines appends n lines encoded by AppendBackupLine. Errors are sticky, as for Write.
+func (b *BackupWriter) WriteLines(p []byte, n int64) error {
 	if b.err != nil {
 		return b.err
 	}
 	if b.done {
 		return errors.New("backup: write after close")
 	}
-	line, err := encodeBackupLine(rec)
-	if err != nil {
-		// A bad record is the caller's mistake, not a broken file: not sticky.
-		return err
-	}
-	b.line.Reset()
-	if err := b.lineEnc.Encode(line); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	if _, err := b.gz.Write(b.line.Bytes()); err != nil {
+	if _, err := b.gz.Write(p); err != nil {
 		b.err = fmt.Errorf("backup: write %s: %w", b.tmp, err)
 		return b.err
 	}
-	b.count++
+	b.count += n
 	return nil
 }
 
