@@ -101,8 +101,8 @@ func sessionValue(s testSession) string {
 		"user_id": s.user, "username": strings.ReplaceAll(s.user, "|", ".") + "@example.com",
 		"auth_method": s.method,
 		"created_at":  s.created.Format(time.RFC3339), "last_activity": s.created.Add(time.Minute).Format(time.RFC3339),
-		"expires_at":    s.expires.Format(time.RFC3339),
-		"access_token":  "eyJhbGc." + canary, "refresh_token": "RT_" + canary,
+		"expires_at":   s.expires.Format(time.RFC3339),
+		"access_token": "eyJhbGc." + canary, "refresh_token": "RT_" + canary,
 		"token_expires_at": s.expires.Format(time.RFC3339),
 	}
 	if s.method == "mtls_fallback" {
