@@ -4,14 +4,20 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME    ?= 10s
+FUZZSMOKE   ?= 3s
 
 .PHONY: all test lint vet staticcheck gofmt build bench test-long fuzz clean
 
 all: test build
 
-## test: vet, staticcheck and the race-enabled test suite (real redis-server required)
-test: vet staticcheck
+## test: gofmt, vet, staticcheck, the race-enabled suite (real redis-server required), a short
+## run of every fuzz target, a 20,000-key benchmark smoke run (so the harness cannot rot), and
+## the deploy/ manifest checks (their own module)
+test: gofmt vet staticcheck
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZSMOKE)
+	$(GO) run ./cmd/sessionbench -n 20000 -loop-sample 100 -cluster-n 3000
+	cd deploy && $(GO) test -count=1 ./...
 
 ## lint: gofmt, vet and staticcheck, no tests
 lint: gofmt vet staticcheck

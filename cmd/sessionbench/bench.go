@@ -20,6 +20,7 @@ import (
 
 type options struct {
 	n, unrelated, clusterN int
+	loopSample             int
 	skipBaselines, json    bool
 }
 
@@ -192,13 +193,13 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		if err := reset(); err != nil {
 			return err
 		}
-		const sample = 2000
+		sample := int64(min(o.loopSample, o.n))
 		logf("runbook: per-key TTL/DEL shell loop on %d keys…", sample)
 		r, err = p.shell(ctx, fmt.Sprintf(`%s --scan --pattern 'session:*' | head -%d | while read key; do ttl=$(%s TTL "$key"); %s DEL "$key" >/dev/null; done`, cli, sample, cli, cli), sample)
 		if err != nil {
 			return err
 		}
-		perKey := r.Wall / sample
+		perKey := r.Wall / time.Duration(sample)
 		r.Scenario = fmt.Sprintf("runbook: per-key shell loop (%d keys, extrapolated)", sample)
 		r.Note = fmt.Sprintf("measured %s for %d keys", r.Wall.Round(time.Millisecond), sample)
 		r.Wall = perKey * time.Duration(o.n)

@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.unrelated, "unrelated", 10_000, "unrelated keys (cb:*, feature:*) that must survive")
 	fs.IntVar(&o.clusterN, "cluster-n", 0, "sessions for the 3-master Cluster scenario (default n×0.3; -1 skips it)")
 	fs.BoolVar(&o.skipBaselines, "skip-baselines", false, "skip the runbook's redis-cli methods")
+	fs.IntVar(&o.loopSample, "loop-sample", 2000, "keys the runbook's per-key shell loop deletes (extrapolated to -n)")
 	fs.BoolVar(&o.json, "json", false, "print the table as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-skip-baselines] [-json]\n\nMeasures preview, race-safe cleanup and mass logout against the runbook's redis-cli methods.")
