@@ -11,7 +11,7 @@ import (
 )
 
 // finishTimeout bounds the bookkeeping after a run (state, audit, message, notifications); it
-// runs even when the Bot is shutting down, so that a cancelled job still gets its report.
+// runs even when the Bot is shutting down, so that an interrupted job still gets its report.
 const finishTimeout = 2 * time.Minute
 
 // startJob turns a pending request into a running job: it takes the target's lease (one
@@ -152,8 +152,11 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 // updates and its cancellation (locally by context, from other replicas by a flag in Redis).
 // release gives up the target's lease; it may be called more than once.
 func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()) {
-	jctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The cause says who stopped the job: a person (errCancelRequested), a lost lease, or the
+	// Bot's own shutdown (the parent context).
+	jctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	cancel := func() { cancelCause(errCancelRequested) }
 	b.mu.Lock()
 	b.jobs[job.ID] = cancel
 	b.mu.Unlock()
@@ -183,10 +186,12 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 		mu.Lock()
 		p := last
 		mu.Unlock()
+		// The heartbeat goes with every tick, progress or not: it is how other replicas tell a
+		// slow job from a dead one.
+		if err := b.st.setProgress(bg, job.ID, p, b.now()); err != nil {
+			b.log.Warn("store progress", "job", job.ID, "err", err)
+		}
 		if p != nil {
-			if err := b.st.setProgress(bg, job.ID, *p, b.now()); err != nil {
-				b.log.Warn("store progress", "job", job.ID, "err", err)
-			}
 			b.update(bg, req.Ref, runningMessage(req, job, p))
 		}
 		checkCancel()
@@ -199,7 +204,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 		case !ok:
 			// Another job may now hold the target: stop rather than run two at once.
 			b.log.Error("lease lost; stopping job", "job", job.ID)
-			cancel()
+			cancelCause(errLeaseLost)
 		}
 	})
 
@@ -225,12 +230,28 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 	stopLease()
 	// Nothing more is deleted: the next job may start while this one is being reported.
 	release()
-	b.finishJob(bg, req, job, rep, err, jctx.Err() != nil)
+	var stopped error
+	if jctx.Err() != nil {
+		stopped = context.Cause(jctx)
+	}
+	b.finishJob(bg, req, job, rep, err, stopped)
 }
 
+// Why a job's context was cancelled, besides the Bot shutting down.
+var (
+	errCancelRequested = errors.New("cancel requested")
+	errLeaseLost       = errors.New("target lease lost")
+)
+
+// stoppedInterrupted is Report.Stopped of a job whose replica died: its numbers are the last
+// progress it stored, a lower bound of what it did.
+const stoppedInterrupted = "interrupted"
+
 // finishJob records the outcome of a run everywhere: state, audit, message, notifications,
-// metrics.
-func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, runErr error, cancelled bool) {
+// metrics. stopped is why the job's context was cancelled (nil when it was not): a person's
+// cancel is a cancellation; a shutdown or a lost lease is a failure (nobody asked the run to
+// stop half-way, and PagerDuty must hear of it).
+func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, runErr, stopped error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	now := b.now()
@@ -245,12 +266,16 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	status, result, errText := StatusDone, "completed", ""
 	switch {
 	case runErr == nil && rep.Stopped == "":
-	case by != nil || cancelled || errors.Is(runErr, context.Canceled):
+	case by != nil || errors.Is(stopped, errCancelRequested):
 		status, result = StatusCancelled, "cancelled"
 		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(rep.Deleted))
-		if by == nil {
-			errText = fmt.Sprintf("Stopped (the bot was shutting down) after deleting %s sessions.", num(rep.Deleted))
-		}
+	case errors.Is(stopped, errLeaseLost):
+		status, result = StatusFailed, "failed"
+		errText = fmt.Sprintf("Stopped after deleting %s sessions: this bot lost the target's lease (Redis did not answer for %s), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
+			num(rep.Deleted), shortDuration(b.leaseTTL))
+	case stopped != nil || errors.Is(runErr, context.Canceled):
+		status, result = StatusFailed, "failed"
+		errText = fmt.Sprintf("Interrupted after deleting %s sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish.", num(rep.Deleted))
 	case errors.Is(runErr, cleanup.ErrBoundReached):
 		status, result = StatusFailed, "stopped"
 		errText = fmt.Sprintf("Stopped: more still-valid sessions match than the %s previewed (limit %s). %s were deleted; run a fresh preview.",
@@ -263,9 +288,20 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		}
 	}
 
-	if _, err := b.st.finishJob(ctx, job.ID, status, &rep, errText, now); err != nil {
+	if ok, err := b.st.finishJob(ctx, job.ID, status, &rep, errText, now); err != nil {
 		b.log.Error("finish job", "job", job.ID, "err", err)
+	} else if !ok {
+		// The sweeper of another replica took this job for dead and reported it; this report
+		// (the real outcome) follows it.
+		b.log.Warn("job was already marked finished; reporting its real outcome", "job", job.ID, "status", status)
 	}
+	b.reportJob(ctx, req, job, rep, status, result, errText, by)
+}
+
+// reportJob tells everyone how a job ended, once its status is stored: the request's status,
+// the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone.
+func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, status Status, result, errText string, by *Person) {
+	now := b.now()
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
 		b.log.Error("finish request", "request", req.ID, "err", err)
 	}
@@ -347,7 +383,10 @@ func (b *Bot) every(ctx context.Context, d time.Duration, fn func()) (stop func(
 }
 
 // sweepStaleJobs fails jobs whose replica died mid-run: no heartbeat for three lease periods
-// and nobody holding the target's lease for them.
+// and nobody holding the target's lease for them. The job is reported like any failed run
+// (message, audit, metrics, notifications and a PagerDuty alert) with the last progress it
+// stored, so a crash mid-run is never silently lost. It is not resumed: the approval was for
+// one run, and a second backup under the same job id would overwrite the first.
 func (b *Bot) sweepStaleJobs(ctx context.Context) {
 	jobs, err := b.st.recentJobs(ctx, 20)
 	if err != nil {
@@ -367,20 +406,40 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 		if h, err := b.st.leaseHolder(ctx, j.Target); err != nil || h == j.ID {
 			continue
 		}
-		why := "Interrupted: the bot running this job stopped. Check `" + b.cfg.Command + " stats` and run a fresh preview."
-		ok, err := b.st.finishJob(ctx, j.ID, StatusFailed, j.Report, why, now)
+		rep := interruptedReport(j)
+		why := fmt.Sprintf("Interrupted: the bot running this job stopped (no heartbeat since %s) after deleting at least %s sessions. The others were not deleted; check `%s stats` and run a fresh preview.",
+			stamp(j.Heartbeat), num(rep.Deleted), b.cfg.Command)
+		ok, err := b.st.finishJob(ctx, j.ID, StatusFailed, &rep, why, now)
 		if err != nil || !ok {
 			continue
 		}
-		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", j.Mode, "Filters", j.Scope,
-			"Job", j.ID, "Error", "interrupted (no heartbeat)"))
+		b.log.Error("job interrupted: its replica stopped", "job", j.ID, "heartbeat", j.Heartbeat)
 		req, err := b.st.request(ctx, j.RequestID)
 		if err != nil {
-			continue
+			b.log.Warn("request of an interrupted job", "job", j.ID, "request", j.RequestID, "err", err)
+			req = &Request{ID: j.RequestID, Kind: "cleanup", Mode: j.Mode, Scope: j.Scope, Reason: j.Reason,
+				Requester: j.Requester, Ref: j.Ref, Filter: cleanup.Filter{All: j.Mode == "all"}}
+			if j.Mode == "restore" {
+				req.Kind = "restore"
+				req.Restore = &RestorePlan{}
+			}
 		}
-		_, _, _ = b.st.transition(ctx, req.ID, StatusRunning, StatusFailed)
-		b.showDecided(ctx, req, notStartedMessage(req, why))
+		b.reportJob(ctx, req, j, rep, StatusFailed, "failed", why, nil)
 	}
+}
+
+// interruptedReport is the report of a job whose replica died, from the last progress it
+// stored.
+func interruptedReport(j *Job) cleanup.Report {
+	rep := cleanup.Report{Mode: j.Mode, Start: j.StartedAt, End: j.Heartbeat, Remaining: -1, Stopped: stoppedInterrupted}
+	if p := j.Progress; p != nil {
+		rep.Scanned, rep.Matched, rep.Deleted, rep.Skipped, rep.Errors = p.Scanned, p.Matched, p.Deleted, p.Skipped, p.Errors
+		rep.Kept = max(p.Scanned-p.Matched, 0)
+	}
+	if rep.End.Before(rep.Start) {
+		rep.End = rep.Start
+	}
+	return rep
 }
 
 // runRestore puts a backup's sessions back, reporting in a cleanup.Report: Deleted counts the

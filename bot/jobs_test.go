@@ -392,7 +392,8 @@ func TestBackupFailureDeletesNothing(t *testing.T) {
 	}
 }
 
-// Shutting down cancels a running job; it still gets its report and audit line.
+// Shutting down stops a running job; it still gets its report and audit line, as a failure
+// (nobody asked for the run to stop half-way: the notifier must raise an alert).
 func TestCloseStopsRunningJob(t *testing.T) {
 	h := newHarness(t)
 	h.seed(sessionSpec{n: 300, expired: true})
@@ -406,8 +407,11 @@ func TestCloseStopsRunningJob(t *testing.T) {
 	progressed := regexp.MustCompile(`· deleted [1-9]`)
 	h.chat.waitFor(t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
 	slow.Close()
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cancelled", "the bot was shutting down")
-	wantContains(t, "audit", strings.Join(h.audited("Cancelled"), ""), "User: shutdown")
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Failed", "Interrupted after deleting", "the bot was shutting down")
+	wantContains(t, "audit", strings.Join(h.audited("Cleanup Failed"), ""), "Interrupted after deleting")
+	if o := h.notifier.all(); len(o) != 1 || !o[0].Failed {
+		t.Errorf("outcomes = %+v; want one failed run (PagerDuty alert)", o)
+	}
 	if h.sessionCount() == 0 {
 		t.Error("the job ran to the end despite Close")
 	}

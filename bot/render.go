@@ -321,10 +321,15 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 			fmt.Sprintf("Duration: %s", shortDuration(rep.Duration())),
 		}))
 	} else {
+		deleted := fmt.Sprintf("Deleted:   %s (%s still valid)", num(rep.Deleted), num(rep.DeletedValid))
+		if rep.Stopped == stoppedInterrupted {
+			// From the last progress the dead replica stored: a lower bound.
+			deleted = fmt.Sprintf("Deleted:   at least %s (as of the last progress report)", num(rep.Deleted))
+		}
 		rows := []string{
 			fmt.Sprintf("Previewed: %s to delete (%s still valid) of %s", num(req.Plan.Matched), num(req.Plan.Valid), num(req.Plan.Found)),
 			fmt.Sprintf("Actual:    %s matched of %s scanned", num(rep.Matched), num(rep.Scanned)),
-			fmt.Sprintf("Deleted:   %s (%s still valid)", num(rep.Deleted), num(rep.DeletedValid)),
+			deleted,
 			fmt.Sprintf("Kept:      %s", num(rep.Kept)),
 			fmt.Sprintf("Skipped:   %s (changed since read)", num(rep.Skipped)),
 			fmt.Sprintf("Malformed: %s", num(rep.Malformed)),

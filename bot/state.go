@@ -338,9 +338,14 @@ func (s *store) recentJobs(ctx context.Context, n int64) ([]*Job, error) {
 	return jobs, nil
 }
 
-func (s *store) setProgress(ctx context.Context, id string, p cleanup.Progress, now time.Time) error {
-	data, _ := json.Marshal(p)
-	return s.rdb.HSet(ctx, s.jobKey(id), "progress", data, "heartbeat", strconv.FormatInt(now.UnixMilli(), 10)).Err()
+// setProgress stores the job's heartbeat, and its progress when p is not nil.
+func (s *store) setProgress(ctx context.Context, id string, p *cleanup.Progress, now time.Time) error {
+	fields := []any{"heartbeat", strconv.FormatInt(now.UnixMilli(), 10)}
+	if p != nil {
+		data, _ := json.Marshal(p)
+		fields = append(fields, "progress", data)
+	}
+	return s.rdb.HSet(ctx, s.jobKey(id), fields...).Err()
 }
 
 // finishJobScript ends a running job exactly once.
