@@ -107,7 +107,11 @@ func decidedText(req *Request) string {
 	case StatusCancelled:
 		return "This request was already cancelled" + by + "; nothing was done."
 	case StatusApproved, StatusRunning:
-		return "This request was already started" + by + " (job " + req.JobID + "); nothing more was done."
+		job := ""
+		if req.JobID != "" {
+			job = " (job " + req.JobID + ")"
+		}
+		return "This request was already started" + by + job + "; nothing more was done."
 	default:
 		return "This request already ran (job " + req.JobID + ", " + string(req.Status) + "); nothing more was done."
 	}

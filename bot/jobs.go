@@ -14,69 +14,78 @@ import (
 // runs even when the Bot is shutting down, so that an interrupted job still gets its report.
 const finishTimeout = 2 * time.Minute
 
-// startJob turns a pending request into a running job: it takes the target's lease (one
-// destructive job per target), moves the request pending → (approved →) running, and writes
-// the audit intent. Nothing is deleted unless all three succeed. executor is the person on
-// whose behalf the job runs (the requester when approved); approver is nil for a plain run.
+// startJob turns a pending request into a running job: it moves the request pending →
+// approved (the decision: of two presses arriving together — two approvers, two replicas, a
+// double click — exactly one gets past this), takes the target's lease (one destructive job per
+// target), moves the request on to running, and writes the audit intent. Nothing is deleted
+// unless all of it succeeds; a request that cannot start now is put back to pending. executor
+// is the person on whose behalf the job runs (the requester when approved); approver is nil for
+// a plain run.
 func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, approver *Person, a Action, refuse func(reqID, why, text string)) {
 	presser := Person{ID: a.UserID, Name: a.UserName}
 	say := func(text string) { b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: text}) }
 	now := b.now()
 	target := b.engine.Target().Name()
+	bg := context.WithoutCancel(ctx)
+	alreadyDecided := func(cur Status) {
+		if r, err := b.st.request(ctx, req.ID); err == nil {
+			req = r
+		}
+		req.Status = cur
+		refuse(req.ID, "already "+string(cur), decidedText(req))
+	}
 
+	ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusApproved, decisionFields(presser, now)...)
+	if err != nil {
+		say(b.safeText("decide", err))
+		return
+	}
+	if !ok {
+		alreadyDecided(cur)
+		return
+	}
+	reopen := func() {
+		if err := b.st.reopen(bg, req); err != nil {
+			b.log.Error("reopen request", "request", req.ID, "err", err)
+		}
+	}
 	jobID, err := b.st.newJobID(ctx, now)
 	if err != nil {
+		reopen()
 		say(b.safeText("job id", err))
 		return
 	}
 	ok, holder, err := b.st.acquireLease(ctx, target, jobID, b.leaseTTL)
 	if err != nil {
+		reopen()
 		say(b.safeText("lease", err))
 		return
 	}
 	if !ok {
+		reopen()
 		refuse(req.ID, "another cleanup is running: "+holder,
 			fmt.Sprintf("Another cleanup is running: %s. Nothing was done; press again when it has finished (`%s status %s`).", holder, b.cfg.Command, holder))
 		return
 	}
-	bg := context.WithoutCancel(ctx)
 	release := func() {
 		if err := b.st.releaseLease(bg, target, jobID); err != nil {
 			b.log.Warn("release lease", "job", jobID, "err", err)
 		}
 	}
 
-	from := StatusPending
 	if approver != nil {
-		ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusApproved, decisionFields(*approver, now)...)
-		if err != nil || !ok {
-			release()
-			if err != nil {
-				say(b.safeText("approve", err))
-				return
-			}
-			req.Status = cur
-			refuse(req.ID, "already "+string(cur), decidedText(req))
-			return
-		}
 		b.metrics.Approval("approved")
 		_ = b.record(cleanup.Event(now, cleanup.EventApproved, "User", personText(*approver), "Request", req.ID,
 			"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
-		from = StatusApproved
 	}
-	fields := []string{"job", jobID}
-	if approver == nil {
-		fields = append(fields, decisionFields(presser, now)...)
-	}
-	ok, cur, err := b.st.transition(ctx, req.ID, from, StatusRunning, fields...)
+	ok, cur, err = b.st.transition(ctx, req.ID, StatusApproved, StatusRunning, "job", jobID)
 	if err != nil || !ok {
 		release()
 		if err != nil {
 			say(b.safeText("start job", err))
 			return
 		}
-		req.Status = cur
-		refuse(req.ID, "already "+string(cur), decidedText(req))
+		alreadyDecided(cur)
 		return
 	}
 	req.Status, req.JobID = StatusRunning, jobID

@@ -242,6 +242,25 @@ func (s *store) transition(ctx context.Context, id string, from, to Status, fiel
 	return false, Status(cur), nil
 }
 
+// reopenScript puts an approved request back to pending (its job could not start), forgetting
+// the decision and listing it again for the expiry sweeper.
+var reopenScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'approved' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'pending')
+redis.call('HDEL', KEYS[1], 'decided_by', 'decided_at')
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`)
+
+// reopen moves r from approved back to pending; it does nothing when r is elsewhere.
+func (s *store) reopen(ctx context.Context, r *Request) error {
+	err := reopenScript.Run(ctx, s.rdb, []string{s.reqKey(r.ID), s.pendingKey()}, r.ExpiresAt.UnixMilli(), r.ID).Err()
+	if err != nil {
+		return fmt.Errorf("reopen request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
 func decisionFields(p Person, at time.Time) []string {
 	d, _ := json.Marshal(p)
 	return []string{"decided_by", string(d), "decided_at", strconv.FormatInt(at.UnixMilli(), 10)}
