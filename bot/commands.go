@@ -163,12 +163,13 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		last cleanup.Progress
 		seen bool
 	)
+	progress := b.progressMessage(ref)
 	stop := b.every(ctx, b.progressEvery, func() {
 		mu.Lock()
 		p, ok := last, seen
 		mu.Unlock()
 		if ok {
-			b.update(ctx, ref, previewProgressMessage(scope, who, p))
+			progress.update(ctx, previewProgressMessage(scope, who, p))
 		}
 	})
 	plan, err := b.engine.Preview(ctx, f, func(p cleanup.Progress) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -185,6 +186,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 		mu.Unlock()
 	}
 	bg := context.WithoutCancel(jctx)
+	progress := b.progressMessage(req.Ref)
 	checkCancel := func() {
 		if by, err := b.st.cancelledBy(bg, job.ID); err == nil && by != nil {
 			cancel()
@@ -201,7 +203,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 			b.log.Warn("store progress", "job", job.ID, "err", err)
 		}
 		if p != nil {
-			b.update(bg, req.Ref, runningMessage(req, job, p))
+			progress.update(bg, runningMessage(req, job, p))
 		}
 		checkCancel()
 	})
@@ -364,6 +366,30 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		}
 		b.notify.JobFinished(ctx, o)
 	}
+}
+
+// progressUpdater updates one message with progress, skipping an update that would show what
+// the message already shows (the engine between two batches, a stalled Redis): chat.update is
+// rate-limited, and the limit is better spent on news. Its owner calls it from one goroutine.
+type progressUpdater struct {
+	b    *Bot
+	ref  MessageRef
+	last *Message // the last message that landed
+}
+
+func (b *Bot) progressMessage(ref MessageRef) *progressUpdater {
+	return &progressUpdater{b: b, ref: ref}
+}
+
+func (p *progressUpdater) update(ctx context.Context, m Message) {
+	if p.ref.TS == "" || (p.last != nil && reflect.DeepEqual(*p.last, m)) {
+		return
+	}
+	if err := p.b.chat.Update(ctx, p.ref, m); err != nil {
+		p.b.log.Warn("progress update failed", "channel", p.ref.Channel, "ts", p.ref.TS, "err", err)
+		return
+	}
+	p.last = &m
 }
 
 // every calls fn every d until the returned stop is called (or ctx ends); stop waits for a
