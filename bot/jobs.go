@@ -345,9 +345,9 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	}
 
 	msg := reportMessage(req, job, rep, status, errText)
-	b.update(ctx, req.Ref, msg)
+	b.showReport(ctx, req.Ref, msg, job.ID)
 	if req.Origin != nil {
-		b.update(ctx, *req.Origin, msg)
+		b.showReport(ctx, *req.Origin, msg, job.ID)
 	}
 	b.metrics.CleanupFinished(job.Mode, result, rep.Deleted, rep.Duration())
 
@@ -365,6 +365,26 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 			}
 		}
 		b.notify.JobFinished(ctx, o)
+	}
+}
+
+// showReport replaces a job's message with its report. When Slack refuses (after SlackChat's
+// retries) the report is posted in the message's thread instead and the failure audited, so the
+// outcome never hides behind a message that still says "running".
+func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID string) {
+	if ref.TS == "" {
+		return
+	}
+	err := b.chat.Update(ctx, ref, m)
+	if err == nil {
+		return
+	}
+	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
+	b.metrics.NotificationFailed("slack")
+	_ = b.record(cleanup.Event(b.now(), cleanup.EventNotificationFailed, "Channel", ref.Channel,
+		"Error", truncate("report update: "+err.Error(), 500), "Job", jobID))
+	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
+		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)
 	}
 }
 
