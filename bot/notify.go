@@ -86,6 +86,16 @@ func WithPagerDutyRetry(tries int, budget, base time.Duration) AnnouncerOption {
 	}
 }
 
+// WithPagerDutyAttemptTimeout bounds each PagerDuty attempt (default 10 s): an attempt that takes
+// longer counts as a timeout and is retried within the budget.
+func WithPagerDutyAttemptTimeout(d time.Duration) AnnouncerOption {
+	return func(n *Announcer) {
+		if n.pd != nil && d > 0 {
+			n.pd.retry.Attempt = d
+		}
+	}
+}
+
 // NewAnnouncer returns the notifier for cfg's channels, posting through chat; PagerDuty is on
 // when sc has a routing key.
 func NewAnnouncer(cfg Config, sc SlackConfig, chat Chat, opts ...AnnouncerOption) *Announcer {
