@@ -167,8 +167,38 @@ func (e *Engine) scanAll(ctx context.Context, p pacing, st *scanState, fn batchF
 
 // scanNode scans one master. Its run_id is read with every SCAN; when it changes (the node
 // restarted or another process now answers on that address) the cursor means nothing any more
-// and the scan restarts from 0.
+// and the scan restarts from 0. The last batches are processed after the last SCAN, so the
+// run_id is confirmed once more at the end: a restart there (a crash that lost deletions, or a
+// restore from a snapshot that brought deleted sessions back) also means a rescan from 0.
 func (e *Engine) scanNode(ctx context.Context, node *redis.Client, p pacing, st *scanState, fn batchFunc) error {
+	for {
+		run, err := e.scanPass(ctx, node, p, st, fn)
+		if err != nil {
+			return err
+		}
+		var id string
+		err = e.retry(ctx, func() error {
+			info, err := node.Info(ctx, "server").Result()
+			var rerr redis.Error
+			if errors.As(err, &rerr) && !transient(err) {
+				err = nil // INFO refused: run_id unknown ("") here as with every SCAN
+			}
+			id = runID(info)
+			return err
+		})
+		if err != nil {
+			return errorf("scan", err)
+		}
+		if id == run {
+			return nil
+		}
+		st.noteRestart(node.Options().Addr)
+	}
+}
+
+// scanPass scans one master once, from cursor 0 to cursor 0, and returns the run_id seen with
+// the last SCAN.
+func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st *scanState, fn batchFunc) (string, error) {
 	match := matchPattern(e.t.prefix)
 	addr := node.Options().Addr
 
@@ -277,9 +307,9 @@ func (e *Engine) scanNode(ctx context.Context, node *redis.Client, p pacing, st 
 	close(work)
 	wg.Wait()
 	if werr != nil {
-		return werr
+		return run, werr
 	}
-	return scanErr
+	return run, scanErr
 }
 
 // onlyPrefixed drops any key that does not start with prefix. SCAN MATCH already guarantees it;
