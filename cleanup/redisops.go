@@ -14,8 +14,10 @@ import (
 // unchanged ("v": ARGV[i+1] is the value read; "d": ARGV[i+1] is the SHA-1 of the value backed
 // up) and/or still without a TTL ("t", for --orphans). A session refreshed between read and
 // delete is therefore kept. Returns {deleted, changed, flags}: flags has one character per key,
-// "1" where it was deleted. One key per call on a Cluster, so it
-// never crosses slots; many per call on a single node, to keep round trips few.
+// '1' deleted, '0' kept because it changed, '2' already gone (expired, deleted by someone else,
+// lost with a restarted node): neither deleted here nor kept, so not counted as changed. One
+// key per call on a Cluster, so it never crosses slots; many per call on a single node, to keep
+// round trips few.
 var compareAndDelete = redis.NewScript(`
 local mode = ARGV[1]
 local cv = string.find(mode, 'v', 1, true)
@@ -25,10 +27,12 @@ local deleted, changed = 0, 0
 local flags = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local ok = true
+  local ok, gone = true, false
   if cv or cd then
     local v = redis.pcall('GET', k)
-    if type(v) ~= 'string' then
+    if v == false then
+      ok, gone = false, true
+    elseif type(v) ~= 'string' then
       ok = false
     elseif cv and v ~= ARGV[i+1] then
       ok = false
@@ -36,15 +40,23 @@ for i = 1, #KEYS do
       ok = false
     end
   end
-  if ok and ct and redis.call('PTTL', k) ~= -1 then ok = false end
+  if ok and ct then
+    local pttl = redis.call('PTTL', k)
+    if pttl == -2 then
+      ok, gone = false, true
+    elseif pttl ~= -1 then
+      ok = false
+    end
+  end
   local d = 0
   if ok then
     d = redis.call('UNLINK', k)
     deleted = deleted + d
-  else
+    gone = d == 0
+  elseif not gone then
     changed = changed + 1
   end
-  flags[i] = d == 1 and '1' or '0'
+  flags[i] = d == 1 and '1' or (gone and '2' or '0')
 end
 return {deleted, changed, table.concat(flags)}
 `)
@@ -265,7 +277,7 @@ func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
 // cadResult is what compareAndDelete did to a batch.
 type cadResult struct {
 	deleted, changed int64
-	flags            []byte // per key: '1' deleted
+	flags            []byte // per key: '1' deleted, '0' changed (kept), '2' already gone
 }
 
 // cad runs compareAndDelete over keys with their expected values or digests.

@@ -450,7 +450,7 @@ func (r *runner) deletePhase(ctx context.Context, list *keyList) ([]string, erro
 				if en.valid {
 					r.c.deletedValid.Add(1)
 				}
-			} else if len(changed) < 100000 {
+			} else if i < len(res.flags) && res.flags[i] == '0' && len(changed) < 100000 {
 				changed = append(changed, en.key)
 			}
 		}
