@@ -1,6 +1,8 @@
 package cleanup
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -241,35 +243,46 @@ func (o ops) dumps(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, err
 }
 
-// unlink deletes keys unconditionally and returns how many existed.
+// unlink deletes keys unconditionally and returns how many existed. A retry re-sends only the
+// keys whose UNLINK did not answer: re-sending one already removed would find it gone and leave
+// it out of the count. On error, n still counts what was removed before.
 func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
 	var n int64
 	err := o.retry(ctx, func() error {
-		n = 0
 		if o.multi {
-			for start := 0; start < len(keys); start += maxKeysPerCommand {
-				d, err := o.c.Unlink(ctx, keys[start:min(start+maxKeysPerCommand, len(keys))]...).Result()
+			for len(keys) > 0 {
+				end := min(maxKeysPerCommand, len(keys))
+				d, err := o.c.Unlink(ctx, keys[:end]...).Result()
 				if err != nil {
 					return err
 				}
 				n += d
+				keys = keys[end:]
 			}
 			return nil
 		}
 		cmds := make([]*redis.IntCmd, len(keys))
-		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range keys {
 				cmds[i] = p.Unlink(ctx, k)
 			}
 			return nil
 		})
-		if err != nil {
-			return err
+		var (
+			left     []string
+			firstErr error
+		)
+		for i, c := range cmds {
+			d, err := c.Result()
+			if err != nil {
+				left = append(left, keys[i])
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			n += d
 		}
-		for _, c := range cmds {
-			n += c.Val()
-		}
-		return nil
+		keys = left
+		return firstErr
 	})
 	return n, err
 }
@@ -280,20 +293,27 @@ type cadResult struct {
 	flags            []byte // per key: '1' deleted, '0' changed (kept), '2' already gone
 }
 
-// cad runs compareAndDelete over keys with their expected values or digests.
+// cad runs compareAndDelete over keys with their expected values or digests. A retry re-sends
+// only the keys without an answer yet: one deleted by an earlier attempt would otherwise come
+// back as gone and be missing from the count. On error, the result still holds every answer
+// received; keys without one have flag '0'.
 func (o ops) cad(ctx context.Context, mode string, keys, expected []string) (cadResult, error) {
-	var r cadResult
+	r := cadResult{flags: bytes.Repeat([]byte{'0'}, len(keys))}
 	if len(keys) == 0 {
 		return r, nil
 	}
+	todo := make([]int, len(keys))
+	for i := range todo {
+		todo[i] = i
+	}
 	err := o.retry(ctx, func() error {
 		var err error
-		r, err = o.cadOnce(ctx, mode, keys, expected)
+		todo, err = o.cadOnce(ctx, mode, keys, expected, todo, &r)
 		if isNoScript(err) {
 			if lerr := o.loadScript(ctx); lerr != nil {
 				return lerr
 			}
-			r, err = o.cadOnce(ctx, mode, keys, expected)
+			todo, err = o.cadOnce(ctx, mode, keys, expected, todo, &r)
 		}
 		return err
 	})
@@ -311,64 +331,76 @@ func parseCAD(v any) (cadResult, error) {
 	return cadResult{deleted: d, changed: c, flags: []byte(f)}, nil
 }
 
-func (o ops) cadOnce(ctx context.Context, mode string, keys, expected []string) (cadResult, error) {
-	var r cadResult
-	args := func(ks, ex []string) []any {
-		a := make([]any, 0, len(ks)+1)
+// add records the answer for the keys at idx.
+func (r *cadResult) add(idx []int, part cadResult) {
+	r.deleted += part.deleted
+	r.changed += part.changed
+	for j, i := range idx {
+		if j < len(part.flags) {
+			r.flags[i] = part.flags[j]
+		}
+	}
+}
+
+// cadOnce sends compareAndDelete for the keys at todo, records the answers in r and returns the
+// indexes still without an answer, with the first error.
+func (o ops) cadOnce(ctx context.Context, mode string, keys, expected []string, todo []int, r *cadResult) ([]int, error) {
+	args := func(idx []int) ([]string, []any) {
+		ks := make([]string, len(idx))
+		a := make([]any, 0, len(idx)+1)
 		a = append(a, mode)
-		for i := range ks {
-			if ex != nil {
-				a = append(a, ex[i])
+		for j, i := range idx {
+			ks[j] = keys[i]
+			if expected != nil {
+				a = append(a, expected[i])
 			}
 		}
-		return a
+		return ks, a
 	}
 	if o.multi {
 		const chunk = 500
-		for start := 0; start < len(keys); start += chunk {
-			end := min(start+chunk, len(keys))
-			var ex []string
-			if expected != nil {
-				ex = expected[start:end]
-			}
-			v, err := compareAndDelete.EvalSha(ctx, o.c, keys[start:end], args(keys[start:end], ex)...).Result()
+		for len(todo) > 0 {
+			idx := todo[:min(chunk, len(todo))]
+			ks, a := args(idx)
+			v, err := compareAndDelete.EvalSha(ctx, o.c, ks, a...).Result()
 			if err != nil {
-				return r, err
+				return todo, err
 			}
 			part, err := parseCAD(v)
 			if err != nil {
-				return r, err
+				return todo, err
 			}
-			r.deleted += part.deleted
-			r.changed += part.changed
-			r.flags = append(r.flags, part.flags...)
+			r.add(idx, part)
+			todo = todo[len(idx):]
 		}
-		return r, nil
+		return nil, nil
 	}
-	cmds := make([]*redis.Cmd, len(keys))
-	_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			var ex []string
-			if expected != nil {
-				ex = expected[i : i+1]
-			}
-			cmds[i] = compareAndDelete.EvalSha(ctx, p, []string{k}, args([]string{k}, ex)...)
+	cmds := make([]*redis.Cmd, len(todo))
+	_, _ = o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range todo {
+			ks, a := args([]int{i})
+			cmds[j] = compareAndDelete.EvalSha(ctx, p, ks, a...)
 		}
 		return nil
 	})
-	if err != nil {
-		return r, err
-	}
-	for _, c := range cmds {
-		part, err := parseCAD(c.Val())
-		if err != nil {
-			return r, err
+	var (
+		left     []int
+		firstErr error
+	)
+	for j, i := range todo {
+		part, err := cmds[j].Val(), cmds[j].Err()
+		var res cadResult
+		if err == nil {
+			res, err = parseCAD(part)
 		}
-		r.deleted += part.deleted
-		r.changed += part.changed
-		r.flags = append(r.flags, part.flags...)
+		if err != nil {
+			left = append(left, i)
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		r.add([]int{i}, res)
 	}
-	return r, nil
+	return left, firstErr
 }
 
 // loadScript loads compareAndDelete on every master (after a restart or failover the script

@@ -181,11 +181,8 @@ func (r *runner) runDirect(ctx context.Context) error {
 				ex[i] = it.val
 			}
 		}
+		// Counted even when the call fails part-way: what it removed before is gone.
 		res, err := o.cad(ctx, mode, ks, ex)
-		if err != nil {
-			r.c.errors.Add(1)
-			return errorf("delete", err)
-		}
 		r.c.deleted.Add(res.deleted)
 		r.c.skipped.Add(res.changed)
 		for i, it := range del {
@@ -195,6 +192,10 @@ func (r *runner) runDirect(ctx context.Context) error {
 				}
 				r.noteUser(it)
 			}
+		}
+		if err != nil {
+			r.c.errors.Add(1)
+			return errorf("delete", err)
 		}
 		if boundHit {
 			return ErrBoundReached
@@ -212,12 +213,12 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 	}
 	r.c.matched.Add(int64(len(keys)))
 	n, err := o.unlink(ctx, keys)
+	r.c.deleted.Add(n)
+	r.c.deletedValid.Add(n) // not read: every removed session counts as a logout
 	if err != nil {
 		r.c.errors.Add(1)
 		return errorf("delete", err)
 	}
-	r.c.deleted.Add(n)
-	r.c.deletedValid.Add(n) // not read: every removed session counts as a logout
 	return nil
 }
 
@@ -431,28 +432,29 @@ func (r *runner) deletePhase(ctx context.Context, list *keyList) ([]string, erro
 		}
 		if len(plain) > 0 {
 			n, err := o.unlink(ctx, plain)
+			r.c.deleted.Add(n)
+			r.c.deletedValid.Add(min(n, validPlain))
 			if err != nil {
 				r.c.errors.Add(1)
 				return errorf("delete", err)
 			}
-			r.c.deleted.Add(n)
-			r.c.deletedValid.Add(min(n, validPlain))
 		}
+		// Counted even when the call fails part-way: what it removed before is gone.
 		res, err := o.cad(ctx, mode, cadKeys, digests)
-		if err != nil {
-			r.c.errors.Add(1)
-			return errorf("delete", err)
-		}
 		r.c.deleted.Add(res.deleted)
 		r.c.skipped.Add(res.changed)
 		for i, en := range cadEntries {
-			if i < len(res.flags) && res.flags[i] == '1' {
+			if res.flags[i] == '1' {
 				if en.valid {
 					r.c.deletedValid.Add(1)
 				}
-			} else if i < len(res.flags) && res.flags[i] == '0' && len(changed) < 100000 {
+			} else if res.flags[i] == '0' && len(changed) < 100000 {
 				changed = append(changed, en.key)
 			}
+		}
+		if err != nil {
+			r.c.errors.Add(1)
+			return errorf("delete", err)
 		}
 		if r.p.pause > 0 {
 			return sleepUntil(ctx, time.Now().Add(r.p.pause))
