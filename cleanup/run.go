@@ -285,13 +285,13 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 	w, err := CreateBackup(b.Dir, name, b.Recipients)
 	if err != nil {
 		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: %w", err)
+		return nil, "", backupError(err)
 	}
 	list, err := newKeyList(b.Dir, name)
 	if err != nil {
 		w.Abort()
 		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: %w", err)
+		return nil, "", fmt.Errorf("backup: key list: %w", err)
 	}
 	var (
 		mu     sync.Mutex
@@ -361,7 +361,7 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 				validN++
 			}
 			if err := list.add(it.key, digest, valid); err != nil {
-				return err
+				return fmt.Errorf("backup: key list: %w", err)
 			}
 			r.c.matched.Add(1)
 			r.noteUser(it)
@@ -383,14 +383,23 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 		w.Abort()
 		list.remove()
 		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: %w", err)
+		return nil, "", fmt.Errorf("backup: key list: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		list.remove()
 		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: %w", err)
+		return nil, "", backupError(err)
 	}
 	return list, w.Path(), nil
+}
+
+// backupError says that the backup failed, once: BackupWriter's errors already start with
+// "backup:".
+func backupError(err error) error {
+	if strings.HasPrefix(err.Error(), "backup:") {
+		return err
+	}
+	return fmt.Errorf("backup: %w", err)
 }
 
 // deletePhase deletes the keys of list whose value is unchanged since it was backed up and
