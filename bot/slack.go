@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -286,10 +287,15 @@ func commandFrom(s slack.SlashCommand, envelopeID string) Command {
 		UserID:      s.UserID,
 		UserName:    s.UserName,
 		ChannelID:   s.ChannelID,
-		Text:        s.Text,
+		Text:        slackUnescape.Replace(s.Text),
 		ResponseURL: s.ResponseURL,
 	}
 }
+
+// slackUnescape undoes the escaping Slack applies to slash-command text: it sends &, < and > as
+// &amp;, &lt; and &gt; (and nothing else). One pass, so "&amp;lt;" — a literal "&lt;" typed by
+// the user — becomes "&lt;", not "<".
+var slackUnescape = strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
 
 // actionsFrom returns one Action per button of a block_actions payload (other interactions are
 // ignored). Slack sends one action per click; should a payload carry more, the second and later
