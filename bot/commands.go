@@ -42,6 +42,13 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		say("This bot serves another Slack workspace; nothing was done.")
 		return
 	}
+	if !utf8.ValidString(c.Text) {
+		// JSON (the stored request, Slack) would replace the bad bytes: what is approved would
+		// not be what was typed.
+		b.metrics.CommandReceived("unknown")
+		say("Command text is not valid UTF-8. Nothing was done.")
+		return
+	}
 	if n := utf8.RuneCountInString(c.Text); n > cleanup.MaxCommandText {
 		b.metrics.CommandReceived("unknown")
 		say(fmt.Sprintf("Command text is %s characters long; the limit is %s. Nothing was done.", num(int64(n)), num(cleanup.MaxCommandText)))
