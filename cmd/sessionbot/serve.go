@@ -39,6 +39,13 @@ Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, NOTI
             PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
             AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090: /metrics, /healthz, /readyz)
 See README.md, "Configuration", for every variable.
+
+Example (the tokens come from the Slack app; see README.md, "Deploying"):
+  SLACK_APP_TOKEN=xapp-… SLACK_BOT_TOKEN=xoxb-… \
+  OPERATORS=S0PLATFORM APPROVERS=U0VPENG,U0SECOFF \
+  REDIS_URL=redis://:password@redis:6379/0 AUDIT_LOG=/var/log/session-cleanup-audit.log \
+  sessionbot serve
+Then in Slack: /sessions help
 `,
 }
 
