@@ -44,10 +44,12 @@ bench:
 test-long:
 	$(GO) test -race -count=1 -tags long -timeout 20m ./...
 
-## fuzz: short runs of the command parser and session decoder fuzzers
+## fuzz: short runs of the command parser, session decoder and Slack payload fuzzers
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseArgs -fuzztime $(FUZZTIME) ./cleanup
 	$(GO) test -run XXX -fuzz FuzzDecodeSession -fuzztime $(FUZZTIME) ./cleanup
+	$(GO) test -run XXX -fuzz FuzzSlashText -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./bot
+	$(GO) test -run XXX -fuzz FuzzBlockActions -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./bot
 
 clean:
 	rm -rf bin
