@@ -37,7 +37,7 @@ type Config struct {
 	// NotifyAffectedUsers DMs users whose sessions a --user-id cleanup removed.
 	NotifyAffectedUsers bool `env:"NOTIFY_AFFECTED_USERS, default=false"`
 	// StateRedisURL is where requests, approvals and jobs live; empty: the target itself.
-	StateRedisURL string `env:"STATE_REDIS_URL"`
+	StateRedisURL RedisURL `env:"STATE_REDIS_URL"` // prints with its password redacted
 }
 
 // LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it.
@@ -122,7 +122,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.StateRedisURL != "" {
-		if _, err := redis.ParseURL(c.StateRedisURL); err != nil {
+		if _, err := redis.ParseURL(c.StateRedisURL.Reveal()); err != nil {
 			// The URL may hold a password: never echo it.
 			bad("STATE_REDIS_URL", "not a valid redis:// or rediss:// URL")
 		}

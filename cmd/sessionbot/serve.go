@@ -95,7 +95,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	defer t.Close()
 	var state redis.UniversalClient
 	if bcfg.StateRedisURL != "" {
-		opt, err := redis.ParseURL(bcfg.StateRedisURL)
+		opt, err := redis.ParseURL(bcfg.StateRedisURL.Reveal())
 		if err != nil {
 			return &exitError{code: exitUsage, err: errors.New("STATE_REDIS_URL: not a redis:// or rediss:// URL")}
 		}
