@@ -136,7 +136,8 @@ type replica struct {
 	transport *SlackTransport
 	metrics   *Metrics
 	auditPath string
-	logs      *syncBuffer
+	logs      *syncBuffer // the process's JSON logs (debug level)
+	stdout    *syncBuffer // audit lines echoed to stdout
 	ks        *killSwitch
 	// stopSocket ends the transport only (the socket closes and never comes back); the core
 	// keeps running its jobs.
@@ -222,13 +223,13 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 
 func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t := f.t
-	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &syncBuffer{}, ks: &killSwitch{}}
+	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &syncBuffer{}, stdout: &syncBuffer{}, ks: &killSwitch{}}
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.auditPath = o.auditFile
 	if r.auditPath == "" {
 		r.auditPath = filepath.Join(dir, r.name+".audit.log")
 	}
-	auditor, err := cleanup.NewAuditor(cleanup.AuditConfig{File: r.auditPath}, nil)
+	auditor, err := cleanup.NewAuditor(cleanup.AuditConfig{File: r.auditPath}, r.stdout)
 	if err != nil {
 		t.Fatal(err)
 	}
