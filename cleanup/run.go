@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -329,9 +330,17 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 				dumps[k] = ds[i]
 			}
 		}
+		// Encode and hash outside the lock (the expensive part); only appending to the gzip
+		// stream and the key list is serial.
 		at := time.Now()
-		mu.Lock()
-		defer mu.Unlock()
+		type entry struct {
+			it     *item
+			digest []byte
+		}
+		var (
+			lines   []byte
+			entries []entry
+		)
 		for _, it := range del {
 			rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
 			var digest []byte
@@ -349,22 +358,31 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 					digest = sum[:]
 				}
 			} else {
-				rec.Value = []byte(it.val)
+				rec.Value = unsafe.Slice(unsafe.StringData(it.val), len(it.val)) // read only
 				sum := sha1.Sum(rec.Value)
 				digest = sum[:]
 			}
-			if err := w.Write(rec); err != nil {
+			var err error
+			if lines, err = AppendBackupLine(lines, rec); err != nil {
 				return err
 			}
-			valid := !it.expired(r.now)
+			entries = append(entries, entry{it, digest})
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err := w.WriteLines(lines, int64(len(entries))); err != nil {
+			return err
+		}
+		for _, en := range entries {
+			valid := !en.it.expired(r.now)
 			if valid {
 				validN++
 			}
-			if err := list.add(it.key, digest, valid); err != nil {
+			if err := list.add(en.it.key, en.digest, valid); err != nil {
 				return fmt.Errorf("backup: key list: %w", err)
 			}
 			r.c.matched.Add(1)
-			r.noteUser(it)
+			r.noteUser(en.it)
 		}
 		if !r.f.All && r.spec.MaxValid >= 0 && validN > r.spec.MaxValid {
 			return ErrBoundReached
