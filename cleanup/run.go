@@ -141,22 +141,14 @@ func (r *runner) runDirect(ctx context.Context) error {
 			r.c.errors.Add(1)
 			return err
 		}
+		del := r.toDelete(items)
 		var (
-			del      []*item
 			validN   int64
 			boundHit bool
 		)
-		for i := range items {
-			it := &items[i]
-			switch {
-			case it.state == stateMissing:
-			case it.verdict == Malformed:
-				r.c.malformed.Add(1)
-			case it.verdict == Delete:
-				del = append(del, it)
-				if !it.expired(r.now) {
-					validN++
-				}
+		for _, it := range del {
+			if !it.expired(r.now) {
+				validN++
 			}
 		}
 		r.c.matched.Add(int64(len(del)))
@@ -205,6 +197,22 @@ func (r *runner) runDirect(ctx context.Context) error {
 	}
 	_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
 	return err
+}
+
+// toDelete returns the items decided Delete and counts the malformed ones.
+func (r *runner) toDelete(items []item) []*item {
+	var del []*item
+	for i := range items {
+		it := &items[i]
+		switch {
+		case it.state == stateMissing:
+		case it.verdict == Malformed:
+			r.c.malformed.Add(1)
+		case it.verdict == Delete:
+			del = append(del, it)
+		}
+	}
+	return del
 }
 
 // unlinkCounted deletes keys selected by key alone (--all, --session-id).
@@ -304,19 +312,11 @@ func (r *runner) backupPhase(ctx context.Context, name string, src func(context.
 		if err != nil {
 			return err
 		}
-		var del []*item
+		del := r.toDelete(items)
 		var dumpKeys []string
-		for i := range items {
-			it := &items[i]
-			switch {
-			case it.state == stateMissing:
-			case it.verdict == Malformed:
-				r.c.malformed.Add(1)
-			case it.verdict == Delete:
-				del = append(del, it)
-				if it.state != stateString || !utf8.ValidString(it.val) {
-					dumpKeys = append(dumpKeys, it.key)
-				}
+		for _, it := range del {
+			if it.state != stateString || !utf8.ValidString(it.val) {
+				dumpKeys = append(dumpKeys, it.key)
 			}
 		}
 		var dumps map[string][]byte
