@@ -80,15 +80,11 @@ func runBackup(ctx context.Context, c *cli, args []string) error {
 	}
 	f := opts.Filter.Normalize()
 
-	audit, err := c.openAudit(cfg)
+	audit, t, err := c.openAuditAndConnect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
-	t, err := c.connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer t.Close()
 
 	bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "backed up")

@@ -122,15 +122,11 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	}
 
 	// The audit log is opened before Redis is touched: nothing happens unrecorded.
-	audit, err := c.openAudit(cfg)
+	audit, t, err := c.openAuditAndConnect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
-	t, err := c.connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer t.Close()
 	engine := cleanup.NewEngine(t, cfg.Engine)
 

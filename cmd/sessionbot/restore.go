@@ -97,15 +97,11 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 		return cleanup.ReadBackup(fh, ids, fn)
 	}
 
-	audit, err := c.openAudit(cfg)
+	audit, t, err := c.openAuditAndConnect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
-	t, err := c.connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer t.Close()
 
 	// A dry run first, always: it reads the whole file (a corrupt or truncated backup fails

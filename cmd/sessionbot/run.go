@@ -175,6 +175,21 @@ func (c *cli) connect(ctx context.Context, cfg config) (*cleanup.Target, error) 
 	return t, nil
 }
 
+// openAuditAndConnect opens the audit log, then Redis: the audit log first, so nothing happens
+// unrecorded (a cleanup refuses to start when its intent cannot be written).
+func (c *cli) openAuditAndConnect(ctx context.Context, cfg config) (*cleanup.Auditor, *cleanup.Target, error) {
+	audit, err := c.openAudit(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := c.connect(ctx, cfg)
+	if err != nil {
+		audit.Close()
+		return nil, nil, err
+	}
+	return audit, t, nil
+}
+
 // isTerminal reports whether w is a terminal (progress bars and prompts adapt to it).
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
