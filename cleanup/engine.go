@@ -307,6 +307,7 @@ func sampleOf(it *item, prefix string) Sample {
 // counters are the live numbers of one operation, read by the progress reporter.
 type counters struct {
 	matched, deleted, deletedValid, skipped, malformed, errors atomic.Int64
+	phase                                                      atomic.Value // string
 }
 
 // report calls progress every 250 ms until the returned stop is called (and once more then).
@@ -314,11 +315,10 @@ func (c *counters) report(progress func(Progress), phase string, start time.Time
 	if progress == nil {
 		return func() {}
 	}
-	var ph atomic.Value
-	ph.Store(phase)
+	c.phase.Store(phase)
 	snap := func() Progress {
 		return Progress{
-			Phase: ph.Load().(string), Scanned: scanned.Load(), Matched: c.matched.Load(),
+			Phase: c.phase.Load().(string), Scanned: scanned.Load(), Matched: c.matched.Load(),
 			Deleted: c.deleted.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
 			Elapsed: time.Since(start),
 		}

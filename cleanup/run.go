@@ -262,6 +262,7 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 		if round > 1 {
 			name = fmt.Sprintf("%s.r%d", b.JobID, round)
 		}
+		r.c.phase.Store("backup")
 		list, path, err := r.backupPhase(ctx, name, src)
 		if path != "" {
 			if rep.Backup == "" {
@@ -273,6 +274,7 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
+		r.c.phase.Store("delete")
 		changed, err := r.deletePhase(ctx, list)
 		list.remove()
 		if err != nil || len(changed) == 0 || !r.f.All || round == 3 {
