@@ -430,10 +430,10 @@ func (f *fleet) executed() []string {
 	return out
 }
 
-// requestMassLogout types the mass logout and returns the approval request message.
-func (f *fleet) requestMassLogout() slacktest.Message {
+// requestMassLogout types the mass logout (with extra flags) and returns the approval request.
+func (f *fleet) requestMassLogout(flags ...string) slacktest.Message {
 	f.t.Helper()
-	f.command(flAlice, `cleanup --all --reason "`+flReason+`"`)
+	f.command(flAlice, strings.TrimSpace(`cleanup --all --reason "`+flReason+`" `+strings.Join(flags, " ")))
 	return f.awaitButton("approve")
 }
 
@@ -524,10 +524,10 @@ func TestReplicasConcurrentApprovalsRunOneJob(t *testing.T) {
 // the audit log has Cleanup Failed, PagerDuty gets a critical alert (a mass logout stopped part
 // way) — and the target is free for a fresh run.
 func TestReplicaCrashMidJobIsReportedBySurvivor(t *testing.T) {
-	f := newFleet(t, fleetOptions{replicas: 2, sessions: 4000, maxRate: 800, leaseTTL: 500 * time.Millisecond})
+	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 1000, leaseTTL: 500 * time.Millisecond})
 	a, b := f.replicas[0], f.replicas[1]
 	f.slack.SetRoute(slacktest.Connection(0)) // every envelope to replica 0 (a)
-	req := f.requestMassLogout()
+	req := f.requestMassLogout("--no-backup")
 	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
 	f.awaitProgress(req.TS)
 
@@ -609,7 +609,7 @@ func TestReplicaSocketLostMidJobKeepsReporting(t *testing.T) {
 	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 1000})
 	a := f.replicas[0]
 	f.slack.SetRoute(slacktest.Connection(0))
-	req := f.requestMassLogout()
+	req := f.requestMassLogout("--no-backup")
 	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
 	f.awaitProgress(req.TS)
 
@@ -642,7 +642,7 @@ func TestReplicaShutdownMidJobIsReportedAsFailure(t *testing.T) {
 	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 1000})
 	a := f.replicas[0]
 	f.slack.SetRoute(slacktest.Connection(0))
-	req := f.requestMassLogout()
+	req := f.requestMassLogout("--no-backup")
 	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
 	f.awaitProgress(req.TS)
 
@@ -917,7 +917,7 @@ func TestFinalReportFallsBackToThreadWhenUpdateFails(t *testing.T) {
 func TestDisconnectMidJobProgressContinues(t *testing.T) {
 	f := newFleet(t, fleetOptions{sessions: 3000, maxRate: 1000, progress: 200 * time.Millisecond})
 	r := f.replicas[0]
-	req := f.requestMassLogout()
+	req := f.requestMassLogout("--no-backup")
 	approve := f.click(flBob, "", req.TS, "approve")
 	f.slack.WaitAck(t, approve, 3*time.Second)
 	f.awaitProgress(req.TS)
