@@ -56,6 +56,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 		say(b.safeText("job id", err))
 		return
 	}
+	leasedAt := time.Now() // the lease runs from no earlier than this
 	ok, holder, err := b.st.acquireLease(ctx, target, jobID, b.leaseTTL)
 	if err != nil {
 		reopen()
@@ -134,7 +135,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 	}
 	started := b.spawn(func(ctx context.Context) {
 		defer release()
-		b.runJob(ctx, req, job, release)
+		b.runJob(ctx, req, job, leasedAt, release)
 	})
 	if !started {
 		release()
@@ -161,7 +162,7 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 // runJob executes a started job and reports it. It owns the job's lease renewal, its progress
 // updates and its cancellation (locally by context, from other replicas by a flag in Redis).
 // release gives up the target's lease; it may be called more than once.
-func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()) {
+func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.Time, release func()) {
 	// The cause says who stopped the job: a person (errCancelRequested), a lost lease, or the
 	// Bot's own shutdown (the parent context).
 	jctx, cancelCause := context.WithCancelCause(ctx)
@@ -207,15 +208,27 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, release func()
 		}
 		checkCancel()
 	})
+	// The lease is renewed every third of its TTL. A job that cannot renew it for half the TTL
+	// (its state Redis is unreachable) stops before the lease can run out: once it has, another
+	// replica may start a job on the same target.
+	renewed := leasedAt
 	stopLease := b.every(jctx, max(b.leaseTTL/3, time.Millisecond), func() {
-		ok, err := b.st.renewLease(bg, job.Target, job.ID, b.leaseTTL)
+		sent := time.Now()
+		rctx, cancel := context.WithTimeout(bg, max(b.leaseTTL/3, time.Millisecond))
+		ok, err := b.st.renewLease(rctx, job.Target, job.ID, b.leaseTTL)
+		cancel()
 		switch {
-		case err != nil:
-			b.log.Warn("renew lease", "job", job.ID, "err", err)
-		case !ok:
+		case err == nil && ok:
+			renewed = sent
+		case err == nil:
 			// Another job may now hold the target: stop rather than run two at once.
 			b.log.Error("lease lost; stopping job", "job", job.ID)
 			cancelCause(errLeaseLost)
+		case time.Since(renewed) >= b.leaseTTL/2:
+			b.log.Error("lease not renewed for half its TTL; stopping job", "job", job.ID, "err", err)
+			cancelCause(errLeaseLost)
+		default:
+			b.log.Warn("renew lease", "job", job.ID, "err", err)
 		}
 	})
 
@@ -282,8 +295,8 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(rep.Deleted))
 	case errors.Is(stopped, errLeaseLost):
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Stopped after deleting %s sessions: this bot lost the target's lease (Redis did not answer for %s), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
-			num(rep.Deleted), shortDuration(b.leaseTTL))
+		errText = fmt.Sprintf("Stopped after deleting %s sessions: this bot lost the target's lease (it could not renew it in Redis), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
+			num(rep.Deleted))
 	case stopped != nil || errors.Is(runErr, context.Canceled):
 		status, result = StatusFailed, "failed"
 		errText = fmt.Sprintf("Interrupted after deleting %s sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish.", num(rep.Deleted))
