@@ -139,6 +139,7 @@ type replica struct {
 	logs      *syncBuffer // the process's JSON logs (debug level)
 	stdout    *syncBuffer // audit lines echoed to stdout
 	ks        *killSwitch
+	stateKS   *killSwitch // cuts the state connections only (fleetOptions.separateState)
 	// stopSocket ends the transport only (the socket closes and never comes back); the core
 	// keeps running its jobs.
 	stopSocket func()
@@ -171,6 +172,9 @@ type fleetOptions struct {
 	pdAttempt time.Duration
 	config    func(*Config)
 	auditFile string // "": one file per replica
+	// separateState gives each replica its own connections for state (as with STATE_REDIS_URL),
+	// which replica.stateKS cuts without touching the engine's.
+	separateState bool
 }
 
 func newFleet(t *testing.T, o fleetOptions) *fleet {
@@ -223,7 +227,7 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 
 func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t := f.t
-	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &syncBuffer{}, stdout: &syncBuffer{}, ks: &killSwitch{}}
+	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &syncBuffer{}, stdout: &syncBuffer{}, ks: &killSwitch{}, stateKS: &killSwitch{}}
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.auditPath = o.auditFile
 	if r.auditPath == "" {
@@ -257,8 +261,15 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	r.announcer = NewAnnouncer(f.cfg, sc, chat, annOpts...)
 	engine := cleanup.NewEngine(cleanup.NewTarget(rdb, "session:", f.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate, RetryFor: time.Second})
+	var state redis.UniversalClient
+	if o.separateState {
+		sc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Dialer: r.stateKS.dial, MaxRetries: 1,
+			DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+		t.Cleanup(func() { _ = sc.Close() })
+		state = sc
+	}
 	r.bot, err = New(Deps{
-		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics,
+		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(dir, "backups")}, Logger: log,
 		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond,
 	})
@@ -1014,5 +1025,44 @@ func TestAuditUnwritableRefusesMassLogout(t *testing.T) {
 	}
 	if v := value(t, r.metrics, "sessionbot_audit_errors_total", "sink=file"); v < 1 {
 		t.Errorf("sessionbot_audit_errors_total{sink=file} = %v; want the failed writes counted", v)
+	}
+}
+
+// runningJobs is how many jobs run in r's process.
+func (r *replica) runningJobs() int {
+	r.bot.mu.Lock()
+	defer r.bot.mu.Unlock()
+	return len(r.bot.jobs)
+}
+
+// A replica loses its state Redis (STATE_REDIS_URL) mid-job while the target stays reachable:
+// it can no longer renew the target's lease, so within the lease period it must stop deleting —
+// once the lease runs out another replica may start a job on the same target. The job is
+// reported as stopped for that reason.
+func TestJobStopsWhenItCannotRenewItsLease(t *testing.T) {
+	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 500, leaseTTL: 600 * time.Millisecond, separateState: true})
+	a := f.replicas[0]
+	f.slack.SetRoute(slacktest.Connection(0))
+	req := f.requestMassLogout("--no-backup")
+	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
+	f.awaitProgress(req.TS)
+
+	a.stateKS.kill()
+	cut := time.Now()
+	slacktest.WaitFor(t, func() bool { return a.runningJobs() == 0 }, flWait)
+	stoppedAfter := time.Since(cut)
+	left := f.sessionCount()
+	if left == 0 {
+		t.Fatalf("the job deleted every session although its lease ran out %v after the cut", 600*time.Millisecond)
+	}
+	if stoppedAfter > 3*time.Second {
+		t.Errorf("the job stopped %v after its state Redis went away; want within about the lease (600ms)", stoppedAfter)
+	}
+	failed := auditLinesOf(t, a.auditPath, cleanup.EventCleanupFailed)
+	if len(failed) != 1 || !strings.Contains(failed[0], "lost the target's lease") {
+		t.Errorf("Cleanup Failed = %q; want the lost lease named", failed)
+	}
+	if n := f.sessionCount(); n != left {
+		t.Errorf("sessions went from %d to %d after the job stopped", left, n)
 	}
 }
