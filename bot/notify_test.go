@@ -252,7 +252,7 @@ func TestAnnouncerDMsAffectedUsersWithoutPostingTheirEmail(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(f.audit.String(), "Channel: dm:auth0/999") {
+	if !strings.Contains(f.audit.String(), "Channel: dm:auth0|999") {
 		t.Errorf("the failed lookup is not audited by user_id:\n%s", f.audit)
 	}
 }

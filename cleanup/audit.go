@@ -67,8 +67,8 @@ func Event(t time.Time, name string, kv ...string) AuditEvent {
 //
 // The time is UTC with second precision. Every name and value is sanitized so that one event is
 // always exactly one line with the fields it was given: control characters (newlines included)
-// become spaces and '|' becomes '/', so user-supplied text (a --reason, a user id) can neither
-// start a new line nor forge a field. Fields whose name mentions a token or secret are redacted
+// become spaces and a '|' next to a space or an end becomes '/', so user-supplied text (a
+// --reason, a user id) can neither start a new line nor forge a field. Fields whose name mentions a token or secret are redacted
 // (SPEC §2: such values never reach the audit log).
 func (e AuditEvent) String() string {
 	var b strings.Builder
@@ -104,15 +104,32 @@ func sanitizeAudit(s string) string {
 		}
 		n++
 		switch {
-		case r == '|':
-			b.WriteRune('/')
 		case unicode.IsControl(r), r == '\u2028', r == '\u2029', r == '\u0085':
 			b.WriteRune(' ')
 		default:
 			b.WriteRune(r)
 		}
 	}
-	return b.String()
+	return separatorSafe(b.String())
+}
+
+// separatorSafe turns each '|' that touches a space or an end of the value into '/': fields are
+// separated by " | ", so only such a '|' could forge one. A '|' inside a word stays, so
+// user_id=auth0|123 is audited as written.
+func separatorSafe(s string) string {
+	if !strings.Contains(s, "|") {
+		return s
+	}
+	rs := []rune(s)
+	for i, r := range rs {
+		if r != '|' {
+			continue
+		}
+		if i == 0 || i == len(rs)-1 || unicode.IsSpace(rs[i-1]) || unicode.IsSpace(rs[i+1]) {
+			rs[i] = '/'
+		}
+	}
+	return string(rs)
 }
 
 // syslogQueue bounds the lines waiting for the syslog collector; beyond it lines are dropped

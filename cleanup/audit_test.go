@@ -54,7 +54,7 @@ func TestAuditEventString(t *testing.T) {
 		{
 			name: "filters with pipe in user id",
 			ev:   Event(auditT0, EventCleanupStarted, "Filters", "user_id=auth0|123"),
-			want: "2025-11-26T10:00:00Z | Cleanup Started | Filters: user_id=auth0/123",
+			want: "2025-11-26T10:00:00Z | Cleanup Started | Filters: user_id=auth0|123",
 		},
 		{
 			name: "token-like field redacted",
