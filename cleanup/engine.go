@@ -263,7 +263,7 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 		}
 		return nil
 	}
-	nodes, err := e.forEachBatch(ctx, f, unpaced(e.cfg.BatchSize), st, fn)
+	nodes, err := e.forEachBatch(ctx, f, previewPacing(e.cfg.BatchSize), st, fn)
 	stop()
 	plan.Kept = plan.Found - plan.Matched
 	plan.Nodes = nodes
