@@ -47,11 +47,11 @@ func child(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer tgt.Close()
-	// The defaults of EngineConfig, as a deployment without overrides gets them.
+	// The defaults of EngineConfig, as a deployment without overrides gets them; "pacing off"
+	// is `--pause 0 --max-rate 0` with the same batch size (100 keys per command).
 	ecfg := cleanup.EngineConfig{BatchSize: 100, MaxRate: 50_000}
 	spec := cleanup.RunSpec{MaxValid: -1}
 	if !*paced {
-		ecfg = cleanup.EngineConfig{BatchSize: 1000}
 		spec.Pause, spec.MaxRate = -1, -1
 	}
 	eng := cleanup.NewEngine(tgt, ecfg)
