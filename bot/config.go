@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/platform-team/sessionbot/cleanup"
 	"reflect"
 	"regexp"
 	"strings"
@@ -37,7 +38,7 @@ type Config struct {
 	// NotifyAffectedUsers DMs users whose sessions a --user-id cleanup removed.
 	NotifyAffectedUsers bool `env:"NOTIFY_AFFECTED_USERS, default=false"`
 	// StateRedisURL is where requests, approvals and jobs live; empty: the target itself.
-	StateRedisURL RedisURL `env:"STATE_REDIS_URL"` // prints with its password redacted
+	StateRedisURL cleanup.RedisURL `env:"STATE_REDIS_URL"` // prints with its password redacted
 }
 
 // LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/sethvargo/go-envconfig"
@@ -46,48 +45,6 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-// RedisURL is a redis:// or rediss:// URL from the environment. It may carry a password, so it
-// prints, formats, logs and marshals with the password replaced (url.URL.Redacted) — host and
-// database stay visible, they say where the state lives — and as [redacted] when it does not
-// parse. Reveal is the way to the value, for redis.ParseURL.
-type RedisURL string
-
-// Reveal returns the URL with its password.
-func (u RedisURL) Reveal() string { return string(u) }
-
-// String implements fmt.Stringer.
-func (u RedisURL) String() string {
-	if u == "" {
-		return ""
-	}
-	p, err := url.Parse(string(u))
-	if err != nil {
-		return redacted
-	}
-	return p.Redacted()
-}
-
-// GoString implements fmt.GoStringer (%#v).
-func (u RedisURL) GoString() string { return strconv.Quote(u.String()) }
-
-// Format implements fmt.Formatter so that every verb prints the redacted form.
-func (u RedisURL) Format(f fmt.State, verb rune) {
-	if verb == 'q' {
-		_, _ = fmt.Fprintf(f, "%q", u.String())
-		return
-	}
-	_, _ = f.Write([]byte(u.String()))
-}
-
-// MarshalJSON implements json.Marshaler.
-func (u RedisURL) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
-
-// MarshalText implements encoding.TextMarshaler.
-func (u RedisURL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
-
-// LogValue implements slog.LogValuer.
-func (u RedisURL) LogValue() slog.Value { return slog.StringValue(u.String()) }
 
 // SlackConfig is what the Slack transport and PagerDuty need (SPEC §8); the command name and
 // the channels are in Config.

@@ -7,7 +7,7 @@ import "time"
 type RedisConfig struct {
 	// URL is a standalone target (rediss:// for TLS); redis://localhost:6379/0 when no target
 	// is set. A password in it is a secret: never printed.
-	URL string `env:"REDIS_URL"`
+	URL RedisURL `env:"REDIS_URL"`
 	// ClusterAddrs are comma-separated host:port seeds of a Redis Cluster; every master is
 	// scanned with its own cursor.
 	ClusterAddrs []string `env:"REDIS_CLUSTER_ADDRS"`

@@ -31,8 +31,8 @@ func (c RedisConfig) Validate() error {
 		errs = append(errs, errors.New("REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_ADDRS"))
 	}
 	if c.URL != "" {
-		if _, err := redis.ParseURL(c.URL); err != nil {
-			errs = append(errs, fmt.Errorf("REDIS_URL: %s", redactURLError(c.URL, err)))
+		if _, err := redis.ParseURL(c.URL.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("REDIS_URL: %s", redactURLError(c.URL.Reveal(), err)))
 		}
 	}
 	for _, a := range append(append([]string(nil), c.ClusterAddrs...), c.SentinelAddrs...) {
@@ -76,7 +76,7 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 		})
 		name = "sentinel:" + cfg.SentinelMaster
 	default:
-		u := cfg.URL
+		u := cfg.URL.Reveal()
 		if u == "" {
 			u = DefaultRedisURL
 		}

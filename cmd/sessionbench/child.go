@@ -38,7 +38,7 @@ func child(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cfg := cleanup.RedisConfig{URL: *url, Prefix: "session:"}
+	cfg := cleanup.RedisConfig{URL: cleanup.RedisURL(*url), Prefix: "session:"}
 	if *clusterSeeds != "" {
 		cfg = cleanup.RedisConfig{ClusterAddrs: strings.Split(*clusterSeeds, ","), Prefix: "session:"}
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"strings"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"filippo.io/age"
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/platform-team/sessionbot/bot"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -26,28 +23,6 @@ type config struct {
 	Audit  cleanup.AuditConfig
 	CLI    cliConfig
 }
-
-// redactedConfig is config without its methods and with REDIS_URL's password replaced: what a
-// config prints, logs and marshals as. (cleanup.RedisConfig.URL is a plain string.)
-type redactedConfig config
-
-func (c config) redacted() redactedConfig {
-	r := redactedConfig(c)
-	r.Redis.URL = bot.RedisURL(c.Redis.URL).String()
-	return r
-}
-
-// Format implements fmt.Formatter: every verb prints the config with REDIS_URL's password
-// redacted.
-func (c config) Format(f fmt.State, verb rune) {
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), c.redacted())
-}
-
-// LogValue implements slog.LogValuer.
-func (c config) LogValue() slog.Value { return slog.AnyValue(c.redacted()) }
-
-// MarshalJSON implements json.Marshaler.
-func (c config) MarshalJSON() ([]byte, error) { return json.Marshal(c.redacted()) }
 
 // cliConfig holds the settings only the command line uses.
 type cliConfig struct {

@@ -66,7 +66,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		defer stop()
-		cfg.Redis.URL = url
+		cfg.Redis.URL = cleanup.RedisURL(url)
 		if c.getenv("BACKUP_DIR") == "" {
 			dir, err := os.MkdirTemp("", "sessionbot-demo-backups-")
 			if err != nil {
