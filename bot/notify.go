@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -279,10 +278,10 @@ func Permalink(ref MessageRef) string {
 }
 
 func massLogoutMessage(o JobOutcome) Message {
-	affected := fmt.Sprintf("All active users (%s sessions invalidated)", notifyCount(o.Report.Deleted))
+	affected := fmt.Sprintf("All active users (%s sessions invalidated)", num(o.Report.Deleted))
 	if stoppedEarly(o) {
 		affected = fmt.Sprintf("Part of the active users: %s sessions invalidated before the run stopped; the others are still signed in",
-			notifyCount(o.Report.Deleted))
+			num(o.Report.Deleted))
 	}
 	text := templates.MassLogout(templates.MassLogoutData{
 		Timestamp:     o.At.UTC().Format(time.RFC3339),
@@ -329,23 +328,23 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 		what = "Session restore"
 	}
 	head := fmt.Sprintf(":white_check_mark: *%s completed*", what)
-	text := fmt.Sprintf("%s completed: %s deleted", what, notifyCount(r.Deleted))
+	text := fmt.Sprintf("%s completed: %s deleted", what, num(r.Deleted))
 	if o.Mode == "restore" {
 		text = what + " completed"
 	}
 	switch {
 	case o.Failed:
 		head = fmt.Sprintf(":x: *%s failed*", what)
-		text = fmt.Sprintf("%s failed after deleting %s", what, notifyCount(r.Deleted))
+		text = fmt.Sprintf("%s failed after deleting %s", what, num(r.Deleted))
 	case stoppedEarly(o):
 		head = fmt.Sprintf(":octagonal_sign: *%s stopped early*", what)
-		text = fmt.Sprintf("%s stopped early after deleting %s", what, notifyCount(r.Deleted))
+		text = fmt.Sprintf("%s stopped early after deleting %s", what, num(r.Deleted))
 	}
 	lines := []string{head + " — job `" + o.JobID + "`"}
 	lines = append(lines, fmt.Sprintf("*Mode:* %s · *Scope:* `%s`", o.Mode, notifyDash(o.Scope)))
 	if o.Mode != "restore" {
 		lines = append(lines, fmt.Sprintf("*Deleted:* %s (%s still valid) · *Kept:* %s · *Skipped:* %s · *Errors:* %s · *Duration:* %s",
-			notifyCount(r.Deleted), notifyCount(r.DeletedValid), notifyCount(r.Kept), notifyCount(r.Skipped), notifyCount(r.Errors),
+			num(r.Deleted), num(r.DeletedValid), num(r.Kept), num(r.Skipped), num(r.Errors),
 			r.Duration().Round(time.Millisecond)))
 	}
 	if o.Failed {
@@ -379,19 +378,19 @@ func pdSummary(o JobOutcome) string {
 	switch {
 	case o.Failed && o.Mode == "all":
 		s = fmt.Sprintf("sessionbot: mass logout FAILED part-way on %s: %s sessions deleted before it stopped (errors %d): %s",
-			notifyDash(o.Target), notifyCount(r.Deleted), r.Errors, notifyDash(o.Error))
+			notifyDash(o.Target), num(r.Deleted), r.Errors, notifyDash(o.Error))
 	case o.Failed:
 		s = fmt.Sprintf("sessionbot: cleanup FAILED on %s (mode %s, scope %s): %s deleted before it stopped (errors %d): %s",
-			notifyDash(o.Target), o.Mode, notifyDash(o.Scope), notifyCount(r.Deleted), r.Errors, notifyDash(o.Error))
+			notifyDash(o.Target), o.Mode, notifyDash(o.Scope), num(r.Deleted), r.Errors, notifyDash(o.Error))
 	case stoppedEarly(o):
 		s = fmt.Sprintf("sessionbot: %s on %s (scope %s) stopped early (%s): %s sessions deleted, %d errors",
-			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyDash(r.Stopped), notifyCount(r.Deleted), r.Errors)
+			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyDash(r.Stopped), num(r.Deleted), r.Errors)
 	case o.Mode == "all":
 		s = fmt.Sprintf("sessionbot: mass logout on %s: %s sessions deleted, %s kept, %d errors",
-			notifyDash(o.Target), notifyCount(r.Deleted), notifyCount(r.Kept), r.Errors)
+			notifyDash(o.Target), num(r.Deleted), num(r.Kept), r.Errors)
 	default:
 		s = fmt.Sprintf("sessionbot: %s on %s (scope %s): %s sessions deleted, %s kept, %d errors",
-			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyCount(r.Deleted), notifyCount(r.Kept), r.Errors)
+			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), num(r.Deleted), num(r.Kept), r.Errors)
 	}
 	return truncate(s+". Reason: "+oneLine(notifyDash(o.Reason)), maxPDSummary)
 }
@@ -468,20 +467,3 @@ func notifyDash(s string) string {
 	return s
 }
 
-// notifyCount formats n with comma separators: 1234567 → 1,234,567.
-func notifyCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
