@@ -6,7 +6,7 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME    ?= 10s
 FUZZSMOKE   ?= 3s
 
-.PHONY: all test lint vet staticcheck gofmt build bench test-long fuzz clean
+.PHONY: all test test-load lint vet staticcheck gofmt build bench test-long fuzz clean
 
 all: test build
 
@@ -39,6 +39,10 @@ build:
 ## bench: the §10 benchmark (starts its own redis-server, seeds 1,000,000 sessions)
 bench:
 	$(GO) run ./cmd/sessionbench
+
+## test-load: the 1,000,000-session load test through the bot (build tag long; CI runs it)
+test-load:
+	$(GO) test -count=1 -tags long -run TestLoadMillionSessionsThroughTheBot -timeout 10m -v ./bot/
 
 ## test-long: the suite plus long-running tests (build tag long)
 test-long:

@@ -466,4 +466,3 @@ func notifyDash(s string) string {
 	}
 	return s
 }
-
