@@ -165,9 +165,6 @@ func TestSamplerReturnsOnCancel(t *testing.T) {
 }
 
 func TestSamplerCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-master cluster")
-	}
 	cl := redistest.NewCluster(t)
 	c := cl.Client()
 	ctx := context.Background()
