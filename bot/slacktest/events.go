@@ -80,22 +80,7 @@ func (s *Server) BlockAction(a BlockAction) string {
 	}
 	message := map[string]any{"type": "message", "ts": a.MessageTS, "text": ""}
 	if m, ok := s.Message(a.ChannelID, a.MessageTS); ok {
-		message = map[string]any{
-			"type":    "message",
-			"subtype": "bot_message",
-			"text":    m.Text,
-			"user":    BotUserID,
-			"bot_id":  BotID,
-			"app_id":  AppID,
-			"team":    DefaultTeamID,
-			"ts":      m.TS,
-		}
-		if len(m.Blocks) > 0 {
-			message["blocks"] = m.Blocks
-		}
-		if m.ThreadTS != "" {
-			message["thread_ts"] = m.ThreadTS
-		}
+		message = m.wire()
 		if b, ok := findButton(m.Blocks, a.BlockID, a.ActionID); ok {
 			if a.BlockID == "" {
 				a.BlockID = b.blockID
