@@ -242,15 +242,8 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if req.NeedsApproval {
 		approval = "required (" + strings.Join(req.Approvers, ",") + ")"
 	}
-	backup := "no"
-	switch {
-	case req.Backup:
-		backup = "yes"
-	case req.NoBackup:
-		backup = "skipped (--no-backup)"
-	}
 	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", req.Mode,
-		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", backup}
+		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", req.backupText()}
 	if req.Kind == "restore" {
 		kv = append(kv, "Backup-ID", req.BackupID, "Sessions", num(req.Restore.Restorable))
 	} else {

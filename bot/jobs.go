@@ -111,14 +111,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 	if approver == nil && presser.ID != req.Requester.ID {
 		kv = append(kv, "Requester", personText(req.Requester))
 	}
-	backup := "no"
-	switch {
-	case req.Backup:
-		backup = "yes"
-	case req.NoBackup:
-		backup = "skipped (--no-backup)"
-	}
-	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", backup)
+	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", req.backupText())
 	if req.Kind == "restore" {
 		kv = append(kv, "Backup-ID", req.BackupID)
 	}

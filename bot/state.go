@@ -67,6 +67,17 @@ type Request struct {
 	JobID     string    `json:"-"`
 }
 
+// backupText is the audit log's Backup: field for the request.
+func (r *Request) backupText() string {
+	switch {
+	case r.Backup:
+		return "yes"
+	case r.NoBackup:
+		return "skipped (--no-backup)"
+	}
+	return "no"
+}
+
 // RestorePlan is the dry-run of a restore, counted from the backup file.
 type RestorePlan struct {
 	Path       string `json:"path"`
