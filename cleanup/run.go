@@ -123,7 +123,7 @@ func (r *runner) noteUser(it *item) {
 
 // runDirect deletes in one pass: read, decide, compare-and-delete, batch by batch.
 func (r *runner) runDirect(ctx context.Context) error {
-	keyOnly := r.f.All || (len(r.f.SessionIDs) > 0 && !r.f.needsValue() && !r.f.Orphans)
+	keyOnly := r.f.ByKey()
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
 		o := r.e.opsFor(node)
 		if keyOnly {
