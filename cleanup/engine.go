@@ -20,6 +20,9 @@ type Target struct {
 	cluster *redis.ClusterClient // nil unless Cluster
 	prefix  string
 	name    string
+	// exclude is a key namespace that is never a session even when it starts with prefix: the
+	// bot's own state when it lives in the target (SPEC §12.4).
+	exclude string
 }
 
 // Engine previews and runs cleanups on one Target.
@@ -137,7 +140,7 @@ func (e *Engine) explicitKeys(ctx context.Context, keys []string, p pacing, st *
 		return err
 	}
 	for start := 0; start < len(keys); start += p.batch {
-		batch := onlyPrefixed(append([]string(nil), keys[start:min(start+p.batch, len(keys))]...), e.t.prefix)
+		batch := e.t.sessionKeysOnly(append([]string(nil), keys[start:min(start+p.batch, len(keys))]...))
 		st.scanned.Add(int64(len(batch)))
 		if p.limiter != nil {
 			if err := p.limiter.wait(ctx, len(batch)); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -274,7 +273,7 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 				run, cursor = id, 0
 				continue
 			}
-			keys = onlyPrefixed(keys, e.t.prefix)
+			keys = e.t.sessionKeysOnly(keys)
 			if len(keys) > 0 {
 				n := st.scanned.Add(int64(len(keys)))
 				if st.budget > 0 && n-int64(len(keys)) >= st.budget {
@@ -317,12 +316,13 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 	return run, scanErr
 }
 
-// onlyPrefixed drops any key that does not start with prefix. SCAN MATCH already guarantees it;
-// this is the last line of defence for "never a key outside the prefix".
-func onlyPrefixed(keys []string, prefix string) []string {
+// sessionKeysOnly drops any key that does not start with the prefix (SCAN MATCH already
+// guarantees it; this is the last line of defence for "never a key outside the prefix") and any
+// key in the excluded namespace (the bot's own state), in place.
+func (t *Target) sessionKeysOnly(keys []string) []string {
 	out := keys[:0]
 	for _, k := range keys {
-		if strings.HasPrefix(k, prefix) {
+		if t.IsSessionKey(k) {
 			out = append(out, k)
 		}
 	}

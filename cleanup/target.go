@@ -107,6 +107,26 @@ func NewTarget(c redis.UniversalClient, prefix, name string) *Target {
 	return t
 }
 
+// StateNamespace is where the bot keeps its own state (requests, jobs, leases) when it lives in
+// the target: keys under it are never sessions, whatever the prefix.
+const StateNamespace = "sessionbot:"
+
+// Exclude makes every key under ns invisible to scans, previews and deletions (the bot's own
+// state when it lives in the target). It must be called before the target is used.
+func (t *Target) Exclude(ns string) { t.exclude = ns }
+
+// IsSessionKey reports whether key is one the engine may read for deletion or delete: it starts
+// with the prefix and is not in the excluded namespace.
+func (t *Target) IsSessionKey(key string) bool {
+	return strings.HasPrefix(key, t.prefix) && (t.exclude == "" || !strings.HasPrefix(key, t.exclude))
+}
+
+// PrefixOverlapsState reports whether keys under prefix and keys under StateNamespace can be the
+// same keys: SESSION_KEY_PREFIX "session" (or "" or "sessionbot:x") with state in the target.
+func PrefixOverlapsState(prefix string) bool {
+	return strings.HasPrefix(StateNamespace, prefix) || strings.HasPrefix(prefix, StateNamespace)
+}
+
 // Ping checks that every master answers.
 func (t *Target) Ping(ctx context.Context) error {
 	if t.cluster != nil {
