@@ -173,23 +173,21 @@ func (e *Engine) anyNode(ctx context.Context) (*redis.Client, error) {
 }
 
 // classify reads what a batch needs and decides every key. readTTL: read PTTL of every key
-// (otherwise only where the filter needs it).
+// (otherwise only where the filter needs it), in the same round trip as the values.
 func (e *Engine) classify(ctx context.Context, o ops, f Filter, keys []string, readValues, readTTL bool, now time.Time) ([]item, error) {
 	items := make([]item, len(keys))
 	for i, k := range keys {
 		items[i].key = k
 	}
+	withTTL := readTTL || f.Orphans
 	if readValues {
-		if err := o.readValues(ctx, items); err != nil {
+		if err := o.readValues(ctx, items, withTTL); err != nil {
 			return nil, errorf("read", err)
 		}
-	}
-	if readTTL || f.Orphans {
-		idx := make([]int, 0, len(items))
-		for i := range items {
-			if items[i].state != stateMissing {
-				idx = append(idx, i)
-			}
+	} else if withTTL {
+		idx := make([]int, len(items))
+		for i := range idx {
+			idx[i] = i
 		}
 		if err := o.readTTLs(ctx, items, idx); err != nil {
 			return nil, errorf("ttl", err)
@@ -197,6 +195,9 @@ func (e *Engine) classify(ctx context.Context, o ops, f Filter, keys []string, r
 	}
 	for i := range items {
 		it := &items[i]
+		if it.ttlRead && it.pttl == -2 {
+			it.state = stateMissing
+		}
 		if it.state == stateMissing {
 			continue
 		}
@@ -225,19 +226,9 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 	)
 	stop := c.report(progress, "scan", start, &st.scanned)
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		o := e.opsFor(node)
-		items, err := e.classify(ctx, o, f, keys, true, false, now)
+		items, err := e.classify(ctx, e.opsFor(node), f, keys, true, true, now)
 		if err != nil {
 			return err
-		}
-		var matched []int
-		for i := range items {
-			if items[i].state != stateMissing && items[i].verdict == Delete && !items[i].ttlRead {
-				matched = append(matched, i)
-			}
-		}
-		if err := o.readTTLs(ctx, items, matched); err != nil {
-			return errorf("ttl", err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -247,21 +238,22 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 				continue
 			}
 			plan.Found++
-			switch it.verdict {
-			case Malformed:
+			if it.malformedFor(f) {
 				plan.Malformed++
-			case Delete:
-				plan.Matched++
-				c.matched.Add(1)
-				if !it.expired(now) {
-					plan.Valid++
-				}
-				plan.ByAuthMethod[authMethodLabel(it)]++
-				plan.TTL.Add(it.pttl)
-				plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
-				if len(plan.Samples) < 5 {
-					plan.Samples = append(plan.Samples, sampleOf(it, e.t.prefix))
-				}
+			}
+			if it.verdict != Delete {
+				continue
+			}
+			plan.Matched++
+			c.matched.Add(1)
+			if it.valid(now) {
+				plan.Valid++
+			}
+			plan.ByAuthMethod[authMethodLabel(it)]++
+			plan.TTL.Add(it.pttl)
+			plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
+			if len(plan.Samples) < 5 {
+				plan.Samples = append(plan.Samples, sampleOf(it, e.t.prefix))
 			}
 		}
 		return nil

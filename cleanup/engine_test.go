@@ -355,8 +355,11 @@ func TestProcedure2All(t *testing.T) {
 		check := unrelated(t, tgt)
 		e := engine(tgt)
 		plan, err := e.Preview(ctx, Filter{All: true}, nil)
-		if err != nil || plan.Matched != int64(300+nm) || plan.Valid != int64(210+nm) {
-			t.Fatalf("Preview --all = matched %d valid %d, %v; want %d %d", plan.Matched, plan.Valid, err, 300+nm, 210+nm)
+		// Valid counts logouts: decodable sessions not past expires_at. The two JSON objects
+		// without a usable expires_at count (conservatively: they may be live); the four values
+		// that are not JSON objects, or not strings, do not, and are counted as malformed.
+		if err != nil || plan.Matched != int64(300+nm) || plan.Valid != 210+2 || plan.Malformed != 4 {
+			t.Fatalf("Preview --all = matched %d valid %d malformed %d, %v; want %d 212 4", plan.Matched, plan.Valid, plan.Malformed, err, 300+nm)
 		}
 		for _, backup := range []bool{false, true} {
 			t.Run(fmt.Sprintf("backup=%v", backup), func(t *testing.T) {
@@ -577,6 +580,54 @@ func TestBackupOnlyDeletesNothing(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 			t.Errorf("dir holds %d files; want 1", len(entries))
+		}
+	})
+}
+
+// --session-id with stale ids: expired, malformed and absent keys never count toward the bound
+// (SPEC §12.3), so every listed key that exists is deleted and the run completes.
+func TestSessionIDStaleIDsAreNoLogouts(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		ctx := context.Background()
+		for _, tc := range []struct{ live, expired, absent int }{{5, 10, 20}, {5, 20, 0}} {
+			ss := population(tc.live+tc.expired, tc.expired, nil)
+			for i := range ss {
+				ss[i].id = fmt.Sprintf("%s-%d-%d", ss[i].id, tc.expired, tc.absent)
+			}
+			put(t, tgt, ss...)
+			var ids []string
+			for _, s := range ss {
+				ids = append(ids, s.id)
+			}
+			for i := range tc.absent {
+				ids = append(ids, fmt.Sprintf("absent-%d", i))
+			}
+			e := engine(tgt)
+			f := Filter{SessionIDs: ids}
+			plan, err := e.Preview(ctx, f, nil)
+			if err != nil || plan.Matched != int64(len(ss)) || plan.Valid != int64(tc.live) {
+				t.Fatalf("Preview = matched %d valid %d, %v; want %d %d", plan.Matched, plan.Valid, err, len(ss), tc.live)
+			}
+			rep, err := e.Run(ctx, RunSpec{Filter: f, MaxValid: ValidBound(plan.Valid)})
+			if err != nil || rep.Stopped != "" || rep.Deleted != int64(len(ss)) || rep.DeletedValid != int64(tc.live) {
+				t.Errorf("%+v: Run = stopped %q deleted %d (valid %d), %v; want completed, %d deleted (%d valid)",
+					tc, rep.Stopped, rep.Deleted, rep.DeletedValid, err, len(ss), tc.live)
+			}
+		}
+	})
+}
+
+// The bound is exact: a run allowed n still-valid logouts deletes n and stops, whatever the
+// expired sessions around them.
+func TestBoundCountsOnlyValidSessions(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		ctx := context.Background()
+		put(t, tgt, population(100, 60, func(int) string { return "basic_auth" })...)
+		e := engine(tgt)
+		rep, err := e.Run(ctx, RunSpec{Filter: Filter{AuthMethod: "basic_auth"}, MaxValid: 25})
+		// Expired sessions in the batches it reached are deleted too; they are no logouts.
+		if !errors.Is(err, ErrBoundReached) || rep.DeletedValid != 25 || rep.Deleted-rep.DeletedValid > 60 {
+			t.Errorf("Run = deleted %d (valid %d), %v; want exactly 25 valid, ErrBoundReached", rep.Deleted, rep.DeletedValid, err)
 		}
 	})
 }

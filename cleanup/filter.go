@@ -65,9 +65,16 @@ const (
 	Malformed                // content filter could not be evaluated: kept, counted apart
 )
 
+// selectsByKey reports whether f deletes a key whatever its value (--all, or --session-id
+// without a content condition): only these remove malformed values.
+func (f Filter) selectsByKey() bool {
+	return f.All || (len(f.SessionIDs) > 0 && !f.needsValue())
+}
+
 // Decide applies f to one session. s is the decoded value (ok=false when the value is not a JSON
 // object or not a string at all); pttl is the key's PTTL (-1: no TTL). Selections by key (All,
-// SessionIDs) match malformed values too; content filters never do.
+// SessionIDs) match malformed values too; every other filter (content conditions, and
+// --orphans) never does.
 func (f Filter) Decide(s Session, ok bool, pttl time.Duration, now time.Time) Verdict {
 	if f.All {
 		return Delete
@@ -75,10 +82,10 @@ func (f Filter) Decide(s Session, ok bool, pttl time.Duration, now time.Time) Ve
 	if f.Orphans && pttl != -1 {
 		return Keep
 	}
+	if !f.selectsByKey() && (!ok || !s.Has.Contains(f.needed())) {
+		return Malformed
+	}
 	if f.needsValue() {
-		if !ok || !s.Has.Contains(f.needed()) {
-			return Malformed
-		}
 		if f.Expired && !s.ExpiresAt.Before(now) {
 			return Keep
 		}

@@ -22,8 +22,9 @@ type keyList struct {
 
 type keyEntry struct {
 	key    string
-	digest []byte // nil: delete unconditionally (a non-string key, restored from its DUMP)
+	digest []byte // SHA-1 of the string value backed up; nil: not a string (deleted by type)
 	valid  bool   // a still-valid session (a logout)
+	getdel bool   // deleted with GETDEL (selected by key), not by compare-and-delete
 }
 
 func newKeyList(dir, name string) (*keyList, error) {
@@ -38,24 +39,28 @@ func newKeyList(dir, name string) (*keyList, error) {
 	return &keyList{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
 }
 
-// add appends one entry: flags (1: digest follows, 2: valid), key length, key, digest.
-func (l *keyList) add(key string, digest []byte, valid bool) error {
+// add appends one entry: flags (1: digest follows, 2: valid, 4: getdel), key length, key,
+// digest.
+func (l *keyList) add(en keyEntry) error {
 	var hdr [1 + binary.MaxVarintLen64]byte
-	if digest != nil {
+	if en.digest != nil {
 		hdr[0] |= 1
 	}
-	if valid {
+	if en.valid {
 		hdr[0] |= 2
 	}
-	n := binary.PutUvarint(hdr[1:], uint64(len(key)))
+	if en.getdel {
+		hdr[0] |= 4
+	}
+	n := binary.PutUvarint(hdr[1:], uint64(len(en.key)))
 	if _, err := l.w.Write(hdr[:1+n]); err != nil {
 		return err
 	}
-	if _, err := l.w.WriteString(key); err != nil {
+	if _, err := l.w.WriteString(en.key); err != nil {
 		return err
 	}
-	if digest != nil {
-		if _, err := l.w.Write(digest); err != nil {
+	if en.digest != nil {
+		if _, err := l.w.Write(en.digest); err != nil {
 			return err
 		}
 	}
@@ -92,7 +97,7 @@ func (l *keyList) each(n int, fn func([]keyEntry) error) error {
 		if _, err := io.ReadFull(r, key); err != nil {
 			return fmt.Errorf("key list: %w", err)
 		}
-		en := keyEntry{key: string(key), valid: flags&2 != 0}
+		en := keyEntry{key: string(key), valid: flags&2 != 0, getdel: flags&4 != 0}
 		if flags&1 != 0 {
 			en.digest = make([]byte, 20)
 			if _, err := io.ReadFull(r, en.digest); err != nil {
@@ -119,4 +124,22 @@ func (l *keyList) remove() {
 	}
 	l.f.Close()
 	os.Remove(l.path)
+}
+
+// RemoveStaleKeyLists deletes the key lists a crashed run left in dir (they name session keys,
+// which may be credentials) and returns how many it removed. Call it at start-up, before any
+// run: a live run's list would be removed too.
+func RemoveStaleKeyLists(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, ".*.keys"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range names {
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -14,16 +14,18 @@ import (
 
 // compareAndDelete unlinks each key only if it is still what the engine decided on: its value
 // unchanged ("v": ARGV[i+1] is the value read; "d": ARGV[i+1] is the SHA-1 of the value backed
-// up) and/or still without a TTL ("t", for --orphans). A session refreshed between read and
-// delete is therefore kept. Returns {deleted, changed, flags}: flags has one character per key,
-// '1' deleted, '0' kept because it changed, '2' already gone (expired, deleted by someone else,
-// lost with a restarted node): neither deleted here nor kept, so not counted as changed. One
-// key per call on a Cluster, so it never crosses slots; many per call on a single node, to keep
-// round trips few.
+// up), still not a string ("n": a key of another type, selected by key), and/or still without a
+// TTL ("t", for --orphans). A session refreshed between read and delete is therefore kept, for
+// the caller to read and decide again. Returns {deleted, changed, flags}: flags has one
+// character per key, '1' deleted, '0' kept because it changed, '2' already gone (expired,
+// deleted by someone else, lost with a restarted node): neither deleted here nor kept, so not
+// counted as changed. One key per call on a Cluster, so it never crosses slots; many per call
+// on a single node, to keep round trips few.
 var compareAndDelete = redis.NewScript(`
 local mode = ARGV[1]
 local cv = string.find(mode, 'v', 1, true)
 local cd = string.find(mode, 'd', 1, true)
+local cn = string.find(mode, 'n', 1, true)
 local ct = string.find(mode, 't', 1, true)
 local deleted, changed = 0, 0
 local flags = {}
@@ -39,6 +41,13 @@ for i = 1, #KEYS do
     elseif cv and v ~= ARGV[i+1] then
       ok = false
     elseif cd and redis.sha1hex(v) ~= ARGV[i+1] then
+      ok = false
+    end
+  elseif cn then
+    local t = redis.call('TYPE', k)['ok']
+    if t == 'none' then
+      ok, gone = false, true
+    elseif t == 'string' then
       ok = false
     end
   end
@@ -93,6 +102,19 @@ func (it *item) expired(now time.Time) bool {
 	return it.ok && it.sess.Has.Contains(FieldExpiresAt) && it.sess.ExpiresAt.Before(now)
 }
 
+// valid reports whether deleting the key logs a user out: a decodable session that is not past
+// its expires_at. Expired, malformed and absent keys are no logouts (SPEC §12.3).
+func (it *item) valid(now time.Time) bool {
+	return it.state == stateString && it.ok && !it.expired(now)
+}
+
+// malformedFor reports whether the key is malformed for f: not a string, not a JSON object, or
+// without a well-formed field f needs. Counted the same way in previews, reports and audit
+// lines, whether f deletes it (--all, --session-id) or keeps it (content filters).
+func (it *item) malformedFor(f Filter) bool {
+	return it.state == stateOther || !it.ok || !it.sess.Has.Contains(f.needed())
+}
+
 // ops runs batch commands against one master (standalone) or through the cluster client, which
 // routes each per-key command to the node owning its slot and follows MOVED/ASK.
 type ops struct {
@@ -108,45 +130,59 @@ func (e *Engine) opsFor(node *redis.Client) ops {
 	return ops{c: node, multi: true, retry: e.retry}
 }
 
-// readValues fills val/state for every item.
-func (o ops) readValues(ctx context.Context, items []item) error {
+// readValues fills val/state for every item and, withTTL, pttl too, in one round trip.
+func (o ops) readValues(ctx context.Context, items []item, withTTL bool) error {
 	var missing []int
 	err := o.retry(ctx, func() error {
 		missing = missing[:0]
-		if o.multi {
-			for start := 0; start < len(items); start += maxKeysPerCommand {
-				end := min(start+maxKeysPerCommand, len(items))
-				keys := make([]string, end-start)
-				for i := range keys {
-					keys[i] = items[start+i].key
-				}
-				vals, err := o.c.MGet(ctx, keys...).Result()
-				if err != nil {
-					return err
-				}
-				for i, v := range vals {
-					it := &items[start+i]
-					if s, ok := v.(string); ok {
-						it.val, it.state = s, stateString
-					} else {
-						it.val, it.state = "", stateMissing
-						missing = append(missing, start+i)
+		var (
+			mgets []*redis.SliceCmd
+			gets  []*redis.StringCmd
+			ttls  []*redis.DurationCmd
+		)
+		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if o.multi {
+				for start := 0; start < len(items); start += maxKeysPerCommand {
+					end := min(start+maxKeysPerCommand, len(items))
+					keys := make([]string, end-start)
+					for i := range keys {
+						keys[i] = items[start+i].key
 					}
+					mgets = append(mgets, p.MGet(ctx, keys...))
+				}
+			} else {
+				gets = make([]*redis.StringCmd, len(items))
+				for i := range items {
+					gets[i] = p.Get(ctx, items[i].key)
 				}
 			}
-			return nil
-		}
-		cmds := make([]*redis.StringCmd, len(items))
-		_, err := o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range items {
-				cmds[i] = p.Get(ctx, items[i].key)
+			if withTTL {
+				ttls = make([]*redis.DurationCmd, len(items))
+				for i := range items {
+					ttls[i] = p.PTTL(ctx, items[i].key)
+				}
 			}
 			return nil
 		})
 		if err != nil && !pipelineBenign(err) {
 			return err
 		}
-		for i, cmd := range cmds {
+		for j, cmd := range mgets {
+			vals, err := cmd.Result()
+			if err != nil {
+				return err
+			}
+			for i, v := range vals {
+				it := &items[j*maxKeysPerCommand+i]
+				if s, ok := v.(string); ok {
+					it.val, it.state = s, stateString
+				} else {
+					it.val, it.state = "", stateMissing
+					missing = append(missing, j*maxKeysPerCommand+i)
+				}
+			}
+		}
+		for i, cmd := range gets {
 			it := &items[i]
 			v, err := cmd.Result()
 			switch {
@@ -158,6 +194,16 @@ func (o ops) readValues(ctx context.Context, items []item) error {
 			default:
 				return err
 			}
+		}
+		for i, cmd := range ttls {
+			d, err := cmd.Result()
+			if err != nil {
+				return err
+			}
+			if d > 0 {
+				d = d.Round(time.Millisecond)
+			}
+			items[i].pttl, items[i].ttlRead = d, true
 		}
 		return nil
 	})
@@ -285,6 +331,60 @@ func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
 		return firstErr
 	})
 	return n, err
+}
+
+// getdelResult is what GETDEL did to one key.
+type getdelResult struct {
+	val       string        // the value removed
+	pttl      time.Duration // its PTTL just before (-1: none)
+	deleted   bool
+	wrongType bool // not a string (any more): not deleted
+}
+
+// getdel deletes keys with GETDEL, each returning the value it removed, with the key's PTTL read
+// just before in the same pipeline. A retry re-sends only the keys without an answer.
+func (o ops) getdel(ctx context.Context, keys []string) ([]getdelResult, error) {
+	out := make([]getdelResult, len(keys))
+	todo := make([]int, len(keys))
+	for i := range todo {
+		todo[i] = i
+	}
+	err := o.retry(ctx, func() error {
+		ttls := make([]*redis.DurationCmd, len(todo))
+		gds := make([]*redis.StringCmd, len(todo))
+		_, _ = o.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range todo {
+				ttls[j] = p.PTTL(ctx, keys[i])
+				gds[j] = p.GetDel(ctx, keys[i])
+			}
+			return nil
+		})
+		var (
+			left     []int
+			firstErr error
+		)
+		for j, i := range todo {
+			v, err := gds[j].Result()
+			switch {
+			case err == nil:
+				d := ttls[j].Val()
+				if d > 0 {
+					d = d.Round(time.Millisecond)
+				}
+				out[i] = getdelResult{val: v, pttl: d, deleted: true}
+			case errors.Is(err, redis.Nil):
+				// gone already
+			case isWrongType(err):
+				out[i].wrongType = true
+			default:
+				left = append(left, i)
+				firstErr = cmp.Or(firstErr, err)
+			}
+		}
+		todo = left
+		return firstErr
+	})
+	return out, err
 }
 
 // cadResult is what compareAndDelete did to a batch.

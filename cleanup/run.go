@@ -2,16 +2,11 @@ package cleanup
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
-	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,10 +14,16 @@ import (
 // Run executes a cleanup. The returned Report is filled in even when an error stops the run
 // (what was deleted so far is counted); Report.Stopped says why it stopped early.
 //
-// Invariants: only keys starting with the prefix are ever deleted; a key selected by its
-// content is deleted only if its value is unchanged since it was read (compare-and-delete); with
-// a backup, nothing is deleted until the whole backup is written and synced, and only keys whose
-// backed-up value is still current are deleted.
+// Invariants:
+//   - only session keys (the prefix, never the excluded state namespace) are ever deleted;
+//   - a key selected by its content is deleted only if it still matches at the moment of
+//     deletion: a key that changed since it was read is read again and decided again, so a
+//     matching session is never left behind because it was in use, and one that stopped
+//     matching is kept (SPEC §12.1);
+//   - with a backup, a key is deleted only after a value of it is in a backup file that was
+//     written and synced completely; every deleted key's newest value read is in the backup;
+//   - a mass logout that completes leaves no session that existed when it started (§12.2);
+//   - the bound counts only sessions still valid when deleted (§12.3).
 func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 	f := spec.Filter.Normalize()
 	r := &runner{e: e, f: f, spec: spec, now: e.now(), start: time.Now(), st: &scanState{}}
@@ -47,7 +48,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 	rep.Skipped = r.c.skipped.Load()
 	rep.Malformed = r.c.malformed.Load()
 	rep.Errors = r.c.errors.Load()
-	rep.Kept = rep.Scanned - rep.Deleted
+	rep.Kept = max(rep.Scanned-rep.Deleted, 0)
 	rep.Restarted = r.st.restarted
 	for id, name := range r.users {
 		rep.Users = append(rep.Users, User{UserID: id, Username: name})
@@ -64,7 +65,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 			rep.Errors = 1
 		}
 	}
-	if err == nil && spec.Verify {
+	if err == nil && (spec.Verify || f.All) {
 		if n, verr := e.CountKeys(ctx); verr == nil {
 			rep.Remaining = n
 		}
@@ -78,6 +79,16 @@ const (
 	ModeExecute = "execute"
 	ModeAll     = "all"
 )
+
+// maxSettleRounds bounds how often one key that keeps changing is read again and decided again
+// before the run gives up on it and reports failure (never success with a match left behind).
+// A key changes between read and delete only if a writer hits it within one round trip, so a
+// handful of rounds settles even sessions refreshed every few milliseconds.
+const maxSettleRounds = 50
+
+// sweeps is how many times a mass logout scans again after deleting, for sessions created (or
+// written back by an application that held them in memory) while it ran.
+const sweeps = 2
 
 // runner is one Run in progress.
 type runner struct {
@@ -96,9 +107,12 @@ type runner struct {
 	users map[string]string // user_id → username of deleted sessions (≤ 100)
 }
 
+// bounded reports whether the run has a still-valid bound (everything but --all).
+func (r *runner) bounded() bool { return r.spec.MaxValid >= 0 && !r.f.All }
+
 // reserve grants up to n more still-valid deletions under spec.MaxValid.
 func (r *runner) reserve(n int64) int64 {
-	if r.spec.MaxValid < 0 || r.f.All {
+	if !r.bounded() {
 		return n
 	}
 	for {
@@ -107,6 +121,13 @@ func (r *runner) reserve(n int64) int64 {
 		if r.reservedValid.CompareAndSwap(cur, cur+grant) {
 			return grant
 		}
+	}
+}
+
+// release gives back grants that were not used (the key changed or was gone).
+func (r *runner) release(n int64) {
+	if r.bounded() && n > 0 {
+		r.reservedValid.Add(-n)
 	}
 }
 
@@ -121,71 +142,99 @@ func (r *runner) noteUser(it *item) {
 	r.mu.Unlock()
 }
 
-// runDirect deletes in one pass: read, decide, compare-and-delete, batch by batch.
+// deletedItem counts one key this run removed.
+func (r *runner) deletedItem(it *item) {
+	r.c.deleted.Add(1)
+	if it.valid(r.now) {
+		r.c.deletedValid.Add(1)
+	}
+	r.noteUser(it)
+}
+
+// runDirect deletes without a backup, batch by batch: read, decide, compare-and-delete, and
+// settle the keys that changed in between. A mass logout selects by key alone and reads nothing.
 func (r *runner) runDirect(ctx context.Context) error {
-	keyOnly := r.f.ByKey()
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
 		o := r.e.opsFor(node)
-		if keyOnly {
-			if grant := r.reserve(int64(len(keys))); grant < int64(len(keys)) {
-				keys = keys[:grant]
-				if err := r.unlinkCounted(ctx, o, keys); err != nil {
-					return err
-				}
-				return ErrBoundReached
-			}
+		if r.f.All {
 			return r.unlinkCounted(ctx, o, keys)
 		}
-		items, err := r.e.classify(ctx, o, r.f, keys, r.f.needsValue(), false, r.now)
+		items, err := r.e.classify(ctx, o, r.f, keys, r.readsValues(), false, r.now)
 		if err != nil {
 			r.c.errors.Add(1)
 			return err
 		}
 		del := r.toDelete(items)
-		var (
-			validN   int64
-			boundHit bool
-		)
+		r.c.matched.Add(int64(len(del)))
+		return r.settle(ctx, o, del)
+	}
+	if _, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn); err != nil {
+		return err
+	}
+	if !r.f.All {
+		return nil
+	}
+	for range sweeps {
+		before := r.c.deleted.Load()
+		if _, err := r.e.scanAll(ctx, r.p, r.st, func(ctx context.Context, node *redis.Client, keys []string) error {
+			return r.unlinkCounted(ctx, r.e.opsFor(node), keys)
+		}); err != nil {
+			return err
+		}
+		if r.c.deleted.Load() == before {
+			break
+		}
+	}
+	return nil
+}
+
+// readsValues reports whether deciding (or accounting for the bound) needs each key's value:
+// every filter but --all. --session-id alone reads values too, so that expired, malformed and
+// absent ids never count as logouts against the bound (SPEC §12.3).
+func (r *runner) readsValues() bool { return !r.f.All }
+
+// toDelete returns the items decided Delete and counts the malformed ones.
+func (r *runner) toDelete(items []item) []*item {
+	var del []*item
+	for i := range items {
+		it := &items[i]
+		if it.state == stateMissing {
+			continue
+		}
+		if it.malformedFor(r.f) {
+			r.c.malformed.Add(1)
+		}
+		if it.verdict == Delete {
+			del = append(del, it)
+		}
+	}
+	return del
+}
+
+// settle deletes the items decided Delete, each only if it is still exactly what was decided on
+// (compare-and-delete on its value, and for --orphans on still having no TTL). A key that
+// changed in between is read again and decided again: deleted if it still matches, kept and
+// counted Skipped if it no longer does. Still-valid deletions are reserved against the bound
+// before they are attempted, and released when the key was not deleted.
+func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
+	for round := 1; len(del) > 0; round++ {
+		if round > maxSettleRounds {
+			r.c.errors.Add(1)
+			return fmt.Errorf("delete: %d matching sessions kept changing faster than they could be deleted; they were left in place", len(del))
+		}
+		var validN int64
 		for _, it := range del {
-			if !it.expired(r.now) {
+			if it.valid(r.now) {
 				validN++
 			}
 		}
-		r.c.matched.Add(int64(len(del)))
-		if grant := r.reserve(validN); grant < validN {
+		grant := r.reserve(validN)
+		boundHit := grant < validN
+		if boundHit {
 			del = trimValid(del, grant, r.now)
-			boundHit = true
 		}
-		mode := ""
-		if r.f.needsValue() {
-			mode += "v"
-		}
-		if r.f.Orphans {
-			mode += "t"
-		}
-		ks := make([]string, len(del))
-		var ex []string
-		if strings.Contains(mode, "v") {
-			ex = make([]string, len(del))
-		}
-		for i, it := range del {
-			ks[i] = it.key
-			if ex != nil {
-				ex[i] = it.val
-			}
-		}
-		// Counted even when the call fails part-way: what it removed before is gone.
-		res, err := o.cad(ctx, mode, ks, ex)
-		r.c.deleted.Add(res.deleted)
-		r.c.skipped.Add(res.changed)
-		for i, it := range del {
-			if i < len(res.flags) && res.flags[i] == '1' {
-				if !it.expired(r.now) {
-					r.c.deletedValid.Add(1)
-				}
-				r.noteUser(it)
-			}
-		}
+		changed, deletedValid, err := r.compareAndDelete(ctx, o, del)
+		r.release(grant - deletedValid)
 		if err != nil {
 			r.c.errors.Add(1)
 			return errorf("delete", err)
@@ -193,29 +242,92 @@ func (r *runner) runDirect(ctx context.Context) error {
 		if boundHit {
 			return ErrBoundReached
 		}
-		return nil
-	}
-	_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
-	return err
-}
-
-// toDelete returns the items decided Delete and counts the malformed ones.
-func (r *runner) toDelete(items []item) []*item {
-	var del []*item
-	for i := range items {
-		it := &items[i]
-		switch {
-		case it.state == stateMissing:
-		case it.verdict == Malformed:
-			r.c.malformed.Add(1)
-		case it.verdict == Delete:
-			del = append(del, it)
+		if len(changed) == 0 {
+			return nil
+		}
+		keys := make([]string, len(changed))
+		for i, it := range changed {
+			keys[i] = it.key
+		}
+		items, err := r.e.classify(ctx, o, r.f, keys, r.readsValues(), false, r.now)
+		if err != nil {
+			r.c.errors.Add(1)
+			return err
+		}
+		del = del[:0]
+		for i := range items {
+			it := &items[i]
+			switch {
+			case it.state == stateMissing:
+				// deleted or expired by someone else meanwhile
+			case it.verdict == Delete:
+				del = append(del, it)
+			default:
+				r.c.skipped.Add(1) // changed so that it no longer matches: kept
+			}
 		}
 	}
-	return del
+	return nil
 }
 
-// unlinkCounted deletes keys selected by key alone (--all, --session-id).
+// compareAndDelete sends one compare-and-delete for del (string values compared with what was
+// read; other types deleted only if still not a string) and counts what it removed. It returns
+// the items that changed since they were read and how many still-valid sessions it deleted.
+func (r *runner) compareAndDelete(ctx context.Context, o ops, del []*item) (changed []*item, deletedValid int64, err error) {
+	var strs, others []*item
+	for _, it := range del {
+		if it.state == stateString {
+			strs = append(strs, it)
+		} else {
+			others = append(others, it)
+		}
+	}
+	tt := ""
+	if r.f.Orphans {
+		tt = "t"
+	}
+	for _, group := range []struct {
+		items []*item
+		mode  string
+	}{{strs, "v" + tt}, {others, "n" + tt}} {
+		if len(group.items) == 0 {
+			continue
+		}
+		ks := make([]string, len(group.items))
+		var ex []string
+		if group.mode[0] == 'v' {
+			ex = make([]string, len(group.items))
+		}
+		for i, it := range group.items {
+			ks[i] = it.key
+			if ex != nil {
+				ex[i] = it.val
+			}
+		}
+		// Counted even when the call fails part-way: what it removed before is gone.
+		res, cerr := o.cad(ctx, group.mode, ks, ex)
+		for i, it := range group.items {
+			switch res.flags[i] {
+			case '1':
+				r.deletedItem(it)
+				if it.valid(r.now) {
+					deletedValid++
+				}
+			case '0':
+				if cerr == nil {
+					changed = append(changed, it)
+				}
+			}
+		}
+		if cerr != nil {
+			return nil, deletedValid, cerr
+		}
+	}
+	return changed, deletedValid, nil
+}
+
+// unlinkCounted deletes keys selected by key alone, without reading them (--all without a
+// backup): every removed key counts as a logout.
 func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error {
 	if len(keys) == 0 {
 		return nil
@@ -223,7 +335,7 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 	r.c.matched.Add(int64(len(keys)))
 	n, err := o.unlink(ctx, keys)
 	r.c.deleted.Add(n)
-	r.c.deletedValid.Add(n) // not read: every removed session counts as a logout
+	r.c.deletedValid.Add(n)
 	if err != nil {
 		r.c.errors.Add(1)
 		return errorf("delete", err)
@@ -231,11 +343,12 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 	return nil
 }
 
-// trimValid keeps every expired item and the first grant still-valid ones.
+// trimValid keeps every item that is no logout (expired, malformed) and the first grant
+// still-valid ones.
 func trimValid(del []*item, grant int64, now time.Time) []*item {
 	out := del[:0]
 	for _, it := range del {
-		if it.expired(now) {
+		if !it.valid(now) {
 			out = append(out, it)
 		} else if grant > 0 {
 			out = append(out, it)
@@ -245,278 +358,10 @@ func trimValid(del []*item, grant int64, now time.Time) []*item {
 	return out
 }
 
-// runWithBackup runs in two phases. Phase 1 selects, reads and writes every matching key to the
-// backup and a key list (key, SHA-1 of the value backed up); any failure there — a full disk,
-// an unwritable directory, a bound exceeded — ends the run with nothing deleted. Phase 2 walks
-// the key list and deletes each key only if its value still hashes to what was backed up, so
-// every deleted value is in the backup. For a mass logout, sessions refreshed between the two
-// phases are backed up again and deleted in a catch-up round (up to 3).
-func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
-	b := r.spec.Backup
-	src := func(ctx context.Context, fn batchFunc) error {
-		_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
-		return err
-	}
-	for round := 1; ; round++ {
-		name := b.JobID
-		if round > 1 {
-			name = fmt.Sprintf("%s.r%d", b.JobID, round)
-		}
-		r.c.phase.Store("backup")
-		list, path, err := r.backupPhase(ctx, name, src)
-		if path != "" {
-			if rep.Backup == "" {
-				rep.Backup = path
-			} else {
-				rep.Backup += "," + path
-			}
-		}
-		if err != nil {
-			return err
-		}
-		r.c.phase.Store("delete")
-		changed, err := r.deletePhase(ctx, list)
-		list.remove()
-		if err != nil || len(changed) == 0 || !r.f.All || round == 3 {
-			return err
-		}
-		// Refreshed since the backup: back up their current values and delete them too.
-		keys := changed
-		r.c.skipped.Add(-int64(len(keys)))
-		r.c.matched.Add(-int64(len(keys)))
-		src = func(ctx context.Context, fn batchFunc) error {
-			return r.e.explicitKeys(ctx, keys, r.p, &scanState{}, fn)
-		}
-	}
-}
-
-// backupPhase writes the backup and the key list for every key src selects.
-func (r *runner) backupPhase(ctx context.Context, name string, src func(context.Context, batchFunc) error) (*keyList, string, error) {
-	b := r.spec.Backup
-	w, err := CreateBackup(b.Dir, name, b.Recipients)
-	if err != nil {
-		r.c.errors.Add(1)
-		return nil, "", backupError(err)
-	}
-	list, err := newKeyList(b.Dir, name)
-	if err != nil {
-		w.Abort()
-		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: key list: %w", err)
-	}
-	var (
-		mu     sync.Mutex
-		validN int64
-	)
-	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		o := r.e.opsFor(node)
-		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
-		if err != nil {
-			return err
-		}
-		del := r.toDelete(items)
-		var dumpKeys []string
-		for _, it := range del {
-			if it.state != stateString || !utf8.ValidString(it.val) {
-				dumpKeys = append(dumpKeys, it.key)
-			}
-		}
-		var dumps map[string][]byte
-		if len(dumpKeys) > 0 {
-			ds, err := o.dumps(ctx, dumpKeys)
-			if err != nil {
-				return errorf("dump", err)
-			}
-			dumps = make(map[string][]byte, len(ds))
-			for i, k := range dumpKeys {
-				dumps[k] = ds[i]
-			}
-		}
-		// Encode and hash outside the lock (the expensive part); only appending to the gzip
-		// stream and the key list is serial.
-		at := time.Now()
-		type entry struct {
-			it     *item
-			digest []byte
-		}
-		var (
-			lines   []byte
-			entries []entry
-		)
-		for _, it := range del {
-			rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
-			var digest []byte
-			if d, ok := dumps[it.key]; ok {
-				if d == nil {
-					continue // gone since it was read
-				}
-				rec.Type = it.typ
-				if rec.Type == "" {
-					rec.Type = "string"
-				}
-				rec.Dump = d
-				if it.state == stateString {
-					sum := sha1.Sum([]byte(it.val))
-					digest = sum[:]
-				}
-			} else {
-				rec.Value = unsafe.Slice(unsafe.StringData(it.val), len(it.val)) // read only
-				sum := sha1.Sum(rec.Value)
-				digest = sum[:]
-			}
-			var err error
-			if lines, err = AppendBackupLine(lines, rec); err != nil {
-				return err
-			}
-			entries = append(entries, entry{it, digest})
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if err := w.WriteLines(lines, int64(len(entries))); err != nil {
-			return err
-		}
-		for _, en := range entries {
-			valid := !en.it.expired(r.now)
-			if valid {
-				validN++
-			}
-			if err := list.add(en.it.key, en.digest, valid); err != nil {
-				return fmt.Errorf("backup: key list: %w", err)
-			}
-			r.c.matched.Add(1)
-			r.noteUser(en.it)
-		}
-		if !r.f.All && r.spec.MaxValid >= 0 && validN > r.spec.MaxValid {
-			return ErrBoundReached
-		}
-		return nil
-	}
-	if err := src(ctx, fn); err != nil {
-		w.Abort()
-		list.remove()
-		if !errors.Is(err, ErrBoundReached) && !errors.Is(err, context.Canceled) {
-			r.c.errors.Add(1)
-		}
-		return nil, "", err
-	}
-	if err := list.finish(); err != nil {
-		w.Abort()
-		list.remove()
-		r.c.errors.Add(1)
-		return nil, "", fmt.Errorf("backup: key list: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		list.remove()
-		r.c.errors.Add(1)
-		return nil, "", backupError(err)
-	}
-	return list, w.Path(), nil
-}
-
-// backupError says that the backup failed, once: BackupWriter's errors already start with
-// "backup:".
-func backupError(err error) error {
-	if strings.HasPrefix(err.Error(), "backup:") {
-		return err
-	}
-	return fmt.Errorf("backup: %w", err)
-}
-
-// deletePhase deletes the keys of list whose value is unchanged since it was backed up and
-// returns the keys that changed in between.
-func (r *runner) deletePhase(ctx context.Context, list *keyList) ([]string, error) {
-	node, err := r.e.anyNode(ctx)
-	if err != nil {
-		return nil, err
-	}
-	o := r.e.opsFor(node)
-	var changed []string
-	mode := "d"
-	if r.f.Orphans {
-		mode += "t"
-	}
-	err = list.each(r.p.batch, func(entries []keyEntry) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if r.p.limiter != nil {
-			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
-				return err
-			}
-		}
-		var cadKeys, digests, plain []string
-		var cadEntries []keyEntry
-		validPlain := int64(0)
-		for _, en := range entries {
-			if en.digest == nil {
-				plain = append(plain, en.key)
-				if en.valid {
-					validPlain++
-				}
-				continue
-			}
-			cadKeys = append(cadKeys, en.key)
-			digests = append(digests, hex.EncodeToString(en.digest))
-			cadEntries = append(cadEntries, en)
-		}
-		if len(plain) > 0 {
-			n, err := o.unlink(ctx, plain)
-			r.c.deleted.Add(n)
-			r.c.deletedValid.Add(min(n, validPlain))
-			if err != nil {
-				r.c.errors.Add(1)
-				return errorf("delete", err)
-			}
-		}
-		// Counted even when the call fails part-way: what it removed before is gone.
-		res, err := o.cad(ctx, mode, cadKeys, digests)
-		r.c.deleted.Add(res.deleted)
-		r.c.skipped.Add(res.changed)
-		for i, en := range cadEntries {
-			if res.flags[i] == '1' {
-				if en.valid {
-					r.c.deletedValid.Add(1)
-				}
-			} else if res.flags[i] == '0' && len(changed) < 100000 {
-				changed = append(changed, en.key)
-			}
-		}
-		if err != nil {
-			r.c.errors.Add(1)
-			return errorf("delete", err)
-		}
-		if r.p.pause > 0 {
-			return sleepUntil(ctx, time.Now().Add(r.p.pause))
-		}
-		return nil
-	})
-	return changed, err
-}
-
-// CountKeys counts the keys with the prefix (post-run verification), one small SCAN at a time.
+// CountKeys counts the session keys (post-run verification), one small SCAN at a time.
 func (e *Engine) CountKeys(ctx context.Context) (int64, error) {
 	st := &scanState{}
 	_, err := e.scanAll(ctx, pacing{batch: max(e.cfg.BatchSize, 500), sequential: true}, st,
 		func(context.Context, *redis.Client, []string) error { return nil })
 	return st.scanned.Load(), err
-}
-
-// Backup writes a backup of the sessions f selects without deleting anything (`sessionbot
-// backup`). The Report counts what was written (Matched) and names the file (Backup).
-func (e *Engine) Backup(ctx context.Context, f Filter, b *BackupSpec, progress func(Progress)) (Report, error) {
-	f = f.Normalize()
-	r := &runner{e: e, f: f, spec: RunSpec{Filter: f, MaxValid: -1, Backup: b}, now: e.now(), start: time.Now(), st: &scanState{}}
-	r.p = pacing{batch: e.cfg.BatchSize, sequential: true}
-	r.users = map[string]string{}
-	stop := r.c.report(progress, "backup", r.start, &r.st.scanned)
-	list, path, err := r.backupPhase(ctx, b.JobID, func(ctx context.Context, fn batchFunc) error {
-		_, err := e.forEachBatch(ctx, f, r.p, r.st, fn)
-		return err
-	})
-	list.remove()
-	stop()
-	rep := Report{Filter: f, Mode: "backup", Start: r.start, End: time.Now(), Remaining: -1, Backup: path,
-		Scanned: r.st.scanned.Load(), Matched: r.c.matched.Load(), Malformed: r.c.malformed.Load(), Errors: r.c.errors.Load()}
-	rep.Kept = rep.Scanned
-	return rep, err
 }

@@ -62,7 +62,10 @@ type SeedResult struct {
 	Malformed int64
 	NoTTL     int64 // session keys without a TTL, malformed included; the others expire in 30–90 min
 
-	ExpiredNoTTL        int64            // of Expired, without a TTL
+	ExpiredNoTTL int64 // of Expired, without a TTL
+	// UndecodableNoTTL counts, of NoTTL, the values that are not JSON objects or not strings:
+	// --orphans keeps them (only --all and --session-id remove malformed values).
+	UndecodableNoTTL    int64
 	ByAuthMethod        map[string]int64 // well-formed sessions by auth_method
 	ExpiredByAuthMethod map[string]int64 // expired sessions by auth_method
 	// MalformedByAuthMethod counts malformed values that still carry an auth_method (kinds
@@ -470,6 +473,9 @@ func (g *seeder) malformedSession(key string, ttl time.Duration) seedEntry {
 	kind := malformedKinds[g.rng.IntN(len(malformedKinds))]
 	res.Malformed++
 	res.MalformedByKind[kind]++
+	if ttl == 0 && (kind == MalformedNotJSON || kind == MalformedJSONArray || kind == MalformedNotString) {
+		res.UndecodableNoTTL++
+	}
 	u := g.users + g.rng.IntN(1000)
 	method := g.methods[g.rng.IntN(len(g.methods))]
 	s := g.session(u, method, false)

@@ -1,0 +1,487 @@
+package cleanup
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// runWithBackup runs in rounds. A round's keys are read, written to a backup file that is then
+// completed and synced, and only after that deleted; any failure before the file is complete
+// deletes nothing of that round. How they are deleted:
+//   - by key (--all, --session-id alone): GETDEL, which returns the value it removed, so a
+//     session an application rewrites between backup and delete is deleted all the same and its
+//     newest value is recorded in the next round's file;
+//   - by content: compare-and-delete against the backed-up value's digest; a key that changed
+//     is read again, decided again, and if it still matches backed up again in the next round
+//     and deleted then, however often that takes (up to maxSettleRounds, then the run fails);
+//   - binary strings by compare-and-delete (JSON carries them only as DUMP payloads), other
+//     types only if still not a string (their DUMP is in the file).
+//
+// A mass logout then sweeps: keys that appeared since its scan (new logins, or sessions written
+// back by an application that held them in memory) are backed up and deleted in further rounds.
+//
+// Round 1 writes BACKUP_DIR/<job>.jsonl.gz; round k writes <job>.r<k>.jsonl.gz. Report.Backup
+// names every file written, comma-separated.
+func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
+	scan := func(ctx context.Context, fn batchFunc) error {
+		_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
+		return err
+	}
+	src := scan
+	sweepsLeft := 0
+	if r.f.All {
+		sweepsLeft = sweeps
+	}
+	cur, err := r.openRound(1)
+	if err != nil {
+		return err
+	}
+	for round := 1; ; round++ {
+		r.c.phase.Store("backup")
+		if err := r.backupRound(ctx, cur, src); err != nil {
+			cur.abort()
+			return err
+		}
+		if round > 1 && cur.w.Count() == 0 {
+			cur.abort() // a sweep that found nothing: no file
+			return nil
+		}
+		if err := cur.close(rep); err != nil {
+			cur.abort()
+			return err
+		}
+		if cur.list.n == 0 {
+			cur.list.remove() // only newer values of keys already deleted
+			return nil
+		}
+		if round > maxSettleRounds {
+			cur.list.remove()
+			r.c.errors.Add(1)
+			return fmt.Errorf("delete: %d matching sessions kept changing faster than they could be backed up and deleted; they were left in place", cur.list.n)
+		}
+		next, err := r.openRound(round + 1)
+		if err != nil {
+			cur.list.remove()
+			return err
+		}
+		r.c.phase.Store("delete")
+		err = r.deleteRound(ctx, cur.list, next)
+		cur.list.remove()
+		if err != nil {
+			// The newest values of keys already deleted are in next: keep them.
+			next.list.remove()
+			if cerr := next.close(rep); cerr != nil {
+				next.abort()
+			}
+			return err
+		}
+		switch {
+		case next.changed.n > 0:
+			changed := next.changed
+			if err := changed.finish(); err != nil {
+				next.abort()
+				return fmt.Errorf("backup: key list: %w", err)
+			}
+			src = func(ctx context.Context, fn batchFunc) error {
+				defer changed.remove()
+				return r.e.listedKeys(ctx, changed, r.p, fn)
+			}
+		case sweepsLeft > 0:
+			sweepsLeft--
+			src = scan
+		default:
+			src = func(context.Context, batchFunc) error { return nil } // only close next
+		}
+		cur = next
+	}
+}
+
+// round is one backup file being written, the list of the keys in it still to be deleted, and
+// the keys of the previous round that changed and must be read again.
+type round struct {
+	w       *BackupWriter
+	list    *keyList
+	changed *keyList
+}
+
+func (r *runner) openRound(k int) (*round, error) {
+	b := r.spec.Backup
+	name := b.JobID
+	if k > 1 {
+		name = fmt.Sprintf("%s.r%d", b.JobID, k)
+	}
+	w, err := CreateBackup(b.Dir, name, b.Recipients)
+	if err != nil {
+		r.c.errors.Add(1)
+		return nil, backupError(err)
+	}
+	list, err := newKeyList(b.Dir, name)
+	if err != nil {
+		w.Abort()
+		r.c.errors.Add(1)
+		return nil, fmt.Errorf("backup: key list: %w", err)
+	}
+	changed, err := newKeyList(b.Dir, name+".changed")
+	if err != nil {
+		w.Abort()
+		list.remove()
+		r.c.errors.Add(1)
+		return nil, fmt.Errorf("backup: key list: %w", err)
+	}
+	return &round{w: w, list: list, changed: changed}, nil
+}
+
+// close completes the round's backup file (synced) and readies its key list for deletion.
+func (rd *round) close(rep *Report) error {
+	rd.changed.remove()
+	if err := rd.list.finish(); err != nil {
+		return fmt.Errorf("backup: key list: %w", err)
+	}
+	if err := rd.w.Close(); err != nil {
+		return backupError(err)
+	}
+	if rep.Backup == "" {
+		rep.Backup = rd.w.Path()
+	} else {
+		rep.Backup += "," + rd.w.Path()
+	}
+	return nil
+}
+
+func (rd *round) abort() {
+	rd.w.Abort()
+	rd.list.remove()
+	rd.changed.remove()
+}
+
+// getdel reports whether the run deletes with GETDEL: it selects by key, so whatever value a
+// key holds when it is deleted, it is to be deleted.
+func (r *runner) getdel() bool { return r.f.selectsByKey() }
+
+// backupRound reads every key src selects, decides, and writes the matching ones to rd's backup
+// file and key list. A bound exceeded stops it before anything of the round is deleted.
+func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error) error {
+	var (
+		mu     sync.Mutex
+		validN int64
+	)
+	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
+		o := r.e.opsFor(node)
+		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
+		if err != nil {
+			return err
+		}
+		del := r.toDelete(items)
+		lines, entries, err := r.encodeBackup(ctx, o, del)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err := rd.w.WriteLines(lines, int64(len(entries))); err != nil {
+			return err
+		}
+		for _, en := range entries {
+			if en.valid {
+				validN++
+			}
+			if err := rd.list.add(en); err != nil {
+				return fmt.Errorf("backup: key list: %w", err)
+			}
+		}
+		r.c.matched.Add(int64(len(entries)))
+		if r.bounded() && validN+r.reservedValid.Load() > r.spec.MaxValid {
+			return ErrBoundReached
+		}
+		return nil
+	}
+	if err := src(ctx, fn); err != nil {
+		if !errors.Is(err, ErrBoundReached) && !errors.Is(err, context.Canceled) {
+			r.c.errors.Add(1)
+		}
+		return err
+	}
+	return nil
+}
+
+// encodeBackup turns the items to delete into backup lines and key-list entries: strings that
+// are valid UTF-8 as their value with its digest; binary strings and other types as DUMP
+// payloads. Items gone since they were read are dropped. Encoding happens outside any lock.
+func (r *runner) encodeBackup(ctx context.Context, o ops, del []*item) ([]byte, []keyEntry, error) {
+	var dumpKeys []string
+	for _, it := range del {
+		if it.state != stateString || !utf8.ValidString(it.val) {
+			dumpKeys = append(dumpKeys, it.key)
+		}
+	}
+	var dumps map[string][]byte
+	if len(dumpKeys) > 0 {
+		ds, err := o.dumps(ctx, dumpKeys)
+		if err != nil {
+			return nil, nil, errorf("dump", err)
+		}
+		dumps = make(map[string][]byte, len(ds))
+		for i, k := range dumpKeys {
+			dumps[k] = ds[i]
+		}
+	}
+	at := time.Now()
+	var (
+		lines   []byte
+		entries []keyEntry
+	)
+	for _, it := range del {
+		rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
+		en := keyEntry{key: it.key, valid: it.valid(r.now), getdel: r.getdel()}
+		if d, ok := dumps[it.key]; ok {
+			if d == nil {
+				continue // gone since it was read
+			}
+			rec.Type = it.typ
+			if rec.Type == "" {
+				rec.Type = "string"
+			}
+			rec.Dump = d
+			en.getdel = false // GETDEL's reply could not be recorded as a value
+			if it.state == stateString {
+				sum := sha1.Sum([]byte(it.val))
+				en.digest = sum[:]
+			}
+		} else {
+			rec.Value = unsafe.Slice(unsafe.StringData(it.val), len(it.val)) // read only
+			sum := sha1.Sum(rec.Value)
+			en.digest = sum[:]
+		}
+		var err error
+		if lines, err = AppendBackupLine(lines, rec); err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, en)
+		r.noteUser(it)
+	}
+	return lines, entries, nil
+}
+
+// deleteRound deletes the keys of list. Values that GETDEL removed and that differ from the
+// backed-up one are written to next's backup file; keys that changed before a compare-and-delete
+// are listed in next.changed, to be read again.
+func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) error {
+	node, err := r.e.anyNode(ctx)
+	if err != nil {
+		return err
+	}
+	o := r.e.opsFor(node)
+	mode := ""
+	if r.f.Orphans {
+		mode = "t"
+	}
+	return list.each(r.p.batch, func(entries []keyEntry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if r.p.limiter != nil {
+			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
+				return err
+			}
+		}
+		var validN int64
+		for _, en := range entries {
+			if en.valid {
+				validN++
+			}
+		}
+		if grant := r.reserve(validN); grant < validN {
+			r.release(grant)
+			return ErrBoundReached
+		}
+		var byGetdel, byDigest, byType []keyEntry
+		for _, en := range entries {
+			switch {
+			case en.getdel:
+				byGetdel = append(byGetdel, en)
+			case en.digest != nil:
+				byDigest = append(byDigest, en)
+			default:
+				byType = append(byType, en)
+			}
+		}
+		deletedValid, err := r.getdelEntries(ctx, o, byGetdel, next)
+		if err == nil {
+			var dv int64
+			dv, err = r.cadEntries(ctx, o, "d"+mode, byDigest, next)
+			deletedValid += dv
+		}
+		if err == nil {
+			var dv int64
+			dv, err = r.cadEntries(ctx, o, "n"+mode, byType, next)
+			deletedValid += dv
+		}
+		r.release(validN - deletedValid)
+		if err != nil {
+			r.c.errors.Add(1)
+			return errorf("delete", err)
+		}
+		if r.p.pause > 0 {
+			return sleepUntil(ctx, time.Now().Add(r.p.pause))
+		}
+		return nil
+	})
+}
+
+// cadEntries compare-and-deletes entries (by digest, or by still not being a string) and lists
+// the ones that changed in next.changed.
+func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []keyEntry, next *round) (deletedValid int64, err error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	keys := make([]string, len(entries))
+	var digests []string
+	if mode[0] == 'd' {
+		digests = make([]string, len(entries))
+	}
+	for i, en := range entries {
+		keys[i] = en.key
+		if digests != nil {
+			digests[i] = fmt.Sprintf("%x", en.digest)
+		}
+	}
+	// Counted even when the call fails part-way: what it removed before is gone.
+	res, err := o.cad(ctx, mode, keys, digests)
+	r.c.deleted.Add(res.deleted)
+	for i, en := range entries {
+		switch res.flags[i] {
+		case '1':
+			if en.valid {
+				r.c.deletedValid.Add(1)
+				deletedValid++
+			}
+		case '0':
+			if err == nil {
+				if aerr := next.changed.add(keyEntry{key: en.key}); aerr != nil {
+					return deletedValid, fmt.Errorf("key list: %w", aerr)
+				}
+			}
+		}
+	}
+	return deletedValid, err
+}
+
+// getdelEntries deletes entries with GETDEL and records every value that differs from the
+// backed-up one in next's backup file: the backup holds the newest value of every deleted key.
+// A key that became another type meanwhile is listed in next.changed.
+func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, next *round) (deletedValid int64, err error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	keys := make([]string, len(entries))
+	for i, en := range entries {
+		keys[i] = en.key
+	}
+	res, err := o.getdel(ctx, keys)
+	at := time.Now()
+	var lines []byte
+	var newer int64
+	for i, en := range entries {
+		g := res[i]
+		switch {
+		case g.wrongType:
+			if aerr := next.changed.add(keyEntry{key: en.key}); aerr != nil && err == nil {
+				err = fmt.Errorf("key list: %w", aerr)
+			}
+			continue
+		case !g.deleted:
+			continue
+		}
+		r.c.deleted.Add(1)
+		valid := en.valid
+		if sum := sha1.Sum([]byte(g.val)); subtle.ConstantTimeCompare(sum[:], en.digest) != 1 {
+			it := item{key: en.key, val: g.val, state: stateString}
+			it.sess, it.ok = DecodeSession([]byte(g.val))
+			valid = it.valid(r.now)
+			rec := BackupRecord{Key: en.key, PTTL: g.pttl, At: at}
+			if utf8.ValidString(g.val) {
+				rec.Value = []byte(g.val)
+				var aerr error
+				if lines, aerr = AppendBackupLine(lines, rec); aerr == nil {
+					newer++
+				}
+			}
+		}
+		if valid {
+			r.c.deletedValid.Add(1)
+			deletedValid++
+		}
+	}
+	if newer > 0 {
+		if werr := next.w.WriteLines(lines, newer); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return deletedValid, err
+}
+
+// listedKeys feeds fn the keys of a finished key list in batches (no SCAN), on the node that
+// holds them (standalone) or through the cluster client.
+func (e *Engine) listedKeys(ctx context.Context, list *keyList, p pacing, fn batchFunc) error {
+	node, err := e.anyNode(ctx)
+	if err != nil {
+		return err
+	}
+	return list.each(p.batch, func(entries []keyEntry) error {
+		keys := make([]string, 0, len(entries))
+		for _, en := range entries {
+			keys = append(keys, en.key)
+		}
+		return fn(ctx, node, e.t.sessionKeysOnly(keys))
+	})
+}
+
+// backupError says that the backup failed, once: BackupWriter's errors already start with
+// "backup:".
+func backupError(err error) error {
+	if strings.HasPrefix(err.Error(), "backup:") {
+		return err
+	}
+	return fmt.Errorf("backup: %w", err)
+}
+
+// Backup writes a backup of the sessions f selects without deleting anything (`sessionbot
+// backup`). The Report counts what was written (Matched) and names the file (Backup).
+func (e *Engine) Backup(ctx context.Context, f Filter, b *BackupSpec, progress func(Progress)) (Report, error) {
+	f = f.Normalize()
+	r := &runner{e: e, f: f, spec: RunSpec{Filter: f, MaxValid: -1, Backup: b}, now: e.now(), start: time.Now(), st: &scanState{}}
+	r.p = pacing{batch: e.cfg.BatchSize, sequential: true}
+	r.users = map[string]string{}
+	stop := r.c.report(progress, "backup", r.start, &r.st.scanned)
+	rep := Report{Filter: f, Mode: "backup", Start: r.start, Remaining: -1}
+	rd, err := r.openRound(1)
+	if err == nil {
+		err = r.backupRound(ctx, rd, func(ctx context.Context, fn batchFunc) error {
+			_, err := e.forEachBatch(ctx, f, r.p, r.st, fn)
+			return err
+		})
+		if err == nil {
+			err = rd.close(&rep)
+		}
+		rd.list.remove()
+		if err != nil {
+			rd.abort()
+		}
+	}
+	stop()
+	rep.End = time.Now()
+	rep.Scanned, rep.Matched = r.st.scanned.Load(), r.c.matched.Load()
+	rep.Malformed, rep.Errors = r.c.malformed.Load(), r.c.errors.Load()
+	rep.Kept = rep.Scanned
+	return rep, err
+}
