@@ -1,11 +1,13 @@
 package cleanup
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,6 +114,21 @@ type round struct {
 	w       *BackupWriter
 	list    *keyList
 	changed *keyList
+	mu      sync.Mutex // w and changed, written by parallel deleters
+}
+
+// noteChanged lists a key to be read again in this round.
+func (rd *round) noteChanged(key string) error {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.changed.add(keyEntry{key: key})
+}
+
+// writeLines appends encoded backup lines.
+func (rd *round) writeLines(lines []byte, n int64) error {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.w.WriteLines(lines, n)
 }
 
 func (r *runner) openRound(k int) (*round, error) {
@@ -285,10 +302,11 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 	if r.f.Orphans {
 		mode = "t"
 	}
-	return list.each(r.p.batch, func(entries []keyEntry) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	workers := 1
+	if !r.p.paced() {
+		workers = cmp.Or(r.p.workers, 3)
+	}
+	return eachInParallel(ctx, list, r.p.batch, workers, func(ctx context.Context, entries []keyEntry) error {
 		if r.p.limiter != nil {
 			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
 				return err
@@ -367,7 +385,7 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 			}
 		case '0':
 			if err == nil {
-				if aerr := next.changed.add(keyEntry{key: en.key}); aerr != nil {
+				if aerr := next.noteChanged(en.key); aerr != nil {
 					return deletedValid, fmt.Errorf("key list: %w", aerr)
 				}
 			}
@@ -395,7 +413,7 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 		g := res[i]
 		switch {
 		case g.wrongType:
-			if aerr := next.changed.add(keyEntry{key: en.key}); aerr != nil && err == nil {
+			if aerr := next.noteChanged(en.key); aerr != nil && err == nil {
 				err = fmt.Errorf("key list: %w", aerr)
 			}
 			continue
@@ -423,11 +441,56 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 		}
 	}
 	if newer > 0 {
-		if werr := next.w.WriteLines(lines, newer); werr != nil && err == nil {
+		if werr := next.writeLines(lines, newer); werr != nil && err == nil {
 			err = werr
 		}
 	}
 	return deletedValid, err
+}
+
+// eachInParallel hands the entries of list to fn in batches of n, with workers batches in
+// flight (1: in order, one at a time). The first error stops it and is returned.
+func eachInParallel(ctx context.Context, list *keyList, n, workers int, fn func(context.Context, []keyEntry) error) error {
+	if workers <= 1 {
+		return list.each(n, func(entries []keyEntry) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(ctx, entries)
+		})
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan []keyEntry, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for entries := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(ctx, entries); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	err := list.each(n, func(entries []keyEntry) error {
+		select {
+		case work <- slices.Clone(entries): // each reuses its slice
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(work)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
 }
 
 // listedKeys feeds fn the keys of a finished key list in batches (no SCAN), on the node that

@@ -93,6 +93,29 @@ func NewEngine(t *Target, cfg EngineConfig) *Engine {
 	return &Engine{t: t, cfg: cfg, now: time.Now}
 }
 
+// WithPacing returns a copy of e whose previews, runs and counts use these overrides of its
+// configuration (the CLI's --batch-size, --pause, --max-rate): zero keeps the configured value,
+// a negative pause or rate turns it off.
+func (e *Engine) WithPacing(batch int, pause time.Duration, rate int) *Engine {
+	c := *e
+	if batch > 0 {
+		c.cfg.BatchSize = batch
+	}
+	switch {
+	case pause < 0:
+		c.cfg.Pause = 0
+	case pause > 0:
+		c.cfg.Pause = pause
+	}
+	switch {
+	case rate < 0:
+		c.cfg.MaxRate = 0
+	case rate > 0:
+		c.cfg.MaxRate = rate
+	}
+	return &c
+}
+
 // WithClock returns a copy of e that reads time from now (tests).
 func (e *Engine) WithClock(now func() time.Time) *Engine { c := *e; c.now = now; return &c }
 
@@ -258,7 +281,7 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 		}
 		return nil
 	}
-	nodes, err := e.forEachBatch(ctx, f, previewPacing(e.cfg.BatchSize), st, fn)
+	nodes, err := e.forEachBatch(ctx, f, e.readPacing(), st, fn)
 	stop()
 	plan.Kept = plan.Found - plan.Matched
 	plan.Nodes = nodes
