@@ -47,6 +47,10 @@ type RunSpec struct {
 	Progress  func(Progress)
 	// Verify counts the session keys left after the run (Report.Remaining).
 	Verify bool
+	// Selection, when set, is what a preview of the same filter matched moments ago: the run
+	// deletes from it and reads only keys the preview did not see (not with a backup or --all,
+	// which read or delete by key anyway).
+	Selection *Selection
 }
 
 // BackupSpec names the backup file a run writes before deleting.
@@ -238,7 +242,11 @@ func (e *Engine) classify(ctx context.Context, o ops, f Filter, keys []string, r
 
 // Preview computes the plan of a cleanup without changing anything.
 func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress)) (Plan, error) {
-	f = f.Normalize()
+	return e.preview(ctx, f.Normalize(), progress, nil)
+}
+
+// preview computes the plan; also, when set, hands every classified batch to each.
+func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress), each func([]item) error) (Plan, error) {
 	start := time.Now()
 	now := e.now()
 	plan := Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}
@@ -252,6 +260,11 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 		items, err := e.classify(ctx, e.opsFor(node), f, keys, true, true, now)
 		if err != nil {
 			return err
+		}
+		if each != nil {
+			if err := each(items); err != nil {
+				return err
+			}
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -1,6 +1,7 @@
 package cleanup
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,6 +27,12 @@ func (f Filter) Normalize() Filter {
 		f.Expired = true
 	}
 	return f
+}
+
+// Equal reports whether f and g select the same sessions.
+func (f Filter) Equal(g Filter) bool {
+	return f.Expired == g.Expired && f.Orphans == g.Orphans && f.AuthMethod == g.AuthMethod &&
+		f.UserID == g.UserID && slices.Equal(f.SessionIDs, g.SessionIDs) && f.OlderThan == g.OlderThan && f.All == g.All
 }
 
 // ByKey reports whether f selects by key alone (no value read needed to decide).

@@ -24,23 +24,27 @@ var invariantNow = time.Date(2025, 11, 26, 10, 0, 0, 0, time.UTC)
 func TestInvariantsUnderConcurrentWriters(t *testing.T) {
 	seed := sessiontest.SeedFromEnv()
 	t.Logf("seed %d (replay: SESSIONBOT_SEED=%d go test -run %s ./cleanup)", seed, seed, t.Name())
+	const selection = 2 // backup value: no backup, run from the preview's Selection (the CLI)
 	cases := []struct {
 		name   string
 		filter cleanup.Filter
-		backup bool
+		backup int // 0 none, 1 backup, selection
 		// MaxValid: -1 unbounded (approved); otherwise the bound of an approval-free run.
 		maxValid int64
 	}{
-		{"expired", cleanup.Filter{}, false, -1},
-		{"expired/backup", cleanup.Filter{Expired: true}, true, -1},
-		{"user-id", cleanup.Filter{UserID: sessiontest.UserID(0)}, false, -1},
-		{"user-id/backup", cleanup.Filter{UserID: sessiontest.UserID(0)}, true, -1},
-		{"auth-method", cleanup.Filter{AuthMethod: "basic_auth"}, false, -1},
-		{"auth-method/backup", cleanup.Filter{AuthMethod: "basic_auth"}, true, -1},
-		{"older-than", cleanup.Filter{OlderThan: 7 * 24 * time.Hour, OlderThanText: "7d"}, false, -1},
-		{"orphans", cleanup.Filter{Orphans: true}, false, -1},
-		{"all", cleanup.Filter{All: true}, false, -1},
-		{"all/backup", cleanup.Filter{All: true}, true, -1},
+		{"expired", cleanup.Filter{}, 0, -1},
+		{"expired/selection", cleanup.Filter{}, selection, -1},
+		{"user-id/selection", cleanup.Filter{UserID: sessiontest.UserID(0)}, selection, -1},
+		{"orphans/selection", cleanup.Filter{Orphans: true}, selection, -1},
+		{"expired/backup", cleanup.Filter{Expired: true}, 1, -1},
+		{"user-id", cleanup.Filter{UserID: sessiontest.UserID(0)}, 0, -1},
+		{"user-id/backup", cleanup.Filter{UserID: sessiontest.UserID(0)}, 1, -1},
+		{"auth-method", cleanup.Filter{AuthMethod: "basic_auth"}, 0, -1},
+		{"auth-method/backup", cleanup.Filter{AuthMethod: "basic_auth"}, 1, -1},
+		{"older-than", cleanup.Filter{OlderThan: 7 * 24 * time.Hour, OlderThanText: "7d"}, 0, -1},
+		{"orphans", cleanup.Filter{Orphans: true}, 0, -1},
+		{"all", cleanup.Filter{All: true}, 0, -1},
+		{"all/backup", cleanup.Filter{All: true}, 1, -1},
 	}
 	kinds := []struct {
 		name   string
@@ -59,7 +63,7 @@ func TestInvariantsUnderConcurrentWriters(t *testing.T) {
 						Prefix: fmt.Sprintf("inv%d:session:", ci), Now: invariantNow, Seed: s,
 						Sessions: 4000, Hot: 200, Unmatch: 40, Logout: 40, WriteBack: 40, Creators: 1, Writers: 3,
 					}
-					if tc.filter.All && tc.backup && kind.name == "standalone" {
+					if tc.filter.All && tc.backup == 1 && kind.name == "standalone" {
 						// The numbers of the report that found mass logouts leaving active users
 						// logged in: 20,000 sessions, 1,000 of them rewritten all the time.
 						cfg.Sessions, cfg.Hot = 20000, 1000
@@ -71,7 +75,7 @@ func TestInvariantsUnderConcurrentWriters(t *testing.T) {
 	}
 }
 
-func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cfg sessiontest.Config, backup bool, maxValid int64) {
+func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cfg sessiontest.Config, backup int, maxValid int64) {
 	t.Helper()
 	ctx := context.Background()
 	app := sessiontest.New(c, f, cfg)
@@ -86,7 +90,7 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	if rng.IntN(3) == 0 {
 		spec.MaxRate = 40000 // paced, as production runs are
 	}
-	if backup {
+	if backup == 1 {
 		spec.Backup = &cleanup.BackupSpec{Dir: t.TempDir(), JobID: "job-inv"}
 	}
 	app.Start(ctx)
@@ -94,6 +98,16 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	deadline := time.Now().Add(10 * time.Second)
 	for app.Writes() < 200 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
+	}
+	if backup == 2 {
+		// The CLI: a preview, then at once a run from what it found, while the application
+		// keeps rewriting the sessions in between.
+		_, sel, err := eng.PreviewSelect(ctx, f, nil, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sel.Close()
+		spec.Selection = sel
 	}
 	rep, err := eng.Run(ctx, spec)
 	writes := app.Writes()

@@ -35,9 +35,16 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 	}
 	stop := r.c.report(spec.Progress, "scan", r.start, &r.st.scanned)
 	var err error
-	if spec.Backup != nil {
+	switch {
+	case spec.Backup != nil:
 		err = r.runWithBackup(ctx, &rep)
-	} else {
+	case spec.Selection != nil && !f.All:
+		if !spec.Selection.filter.Equal(f) {
+			err = errors.New("run: the selection was made for another filter")
+			break
+		}
+		err = r.runSelected(ctx, spec.Selection, &rep)
+	default:
 		err = r.runDirect(ctx)
 	}
 	stop()
@@ -65,7 +72,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 			rep.Errors = 1
 		}
 	}
-	if err == nil && (spec.Verify || f.All) {
+	if err == nil && (spec.Verify || f.All) && rep.Remaining < 0 {
 		if n, verr := e.CountKeys(ctx); verr == nil {
 			rep.Remaining = n
 		}

@@ -1,0 +1,261 @@
+package cleanup
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Selection is what a preview matched, kept for a run that follows it at once (the CLI's
+// `cleanup --yes`): every matched key with the SHA-1 of the value it was decided on, spilled to
+// a private file so memory does not grow with the matches, and a compact set of every key the
+// preview saw (8 bytes a key). The run then deletes from the list — compare-and-delete against
+// the digest, changed keys read and decided again — and scans once more, reading only the keys
+// the preview did not see (sessions created since), instead of reading every session twice.
+type Selection struct {
+	filter Filter
+	list   *keyList
+	seed   maphash.Seed
+	mu     sync.Mutex
+	seen   []uint64 // sorted once the preview ends
+	plan   Plan
+}
+
+// Close removes the selection's spill file. Safe on nil.
+func (s *Selection) Close() {
+	if s != nil {
+		s.list.remove()
+	}
+}
+
+func (s *Selection) knows(key string) bool {
+	_, ok := slices.BinarySearch(s.seen, maphash.String(s.seed, key))
+	return ok
+}
+
+// PreviewSelect is Preview that also returns the Selection a run may start from. dir holds the
+// spill file (the backup directory: private, 0700); the caller closes the Selection.
+func (e *Engine) PreviewSelect(ctx context.Context, f Filter, progress func(Progress), dir string) (Plan, *Selection, error) {
+	f = f.Normalize()
+	list, err := newKeyList(dir, fmt.Sprintf("select-%d", time.Now().UnixNano()))
+	if err != nil {
+		return Plan{}, nil, fmt.Errorf("preview: key list: %w", err)
+	}
+	sel := &Selection{filter: f, list: list, seed: maphash.MakeSeed()}
+	plan, err := e.preview(ctx, f, progress, func(items []item) error {
+		sel.mu.Lock()
+		defer sel.mu.Unlock()
+		for i := range items {
+			it := &items[i]
+			if it.state == stateMissing {
+				continue
+			}
+			sel.seen = append(sel.seen, maphash.String(sel.seed, it.key))
+			if it.verdict != Delete {
+				continue
+			}
+			en := keyEntry{key: it.key, valid: it.valid(e.now())}
+			if it.state == stateString {
+				sum := sha1.Sum([]byte(it.val))
+				en.digest = sum[:]
+			}
+			if err := list.add(en); err != nil {
+				return fmt.Errorf("preview: key list: %w", err)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = list.finish()
+	}
+	if err != nil {
+		sel.Close()
+		return plan, nil, err
+	}
+	slices.Sort(sel.seen)
+	sel.plan = plan
+	return plan, sel, nil
+}
+
+// runSelected deletes what the selection lists, then scans once for keys the preview did not
+// see and deletes those that match; the keys it sees in that scan, less what it deleted there,
+// are the run's Remaining.
+func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) error {
+	node, err := r.e.anyNode(ctx)
+	if err != nil {
+		return err
+	}
+	o := r.e.opsFor(node)
+	workers := 1
+	if !r.p.paced() {
+		workers = 3
+	}
+	mode := "d"
+	if r.f.Orphans {
+		mode += "t"
+	}
+	r.st.scanned.Add(sel.plan.Found)
+	r.c.malformed.Add(sel.plan.Malformed)
+	err = eachInParallel(ctx, sel.list, r.p.batch, workers, func(ctx context.Context, entries []keyEntry) error {
+		if r.p.limiter != nil {
+			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
+				return err
+			}
+		}
+		r.c.matched.Add(int64(len(entries)))
+		var validN int64
+		for _, en := range entries {
+			if en.valid {
+				validN++
+			}
+		}
+		grant := r.reserve(validN)
+		boundHit := grant < validN
+		if boundHit {
+			entries = trimValidEntries(entries, grant)
+		}
+		deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
+		r.release(grant - deletedValid)
+		if err != nil {
+			r.c.errors.Add(1)
+			return errorf("delete", err)
+		}
+		if boundHit {
+			return ErrBoundReached
+		}
+		if len(changed) > 0 {
+			if err := r.resettle(ctx, o, changed); err != nil {
+				return err
+			}
+		}
+		if r.p.pause > 0 {
+			return sleepUntil(ctx, time.Now().Add(r.p.pause))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Sessions created since the preview: the only values read again.
+	r.c.phase.Store("verify")
+	var seenAgain, deletedBefore = &scanState{}, r.c.deleted.Load()
+	_, err = r.e.scanAll(ctx, r.p, seenAgain, func(ctx context.Context, node *redis.Client, keys []string) error {
+		var fresh []string
+		for _, k := range keys {
+			if !sel.knows(k) {
+				fresh = append(fresh, k)
+			}
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		r.st.scanned.Add(int64(len(fresh)))
+		o := r.e.opsFor(node)
+		items, err := r.e.classify(ctx, o, r.f, fresh, true, false, r.now)
+		if err != nil {
+			r.c.errors.Add(1)
+			return err
+		}
+		del := r.toDelete(items)
+		r.c.matched.Add(int64(len(del)))
+		return r.settle(ctx, o, del)
+	})
+	if err == nil {
+		rep.Remaining = max(seenAgain.scanned.Load()-(r.c.deleted.Load()-deletedBefore), 0)
+	}
+	return err
+}
+
+// cadListed compare-and-deletes listed entries against their digests (non-strings: only if still
+// not a string) and returns the keys that changed since the preview read them.
+func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []keyEntry) (deletedValid int64, changed []string, err error) {
+	var strs, others []keyEntry
+	for _, en := range entries {
+		if en.digest != nil {
+			strs = append(strs, en)
+		} else {
+			others = append(others, en)
+		}
+	}
+	for _, g := range []struct {
+		entries []keyEntry
+		mode    string
+	}{{strs, mode}, {others, "n" + mode[1:]}} {
+		if len(g.entries) == 0 {
+			continue
+		}
+		keys := make([]string, len(g.entries))
+		var digests []string
+		if g.mode[0] == 'd' {
+			digests = make([]string, len(g.entries))
+		}
+		for i, en := range g.entries {
+			keys[i] = en.key
+			if digests != nil {
+				digests[i] = hex.EncodeToString(en.digest)
+			}
+		}
+		res, cerr := o.cad(ctx, g.mode, keys, digests)
+		r.c.deleted.Add(res.deleted)
+		for i, en := range g.entries {
+			switch res.flags[i] {
+			case '1':
+				if en.valid {
+					r.c.deletedValid.Add(1)
+					deletedValid++
+				}
+			case '0':
+				if cerr == nil {
+					changed = append(changed, en.key)
+				}
+			}
+		}
+		if cerr != nil {
+			return deletedValid, nil, cerr
+		}
+	}
+	return deletedValid, changed, nil
+}
+
+// resettle reads keys that changed since the preview, decides them again and settles the ones
+// that still match; the others are Skipped.
+func (r *runner) resettle(ctx context.Context, o ops, keys []string) error {
+	items, err := r.e.classify(ctx, o, r.f, keys, true, false, r.now)
+	if err != nil {
+		r.c.errors.Add(1)
+		return err
+	}
+	var del []*item
+	for i := range items {
+		it := &items[i]
+		switch {
+		case it.state == stateMissing:
+		case it.verdict == Delete:
+			del = append(del, it)
+		default:
+			r.c.skipped.Add(1)
+		}
+	}
+	return r.settle(ctx, o, del)
+}
+
+// trimValidEntries keeps every entry that is no logout and the first grant still-valid ones.
+func trimValidEntries(entries []keyEntry, grant int64) []keyEntry {
+	out := entries[:0]
+	for _, en := range entries {
+		if !en.valid {
+			out = append(out, en)
+		} else if grant > 0 {
+			out = append(out, en)
+			grant--
+		}
+	}
+	return out
+}
