@@ -260,6 +260,9 @@ func (r *runner) encodeBackup(ctx context.Context, o ops, del []*item) ([]byte, 
 	for _, it := range del {
 		rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
 		en := keyEntry{key: it.key, valid: it.valid(r.now), getdel: r.getdel()}
+		if it.ok && it.sess.Has.Contains(FieldUserID) {
+			en.user = it.sess.UserID
+		}
 		if d, ok := dumps[it.key]; ok {
 			if d == nil {
 				continue // gone since it was read
@@ -383,6 +386,7 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 				r.c.deletedValid.Add(1)
 				deletedValid++
 			}
+			r.deletedUser(en.user)
 		case '0':
 			if err == nil {
 				if aerr := next.noteChanged(en.key); aerr != nil {
@@ -421,11 +425,14 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 			continue
 		}
 		r.c.deleted.Add(1)
-		valid := en.valid
+		valid, user := en.valid, en.user
 		if sum := sha1.Sum([]byte(g.val)); subtle.ConstantTimeCompare(sum[:], en.digest) != 1 {
 			it := item{key: en.key, val: g.val, state: stateString}
 			it.sess, it.ok = DecodeSession([]byte(g.val))
-			valid = it.valid(r.now)
+			valid, user = it.valid(r.now), ""
+			if it.ok && it.sess.Has.Contains(FieldUserID) {
+				user = it.sess.UserID
+			}
 			rec := BackupRecord{Key: en.key, PTTL: g.pttl, At: at}
 			if utf8.ValidString(g.val) {
 				rec.Value = []byte(g.val)
@@ -439,6 +446,7 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 			r.c.deletedValid.Add(1)
 			deletedValid++
 		}
+		r.deletedUser(user)
 	}
 	if newer > 0 {
 		if werr := next.writeLines(lines, newer); werr != nil && err == nil {

@@ -47,6 +47,11 @@ type RunSpec struct {
 	Progress  func(Progress)
 	// Verify counts the session keys left after the run (Report.Remaining).
 	Verify bool
+	// Deleted, when set, is called with the user_id of every decodable session the run deletes,
+	// in batches of up to 1000 (one call at a time; a user may appear in several calls): the
+	// end-user notification webhook. With it, --all without a backup reads what it deletes
+	// (GETDEL) to learn whose sessions they were.
+	Deleted func(userIDs []string)
 	// Selection, when set, is what a preview of the same filter matched moments ago: the run
 	// deletes from it and reads only keys the preview did not see (not with a backup or --all,
 	// which read or delete by key anyway).

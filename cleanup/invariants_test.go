@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +110,17 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 		defer sel.Close()
 		spec.Selection = sel
 	}
+	var (
+		mu       sync.Mutex
+		reported = map[string]bool{}
+	)
+	spec.Deleted = func(users []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, u := range users {
+			reported[u] = true
+		}
+	}
 	rep, err := eng.Run(ctx, spec)
 	writes := app.Writes()
 	if werr := app.Stop(); werr != nil {
@@ -124,5 +136,8 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	}
 	if cerr := app.Check(ctx, rep, err); cerr != nil {
 		t.Errorf("invariants violated (seed %d):\n%v", cfg.Seed, cerr)
+	}
+	if uerr := app.CheckUsers(ctx, reported); uerr != nil {
+		t.Errorf("users handed to RunSpec.Deleted (seed %d): %v", cfg.Seed, uerr)
 	}
 }

@@ -25,6 +25,7 @@ type keyEntry struct {
 	digest []byte // SHA-1 of the string value backed up; nil: not a string (deleted by type)
 	valid  bool   // a still-valid session (a logout)
 	getdel bool   // deleted with GETDEL (selected by key), not by compare-and-delete
+	user   string // user_id of the session, when decodable (for RunSpec.Deleted)
 }
 
 func newKeyList(dir, name string) (*keyList, error) {
@@ -39,8 +40,8 @@ func newKeyList(dir, name string) (*keyList, error) {
 	return &keyList{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
 }
 
-// add appends one entry: flags (1: digest follows, 2: valid, 4: getdel), key length, key,
-// digest.
+// add appends one entry: flags (1: digest follows, 2: valid, 4: getdel, 8: user follows), key
+// length, key, digest, user length, user.
 func (l *keyList) add(en keyEntry) error {
 	var hdr [1 + binary.MaxVarintLen64]byte
 	if en.digest != nil {
@@ -52,6 +53,9 @@ func (l *keyList) add(en keyEntry) error {
 	if en.getdel {
 		hdr[0] |= 4
 	}
+	if en.user != "" {
+		hdr[0] |= 8
+	}
 	n := binary.PutUvarint(hdr[1:], uint64(len(en.key)))
 	if _, err := l.w.Write(hdr[:1+n]); err != nil {
 		return err
@@ -61,6 +65,15 @@ func (l *keyList) add(en keyEntry) error {
 	}
 	if en.digest != nil {
 		if _, err := l.w.Write(en.digest); err != nil {
+			return err
+		}
+	}
+	if en.user != "" {
+		n := binary.PutUvarint(hdr[:], uint64(len(en.user)))
+		if _, err := l.w.Write(hdr[:n]); err != nil {
+			return err
+		}
+		if _, err := l.w.WriteString(en.user); err != nil {
 			return err
 		}
 	}
@@ -103,6 +116,17 @@ func (l *keyList) each(n int, fn func([]keyEntry) error) error {
 			if _, err := io.ReadFull(r, en.digest); err != nil {
 				return fmt.Errorf("key list: %w", err)
 			}
+		}
+		if flags&8 != 0 {
+			size, err := binary.ReadUvarint(r)
+			if err != nil {
+				return fmt.Errorf("key list: %w", err)
+			}
+			user := make([]byte, size)
+			if _, err := io.ReadFull(r, user); err != nil {
+				return fmt.Errorf("key list: %w", err)
+			}
+			en.user = string(user)
 		}
 		batch = append(batch, en)
 		if len(batch) == n {

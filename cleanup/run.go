@@ -1,6 +1,7 @@
 package cleanup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 		err = r.runDirect(ctx)
 	}
 	stop()
+	r.flushUsers()
 	rep.Scanned = r.st.scanned.Load()
 	rep.Matched = r.c.matched.Load()
 	rep.Deleted = r.c.deleted.Load()
@@ -112,6 +114,7 @@ type runner struct {
 
 	mu    sync.Mutex
 	users map[string]string // user_id → username of deleted sessions (≤ 100)
+	ubuf  []string          // user_ids of deleted sessions not yet handed to spec.Deleted
 }
 
 // bounded reports whether the run has a still-valid bound (everything but --all).
@@ -156,6 +159,33 @@ func (r *runner) deletedItem(it *item) {
 		r.c.deletedValid.Add(1)
 	}
 	r.noteUser(it)
+	if it.ok && it.sess.Has.Contains(FieldUserID) {
+		r.deletedUser(it.sess.UserID)
+	}
+}
+
+// deletedUser queues the user_id of a deleted session for spec.Deleted.
+func (r *runner) deletedUser(uid string) {
+	if r.spec.Deleted == nil || uid == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ubuf = append(r.ubuf, uid)
+	if len(r.ubuf) >= 1000 {
+		r.spec.Deleted(r.ubuf)
+		r.ubuf = nil
+	}
+}
+
+// flushUsers hands the last queued user_ids to spec.Deleted.
+func (r *runner) flushUsers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.ubuf) > 0 && r.spec.Deleted != nil {
+		r.spec.Deleted(r.ubuf)
+		r.ubuf = nil
+	}
 }
 
 // runDirect deletes without a backup, batch by batch: read, decide, compare-and-delete, and
@@ -334,12 +364,33 @@ func (r *runner) compareAndDelete(ctx context.Context, o ops, del []*item) (chan
 }
 
 // unlinkCounted deletes keys selected by key alone, without reading them (--all without a
-// backup): every removed key counts as a logout.
+// backup): every removed key counts as a logout. When the run must name whose sessions it
+// deleted (spec.Deleted), it deletes with GETDEL instead and decodes what it removed.
 func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	r.c.matched.Add(int64(len(keys)))
+	if r.spec.Deleted != nil {
+		res, err := o.getdel(ctx, keys)
+		for i, g := range res {
+			switch {
+			case g.deleted:
+				it := item{key: keys[i], val: g.val, state: stateString}
+				it.sess, it.ok = DecodeSession([]byte(g.val))
+				r.deletedItem(&it)
+			case g.wrongType:
+				n, uerr := o.unlink(ctx, keys[i:i+1])
+				r.c.deleted.Add(n)
+				err = cmp.Or(err, uerr)
+			}
+		}
+		if err != nil {
+			r.c.errors.Add(1)
+			return errorf("delete", err)
+		}
+		return nil
+	}
 	n, err := o.unlink(ctx, keys)
 	r.c.deleted.Add(n)
 	r.c.deletedValid.Add(n)

@@ -62,6 +62,9 @@ func (e *Engine) PreviewSelect(ctx context.Context, f Filter, progress func(Prog
 				continue
 			}
 			en := keyEntry{key: it.key, valid: it.valid(e.now())}
+			if it.ok && it.sess.Has.Contains(FieldUserID) {
+				en.user = it.sess.UserID
+			}
 			if it.state == stateString {
 				sum := sha1.Sum([]byte(it.val))
 				en.digest = sum[:]
@@ -211,6 +214,7 @@ func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []ke
 					r.c.deletedValid.Add(1)
 					deletedValid++
 				}
+				r.deletedUser(en.user)
 			case '0':
 				if cerr == nil {
 					changed = append(changed, en.key)
