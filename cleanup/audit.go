@@ -177,7 +177,7 @@ func NewAuditor(cfg AuditConfig, stdout io.Writer) (*Auditor, error) {
 
 func parseSyslogAddr(s string) (network, addr string, err error) {
 	bad := func(why string) (string, string, error) {
-		return "", "", fmt.Errorf("AUDIT_SYSLOG_ADDR %q: %s (want udp://host:port, tcp://host:port or unix:///path)", s, why)
+		return "", "", fmt.Errorf("AUDIT_SYSLOG_ADDR %q: %s (want udp://host:port, tcp://host:port or unix:///path)", RedactURL(s), why)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
