@@ -211,7 +211,7 @@ func userErrorf(format string, args ...any) error {
 }
 
 // safeText turns err into text fit for chat: a UserError or UsageError as is, anything else as
-// "internal error (ref …)" with the full chain logged under that ref.
+// "internal error (ref …)" with the full chain logged under that ref (session keys shortened).
 func (b *Bot) safeText(what string, err error) string {
 	var ue *UserError
 	if errors.As(err, &ue) {
@@ -224,7 +224,8 @@ func (b *Bot) safeText(what string, err error) string {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	ref := hex.EncodeToString(r[:])
-	b.log.Error(what, "ref", ref, "err", err)
+	// Engine and backup errors may name a session key in full; the log gets its short form.
+	b.log.Error(what, "ref", ref, "err", cleanup.RedactKeys(err.Error(), b.engine.Target().Prefix()))
 	return "internal error (ref " + ref + ")"
 }
 

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/platform-team/sessionbot/cleanup"
 )
 
 // A URL setting that does not parse must not be quoted back with its password (SPEC §11
@@ -46,6 +52,63 @@ func TestMalformedURLsNeverShowTheirPassword(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// A restore whose Redis dies after the operator confirmed fails without naming a session by
+// its full id, on the terminal or in the audit log (SPEC §12.8); the key is named short.
+func TestRestoreFailureShowsNoSessionID(t *testing.T) {
+	tg := newTarget(t)
+	tg.env["REDIS_URL"] = tg.srv.URL() + "?max_retries=-1"
+	ids := []string{"a1b2c3d4-bearer-credential-0001", "a1b2c3d4-bearer-credential-0002"}
+	w, err := cleanup.CreateBackup(t.TempDir(), "incident", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		v := `{"user_id":"auth0|1","auth_method":"oauth2","expires_at":"2099-01-01T00:00:00Z"}`
+		if err := w.Write(cleanup.BackupRecord{Key: "session:" + id, Value: []byte(v), PTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"restore", w.Path(), "--reason", "undo"},
+			func(k string) string { return tg.env[k] }, pr, &out, &errb)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), "to confirm") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prompt; stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		}
+		runtime.Gosched()
+	}
+	tg.srv.Kill()
+	if _, err := io.WriteString(pw, "2\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("restore did not return after its Redis died")
+	}
+	if exitCode(err) != exitFailed || !strings.Contains(errb.String(), "restore incomplete: restore: session:a1b2c3d4…:") {
+		t.Errorf("exit %d; want %d and the key named short; stderr:\n%s", exitCode(err), exitFailed, errb.String())
+	}
+	audit := strings.Join(tg.auditLines(), "\n")
+	for _, id := range ids {
+		for what, text := range map[string]string{"stdout": out.String(), "stderr": errb.String(), "audit": audit} {
+			if strings.Contains(text, id) {
+				t.Errorf("%s names session %s in full:\n%s", what, id, text)
+			}
 		}
 	}
 }
