@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +35,7 @@ func FormatText(m Message) string {
 	for _, btn := range m.Buttons {
 		fmt.Fprintf(&b, "[%s] (%s)", btn.Label, btn.ActionID)
 		if btn.Confirm != "" {
-			fmt.Fprintf(&b, " asks: %s", btn.Confirm)
+			fmt.Fprintf(&b, " asks: %s", plainText(btn.Confirm))
 		}
 		b.WriteString("\n")
 	}
@@ -49,17 +48,12 @@ func formatBlock(s string) string {
 		inner := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(s, "```"), "```"), "\n")
 		var b strings.Builder
 		for _, l := range strings.Split(inner, "\n") {
-			b.WriteString("    " + l + "\n")
+			b.WriteString("    " + plainText(l) + "\n")
 		}
 		return b.String()
 	}
 	return plainText(s) + "\n"
 }
-
-var mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
-
-// plainText turns Slack mentions into @id / #id.
-func plainText(s string) string { return mentionRe.ReplaceAllString(s, "$1$2") }
 
 // Console is a Chat for a terminal: it prints every message as plain text, with each button
 // shown next to the line that presses it. Safe for concurrent use.
