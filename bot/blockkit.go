@@ -45,7 +45,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 
 	if t := strings.TrimSpace(m.Title); t != "" {
 		body = append(body, slack.NewHeaderBlock(
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(oneLine(t), maxHeaderText), true, false),
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(oneLine(plainText(t)), maxHeaderText), true, false),
 			slack.HeaderBlockOptionBlockID("header")))
 	}
 	if len(m.Lines) > 0 {
@@ -141,7 +141,7 @@ func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
 		}
 		dialog := slack.NewConfirmationBlockObject(
 			slack.NewTextBlockObject(slack.PlainTextType, title, false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(c, maxConfirmText), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, truncate(plainText(c), maxConfirmText), false, false),
 			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxConfirmButton), false, false),
 			slack.NewTextBlockObject(slack.PlainTextType, "Go back", false, false))
 		if b.Style == "danger" {
@@ -172,11 +172,15 @@ func fallbackText(m Message) string {
 }
 
 // mention matches the Slack mentions the core may write on purpose: a user (<@U…>) or a channel
-// (<#C…> or <#C…|name>). Everything else between < and > (<!channel>, <!here>, links) is escaped,
-// so user-supplied text such as a --reason can neither ping a channel nor disguise a link.
+// (<#C…> or <#C…|name>). Everything else between < and > (<!channel>, <!here>, links) is escaped.
+// Text from users never gets here with a < in it: userText wrote it as &lt; long before.
 var mention = regexp.MustCompile(`^<(@[UW][A-Z0-9]{2,}|#C[A-Z0-9]{2,}(\|[a-z0-9_-]{1,80})?)>`)
 
-// escapeMrkdwn escapes &, < and > as Slack requires, keeping deliberate user and channel mentions.
+// entity matches the entities userText writes; they are kept as they are, not escaped twice.
+var entity = regexp.MustCompile(`^&(amp|lt|gt);`)
+
+// escapeMrkdwn escapes &, < and > as Slack requires, keeping deliberate user and channel mentions
+// and the entities of text that userText already escaped.
 func escapeMrkdwn(s string) string {
 	if !strings.ContainsAny(s, "&<>") {
 		return s
@@ -185,6 +189,11 @@ func escapeMrkdwn(s string) string {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '&':
+			if m := entity.FindString(s[i:]); m != "" {
+				b.WriteString(m)
+				i += len(m) - 1
+				continue
+			}
 			b.WriteString("&amp;")
 		case '>':
 			b.WriteString("&gt;")

@@ -217,6 +217,8 @@ func TestEscapeMrkdwnKeepsMentionsOnly(t *testing.T) {
 		"<!channel> <!here>":        "&lt;!channel&gt; &lt;!here&gt;",
 		"<https://x.example|y>":     "&lt;https://x.example|y&gt;",
 		"a > b":                     "a &gt; b",
+		// userText's entities are kept, not escaped twice; a lone & is escaped.
+		"&lt;@U1&gt; &amp; R&D": "&lt;@U1&gt; &amp; R&amp;D",
 	} {
 		if got := escapeMrkdwn(in); got != want {
 			t.Errorf("escapeMrkdwn(%q) = %q; want %q", in, got, want)

@@ -210,21 +210,23 @@ func userErrorf(format string, args ...any) error {
 	return &UserError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// safeText turns err into text fit for chat: a UserError or UsageError as is, anything else as
-// "internal error (ref …)" with the full chain logged under that ref.
+// safeText turns err into text fit for chat: a UserError or UsageError as userText, anything else as
+// "internal error (ref …)" with the full chain logged under that ref (session keys shortened).
 func (b *Bot) safeText(what string, err error) string {
+	// Both kinds of message quote what the user typed: shown inert.
 	var ue *UserError
 	if errors.As(err, &ue) {
-		return ue.Msg
+		return userText(ue.Msg)
 	}
 	var pe *cleanup.UsageError
 	if errors.As(err, &pe) {
-		return pe.Msg
+		return userText(pe.Msg)
 	}
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	ref := hex.EncodeToString(r[:])
-	b.log.Error(what, "ref", ref, "err", err)
+	// Engine and backup errors may name a session key in full; the log gets its short form.
+	b.log.Error(what, "ref", ref, "err", cleanup.RedactKeys(err.Error(), b.engine.Target().Prefix()))
 	return "internal error (ref " + ref + ")"
 }
 

@@ -103,7 +103,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 	case "restore":
 		b.startRestore(ctx, c, who, args)
 	default:
-		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", short(sub, 40), b.cfg.Command))
+		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", userText(short(sub, 40)), b.cfg.Command))
 	}
 }
 
@@ -146,7 +146,7 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		if err := b.preview(ctx, c, who, opts, ref); err != nil {
-			b.update(ctx, ref, Message{Text: "Preview failed", Title: "Preview failed: " + scope,
+			b.update(ctx, ref, Message{Text: "Preview failed", Title: "Preview failed: " + userText(scope),
 				Lines: []string{b.safeText("preview", err)}, Context: []string{"Nothing was deleted."}})
 		}
 	})
@@ -275,7 +275,7 @@ func (b *Bot) status(ctx context.Context, c Command, args []string) {
 	case 1:
 		j, err := b.st.job(ctx, args[0])
 		if errors.Is(err, errNotFound) {
-			reply(Message{Text: fmt.Sprintf("No job %q. `%s status` lists recent jobs.", short(args[0], 60), b.cfg.Command)})
+			reply(Message{Text: fmt.Sprintf("No job %q. `%s status` lists recent jobs.", userText(short(args[0], 60)), b.cfg.Command)})
 			return
 		}
 		if err != nil {
@@ -301,7 +301,7 @@ func (b *Bot) cancelCommand(ctx context.Context, c Command, who Person, id strin
 	}
 	j, err := b.st.job(ctx, id)
 	if errors.Is(err, errNotFound) {
-		say(fmt.Sprintf("No job %q. `%s status` lists recent jobs.", short(id, 60), b.cfg.Command))
+		say(fmt.Sprintf("No job %q. `%s status` lists recent jobs.", userText(short(id, 60)), b.cfg.Command))
 		return
 	}
 	if err != nil {
@@ -423,7 +423,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		t := b.engine.Target()
 		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(path), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {
-			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + id,
+			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + userText(id),
 				Lines: []string{b.safeText("restore preview", err)}, Context: []string{"Nothing was changed."}})
 			return
 		}
@@ -436,12 +436,12 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 			NeedsApproval: true, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {
-			b.update(ctx, ref, Message{Text: "Nothing to restore from " + id, Title: "Restore preview: nothing to restore",
+			b.update(ctx, ref, Message{Text: "Nothing to restore from " + userText(id), Title: "Restore preview: nothing to restore",
 				Lines: restoreLines(req)})
 			return
 		}
 		if err := b.publish(ctx, req); err != nil {
-			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + id,
+			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + userText(id),
 				Lines: []string{b.safeText("publish restore", err)}, Context: []string{"Nothing was changed."}})
 		}
 	})

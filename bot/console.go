@@ -3,10 +3,11 @@ package bot
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ func FormatText(m Message) string {
 	for _, btn := range m.Buttons {
 		fmt.Fprintf(&b, "[%s] (%s)", btn.Label, btn.ActionID)
 		if btn.Confirm != "" {
-			fmt.Fprintf(&b, " asks: %s", btn.Confirm)
+			fmt.Fprintf(&b, " asks: %s", plainText(btn.Confirm))
 		}
 		b.WriteString("\n")
 	}
@@ -47,17 +48,12 @@ func formatBlock(s string) string {
 		inner := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(s, "```"), "```"), "\n")
 		var b strings.Builder
 		for _, l := range strings.Split(inner, "\n") {
-			b.WriteString("    " + l + "\n")
+			b.WriteString("    " + plainText(l) + "\n")
 		}
 		return b.String()
 	}
 	return plainText(s) + "\n"
 }
-
-var mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
-
-// plainText turns Slack mentions into @id / #id.
-func plainText(s string) string { return mentionRe.ReplaceAllString(s, "$1$2") }
 
 // Console is a Chat for a terminal: it prints every message as plain text, with each button
 // shown next to the line that presses it. Safe for concurrent use.
@@ -187,9 +183,17 @@ func (c *Console) resolve(actionID, tok string) (string, bool) {
 
 // ConsoleOptions tunes RunConsole.
 type ConsoleOptions struct {
-	// User is the acting user at start (a name or a U… id); empty: the first operator, or
-	// alice with the demo identities.
+	// DemoRedis says the target is the embedded demo Redis, where nothing real can be lost.
+	// Only there may /as switch the acting user, and only there do the demo identities (alice,
+	// bob) stand in for unset OPERATORS and APPROVERS. Against any other Redis one console is
+	// one person: its identity is fixed at start (SPEC §12.5).
+	DemoRedis bool
+	// User is the acting user at start (a name or a U… id). Required without DemoRedis; with
+	// it, empty means the first operator, or alice with the demo identities.
 	User string
+	// Operator is who runs the console (the OS user). Without DemoRedis it is the name shown,
+	// and audited, for User, so that every audit line says who typed.
+	Operator string
 	// Channel is where commands are "typed"; empty: #console.
 	Channel string
 }
@@ -201,13 +205,21 @@ const (
 )
 
 // RunConsole runs the bot in a terminal: it reads lines from in (slash commands typed as in
-// Slack, "press ACTION TOKEN" for buttons, "/as USER" to switch the acting user), prints
-// everything the bot says to out, and returns at end of input once running jobs have
-// finished. d.Chat is replaced by a Console on out.
+// Slack, "press ACTION TOKEN" for buttons, and on the demo Redis "/as USER" to switch the
+// acting user), prints everything the bot says to out, and returns at end of input once running
+// jobs have finished. d.Chat is replaced by a Console on out.
 func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts ConsoleOptions) error {
+	demo := len(ids(d.Config.Operators)) == 0 && len(ids(d.Config.Approvers)) == 0
+	if !opts.DemoRedis {
+		switch {
+		case demo:
+			return errors.New("console: set OPERATORS and APPROVERS to use a real Redis (the demo identities alice and bob exist only on the embedded demo Redis)")
+		case strings.TrimSpace(opts.User) == "":
+			return errors.New("console: on a real Redis the console needs the identity it acts as (--as)")
+		}
+	}
 	con := NewConsole(out)
 	d.Chat = con
-	demo := len(ids(d.Config.Operators)) == 0 && len(ids(d.Config.Approvers)) == 0
 	if demo {
 		d.Config.Operators = []string{demoOperator}
 		d.Config.Approvers = []string{demoApprover}
@@ -252,12 +264,28 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 		}
 	}
 	actor := con.identify(user)
+	if !opts.DemoRedis && opts.Operator != "" {
+		con.mu.Lock()
+		con.names[actor] = opts.Operator
+		con.mu.Unlock()
+	}
 	cmd := d.Config.Command
 	if demo {
 		con.Say("Demo mode (OPERATORS and APPROVERS are not set): alice is an operator, bob is an approver.")
 	}
 	con.Say("You are %s. Type %s help to start; %s cleanup previews expired sessions.", con.displayName(actor), cmd, cmd)
-	con.Say("Buttons are pressed with the line shown next to them (press ACTION TOKEN); /as NAME switches user; /quit or end of input exits.")
+	if opts.DemoRedis {
+		con.Say("Buttons are pressed with the line shown next to them (press ACTION TOKEN); /as NAME switches user; /quit or end of input exits.")
+	} else {
+		con.Say("Buttons are pressed with the line shown next to them (press ACTION TOKEN); /quit or end of input exits.")
+		con.Say("On a real Redis you stay %s (%s) for the whole session: a second person approves from their own console or from Slack.", con.displayName(actor), actor)
+	}
+
+	// Envelope ids are remembered in Redis for an hour to drop redeliveries; the random part
+	// keeps a restarted console (or a second one on the same state) from reusing them.
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	envPrefix := "console-" + hex.EncodeToString(rnd[:])
 
 	lines := make(chan string)
 	readErr := make(chan error, 1)
@@ -289,12 +317,15 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 		}
 		line = strings.TrimSpace(line)
 		env++
-		envID := fmt.Sprintf("console-%d", env)
+		envID := fmt.Sprintf("%s-%d", envPrefix, env)
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case line == "/quit" || line == "/exit":
 			b.Wait()
 			return nil
+		case strings.HasPrefix(line, "/as") && !opts.DemoRedis:
+			con.Say("/as is refused: this console is connected to a real Redis, so it acts only as %s (%s), the identity it started with (--as). A second person approves from their own console or from Slack.",
+				con.displayName(actor), actor)
 		case strings.HasPrefix(line, "/as"):
 			f := strings.Fields(line)
 			if len(f) != 2 {
@@ -326,7 +357,11 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 			// Previews are quick: wait for them so that output follows input.
 			b.waitPreviews()
 		default:
-			con.Say("unknown input %q: type %s help, press ACTION TOKEN, /as NAME or /quit", short(line, 40), cmd)
+			as := ""
+			if opts.DemoRedis {
+				as = ", /as NAME"
+			}
+			con.Say("unknown input %q: type %s help, press ACTION TOKEN%s or /quit", short(line, 40), cmd, as)
 		}
 	}
 	if err := <-readErr; err != nil {

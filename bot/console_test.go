@@ -24,7 +24,7 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 		"",
 	}, "\n"))
 	var out syncBuffer
-	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{}); err != nil {
+	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
 		t.Fatalf("RunConsole = %v", err)
 	}
 	got := out.String()
@@ -72,7 +72,7 @@ func TestConsoleInputErrors(t *testing.T) {
 		"/sessions cleanup --all --reason never-read",
 	}, "\n"))
 	var out syncBuffer
-	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{}); err != nil {
+	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
 		t.Fatalf("RunConsole = %v", err)
 	}
 	got := out.String()

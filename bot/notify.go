@@ -286,7 +286,7 @@ func massLogoutMessage(o JobOutcome) Message {
 	text := templates.MassLogout(templates.MassLogoutData{
 		Timestamp:     o.At.UTC().Format(time.RFC3339),
 		AffectedUsers: affected,
-		Reason:        o.Reason,
+		Reason:        userText(o.Reason),
 	})
 	ctx := []string{"Job `" + o.JobID + "` · requested by " + notifyPersonRef(o.Requester) + notifyApprovedBy(o.Approver)}
 	if o.Target != "" {
@@ -341,7 +341,7 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 		text = fmt.Sprintf("%s stopped early after deleting %s", what, num(r.Deleted))
 	}
 	lines := []string{head + " — job `" + o.JobID + "`"}
-	lines = append(lines, fmt.Sprintf("*Mode:* %s · *Scope:* `%s`", o.Mode, notifyDash(o.Scope)))
+	lines = append(lines, fmt.Sprintf("*Mode:* %s · *Scope:* `%s`", o.Mode, notifyDash(userText(o.Scope))))
 	if o.Mode != "restore" {
 		lines = append(lines, fmt.Sprintf("*Deleted:* %s (%s still valid) · *Kept:* %s · *Skipped:* %s · *Errors:* %s · *Duration:* %s",
 			num(r.Deleted), num(r.DeletedValid), num(r.Kept), num(r.Skipped), num(r.Errors),
@@ -352,7 +352,7 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 	} else if r.Stopped != "" {
 		lines = append(lines, "*Stopped:* "+r.Stopped)
 	}
-	lines = append(lines, "*Reason:* "+notifyDash(o.Reason))
+	lines = append(lines, "*Reason:* "+notifyDash(userText(o.Reason)))
 	people := "*Requested by:* " + notifyPersonRef(o.Requester)
 	if o.Approver != nil {
 		people += " · *Approved by:* " + notifyPersonRef(*o.Approver)
@@ -438,7 +438,7 @@ func pdDetails(o JobOutcome, link string) map[string]any {
 
 func notifyPersonRef(p Person) string {
 	if p.ID == "" {
-		return notifyDash(p.Name)
+		return notifyDash(userText(p.Name))
 	}
 	return "<@" + p.ID + ">"
 }

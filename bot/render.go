@@ -31,9 +31,9 @@ func helpMessage(cfg Config) Message {
 
 func previewingMessage(scope string, who Person) Message {
 	return Message{
-		Text:    "Previewing cleanup " + scope + "…",
+		Text:    "Previewing cleanup " + userText(scope) + "…",
 		Title:   "Previewing cleanup…",
-		Lines:   []string{"Dry run of `" + scope + "` in progress. A preview never deletes anything."},
+		Lines:   []string{"Dry run of `" + userText(scope) + "` in progress. A preview never deletes anything."},
 		Context: []string{"Requested by " + userRef(who.ID)},
 	}
 }
@@ -82,7 +82,7 @@ func planDetails(p cleanup.Plan) []string {
 		slices.SortStableFunc(keys, func(a, b string) int { return int(p.ByAuthMethod[b] - p.ByAuthMethod[a]) })
 		var parts []string
 		for _, k := range keys {
-			name := k
+			name := userText(k)
 			if name == "" {
 				name = "(unknown)"
 			}
@@ -110,10 +110,10 @@ func planDetails(p cleanup.Plan) []string {
 
 func sampleText(s cleanup.Sample) string {
 	if s.Malformed {
-		return fmt.Sprintf("• `%s` malformed value · TTL %s", s.ID, ttlValue(s.TTL))
+		return fmt.Sprintf("• `%s` malformed value · TTL %s", userText(s.ID), ttlValue(s.TTL))
 	}
 	return fmt.Sprintf("• `%s` %s · %s · created %s · last active %s · expires %s · TTL %s",
-		s.ID, orDash(s.UserID), orDash(s.AuthMethod),
+		userText(s.ID), orDash(userText(s.UserID)), orDash(userText(s.AuthMethod)),
 		stamp(s.CreatedAt), stamp(s.LastActivity), stamp(s.ExpiresAt), ttlValue(s.TTL))
 }
 
@@ -128,10 +128,10 @@ func ttlText(h cleanup.TTLHistogram) string {
 
 func nothingToDoMessage(req *Request) Message {
 	m := Message{
-		Text:    "Nothing to delete for " + req.Scope,
+		Text:    "Nothing to delete for " + userText(req.Scope),
 		Title:   "Dry-run preview: nothing to delete",
 		Lines:   []string{codeBlock(summaryLines(req.Plan))},
-		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + req.Scope + "`"},
+		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + userText(req.Scope) + "`"},
 	}
 	m.Lines = append(m.Lines, planDetails(req.Plan)[1:]...)
 	return m
@@ -140,20 +140,20 @@ func nothingToDoMessage(req *Request) Message {
 // previewMessage is a request that needs no approval: Run and Cancel.
 func previewMessage(req *Request) Message {
 	m := Message{
-		Text:  fmt.Sprintf("Dry-run preview: %s sessions would be deleted (%s)", num(req.Plan.Matched), req.Scope),
-		Title: "Dry-run preview: " + req.Scope,
+		Text:  fmt.Sprintf("Dry-run preview: %s sessions would be deleted (%s)", num(req.Plan.Matched), userText(req.Scope)),
+		Title: "Dry-run preview: " + userText(req.Scope),
 		Lines: append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...),
 		Fields: []Field{
 			{"Requested by", userRef(req.Requester.ID)},
-			{"Scope", "`" + req.Scope + "`"},
-			{"Reason", orDash(req.Reason)},
+			{"Scope", "`" + userText(req.Scope) + "`"},
+			{"Reason", orDash(userText(req.Reason))},
 			{"Backup", backupPlan(req)},
 		},
 		Context: []string{fmt.Sprintf("Nothing has been deleted. Run re-checks every session when it runs and stops past %s still-valid sessions. Expires %s.",
 			num(maxValid(req)), stamp(req.ExpiresAt))},
 		Buttons: []Button{
 			{ActionID: "run", Label: "Run cleanup", Value: req.ID, Style: "primary",
-				Confirm: fmt.Sprintf("Delete about %s sessions matching %s?", num(req.Plan.Matched), req.Scope)},
+				Confirm: fmt.Sprintf("Delete about %s sessions matching %s?", num(req.Plan.Matched), userText(req.Scope))},
 			{ActionID: "cancel", Label: "Cancel", Value: req.ID},
 		},
 	}
@@ -162,12 +162,12 @@ func previewMessage(req *Request) Message {
 
 // approvalMessage is a request that needs a second person: Approve, Reject and Cancel, never Run.
 func approvalMessage(req *Request) Message {
-	title := "Approval needed: cleanup of " + req.Scope
+	title := "Approval needed: cleanup of " + userText(req.Scope)
 	what := fmt.Sprintf("%s sessions (%s still valid)", num(req.Plan.Matched), num(req.Plan.Valid))
 	var lines []string
 	switch {
 	case req.Kind == "restore":
-		title = "Approval needed: restore " + req.BackupID
+		title = "Approval needed: restore " + userText(req.BackupID)
 		lines = restoreLines(req)
 		what = fmt.Sprintf("%s sessions restored", num(req.Restore.Restorable))
 	case req.Filter.All:
@@ -183,8 +183,8 @@ func approvalMessage(req *Request) Message {
 		Lines: lines,
 		Fields: []Field{
 			{"Requested by", userRef(req.Requester.ID)},
-			{"Reason", orDash(req.Reason)},
-			{"Scope", "`" + req.Scope + "`"},
+			{"Reason", orDash(userText(req.Reason))},
+			{"Scope", "`" + userText(req.Scope) + "`"},
 			{"Would affect", what},
 			{"Backup", backupPlan(req)},
 			{"Approvers", approversText(req.Approvers)},
@@ -235,7 +235,7 @@ func decidedMessage(req *Request, title, why string) Message {
 		base = previewMessage(req)
 	}
 	return Message{
-		Text:    title + " (" + req.Scope + ")",
+		Text:    title + " (" + userText(req.Scope) + ")",
 		Title:   title,
 		Lines:   append([]string{why}, base.Lines...),
 		Fields:  base.Fields,
@@ -244,25 +244,25 @@ func decidedMessage(req *Request, title, why string) Message {
 }
 
 func expiredMessage(req *Request) Message {
-	return decidedMessage(req, "Expired: "+req.Scope,
+	return decidedMessage(req, "Expired: "+userText(req.Scope),
 		fmt.Sprintf("This request expired at %s without being run. Run the command again for a fresh preview.", stamp(req.ExpiresAt)))
 }
 
 func rejectedMessage(req *Request, by Person) Message {
-	return decidedMessage(req, "Rejected: "+req.Scope, "Rejected by "+userRef(by.ID)+".")
+	return decidedMessage(req, "Rejected: "+userText(req.Scope), "Rejected by "+userRef(by.ID)+".")
 }
 
 func cancelledMessage(req *Request, by Person) Message {
-	return decidedMessage(req, "Cancelled: "+req.Scope, "Cancelled by "+userRef(by.ID)+" before it ran.")
+	return decidedMessage(req, "Cancelled: "+userText(req.Scope), "Cancelled by "+userRef(by.ID)+" before it ran.")
 }
 
 func runningMessage(req *Request, job *Job, p *cleanup.Progress) Message {
-	title := "Running: " + req.Scope
+	title := "Running: " + userText(req.Scope)
 	if req.Filter.All {
 		title = ":rotating_light: Mass logout running"
 	}
 	if req.Kind == "restore" {
-		title = "Restoring " + req.BackupID
+		title = "Restoring " + userText(req.BackupID)
 	}
 	line := "Starting…"
 	switch {
@@ -292,7 +292,7 @@ func jobFields(job *Job) []Field {
 	} else {
 		f = append(f, Field{"Run by", userRef(job.Executor.ID)})
 	}
-	return append(f, Field{"Reason", orDash(job.Reason)}, Field{"Scope", "`" + job.Scope + "`"})
+	return append(f, Field{"Reason", orDash(userText(job.Reason))}, Field{"Scope", "`" + userText(job.Scope) + "`"})
 }
 
 // reportMessage is the final report; it replaces the preview.
@@ -300,13 +300,13 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 	var title string
 	switch {
 	case st == StatusDone && req.Kind == "restore":
-		title = ":white_check_mark: Restore completed: " + req.BackupID
+		title = ":white_check_mark: Restore completed: " + userText(req.BackupID)
 	case st == StatusDone:
-		title = ":white_check_mark: Cleanup completed: " + req.Scope
+		title = ":white_check_mark: Cleanup completed: " + userText(req.Scope)
 	case st == StatusCancelled:
-		title = ":octagonal_sign: Cancelled: " + req.Scope
+		title = ":octagonal_sign: Cancelled: " + userText(req.Scope)
 	default:
-		title = ":x: Failed: " + req.Scope
+		title = ":x: Failed: " + userText(req.Scope)
 	}
 	var lines []string
 	if errText != "" {
@@ -366,7 +366,7 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 // notStartedMessage replaces a request whose job could not start (its audit intent could not
 // be written, or the bot is shutting down): nothing was deleted.
 func notStartedMessage(req *Request, why string) Message {
-	return decidedMessage(req, ":x: Not started: "+req.Scope, "*"+why+"*")
+	return decidedMessage(req, ":x: Not started: "+userText(req.Scope), "*"+why+"*")
 }
 
 func statusMessage(jobs []*Job, now time.Time) Message {
@@ -381,7 +381,7 @@ func statusMessage(jobs []*Job, now time.Time) Message {
 }
 
 func jobLine(j *Job, now time.Time) string {
-	s := fmt.Sprintf("`%s` %s · %s · %s · by %s", j.ID, j.Status, j.Mode, "`"+j.Scope+"`", userRef(j.Requester.ID))
+	s := fmt.Sprintf("`%s` %s · %s · %s · by %s", j.ID, j.Status, j.Mode, "`"+userText(j.Scope)+"`", userRef(j.Requester.ID))
 	switch {
 	case j.Report != nil:
 		s += fmt.Sprintf(" · deleted %s in %s", num(j.Report.Deleted), shortDuration(j.Report.Duration()))
@@ -416,7 +416,7 @@ func statsMessage(s cleanup.Stats) Message {
 		keys := slices.Sorted(maps.Keys(s.ByAuthMethod))
 		var parts []string
 		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %s", orDash(k), num(s.ByAuthMethod[k])))
+			parts = append(parts, fmt.Sprintf("%s %s", orDash(userText(k)), num(s.ByAuthMethod[k])))
 		}
 		lines = append(lines, "By auth_method: "+strings.Join(parts, " · "))
 	}
@@ -541,7 +541,15 @@ func channelText(ch string) string {
 	return "<#" + ch + ">"
 }
 
-func codeBlock(lines []string) string { return "```\n" + strings.Join(lines, "\n") + "\n```" }
+// codeBlock shows lines literally: each goes through userText, as they may quote a scope or a
+// backup id.
+func codeBlock(lines []string) string {
+	inert := make([]string, len(lines))
+	for i, l := range lines {
+		inert[i] = userText(l)
+	}
+	return "```\n" + strings.Join(inert, "\n") + "\n```"
+}
 
 func backupPlan(req *Request) string {
 	switch {

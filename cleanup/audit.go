@@ -66,10 +66,12 @@ func Event(t time.Time, name string, kv ...string) AuditEvent {
 //	2025-11-26T10:00:10Z | Cleanup Completed | Deleted: 150 | Kept: 850 | Errors: 0
 //
 // The time is UTC with second precision. Every name and value is sanitized so that one event is
-// always exactly one line with the fields it was given: control characters (newlines included)
-// become spaces and a '|' next to a space or an end becomes '/', so user-supplied text (a
-// --reason, a user id) can neither start a new line nor forge a field. Fields whose name mentions a token or secret are redacted
-// (SPEC §2: such values never reach the audit log).
+// always exactly one line with the fields it was given, in the order it is stored: InertLine
+// turns control characters (newlines included) into spaces and removes bidirectional overrides,
+// and a '|' next to a space or an end becomes '/', so user-supplied text (a --reason, a user id)
+// can neither start a new line, nor forge a field, nor make a line read in another order.
+// Fields whose name mentions a token or secret are redacted (SPEC §2: such values never reach
+// the audit log).
 func (e AuditEvent) String() string {
 	var b strings.Builder
 	b.WriteString(e.Time.UTC().Format("2006-01-02T15:04:05Z"))
@@ -94,23 +96,11 @@ func secretName(name string) bool {
 }
 
 func sanitizeAudit(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if n == maxAuditValue {
-			b.WriteString("…")
-			break
-		}
-		n++
-		switch {
-		case unicode.IsControl(r), r == '\u2028', r == '\u2029', r == '\u0085':
-			b.WriteRune(' ')
-		default:
-			b.WriteRune(r)
-		}
+	s = InertLine(s)
+	if r := []rune(s); len(r) > maxAuditValue {
+		s = string(r[:maxAuditValue]) + "…"
 	}
-	return separatorSafe(b.String())
+	return separatorSafe(s)
 }
 
 // separatorSafe turns each '|' that touches a space or an end of the value into '/': fields are
@@ -187,7 +177,7 @@ func NewAuditor(cfg AuditConfig, stdout io.Writer) (*Auditor, error) {
 
 func parseSyslogAddr(s string) (network, addr string, err error) {
 	bad := func(why string) (string, string, error) {
-		return "", "", fmt.Errorf("AUDIT_SYSLOG_ADDR %q: %s (want udp://host:port, tcp://host:port or unix:///path)", s, why)
+		return "", "", fmt.Errorf("AUDIT_SYSLOG_ADDR %q: %s (want udp://host:port, tcp://host:port or unix:///path)", RedactURL(s), why)
 	}
 	u, err := url.Parse(s)
 	if err != nil {

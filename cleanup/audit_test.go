@@ -82,6 +82,9 @@ func TestAuditEventSanitize(t *testing.T) {
 		{"cr and tab", "a\rb\tc", "a b c"},
 		{"other controls", "a\x00b\x1bc\x7fd\u0085e\u2028f", "a b c d e f"},
 		{"invalid utf-8", "a\xffb", "a\uFFFDb"},
+		// U+202E would show "Approved-By: U1" reversed after it, hiding what the line says.
+		{"bidi override and newline", "drill\u202e\n)oec( 1U :yB-devorppA", "drill )oec( 1U :yB-devorppA"},
+		{"every bidi control", "a\u202ab\u202bc\u202cd\u202de\u2066f\u2067g\u2068h\u2069i\u200ej\u200fk\u061cl", "abcdefghijkl"},
 		{"unicode kept", "Grüße 🚀", "Grüße 🚀"},
 		{"long value truncated", strings.Repeat("é", maxAuditValue+10), strings.Repeat("é", maxAuditValue) + "…"},
 		{"exactly max kept", strings.Repeat("a", maxAuditValue), strings.Repeat("a", maxAuditValue)},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // RedisURL is a redis:// or rediss:// URL from the environment. It may carry a password, so it
@@ -49,3 +50,32 @@ func (u RedisURL) MarshalText() ([]byte, error) { return []byte(u.String()), nil
 
 // LogValue implements slog.LogValuer.
 func (u RedisURL) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// RedactURL returns a URL-ish setting (REDIS_URL, STATE_REDIS_URL, an address) with its
+// credentials replaced by [redacted]. The userinfo is found textually — everything between
+// "://" (or the start, without a scheme) and the last '@' — so a URL that does not parse (a bad
+// port, a bad %-escape, no scheme) is redacted too.
+func RedactURL(raw string) string {
+	start, end := userinfo(raw)
+	if start == end {
+		return raw
+	}
+	return raw[:start] + redactedText + raw[end:]
+}
+
+const redactedText = "[redacted]"
+
+// userinfo returns where the userinfo of raw starts and ends (start == end: none): after "://"
+// (or at the start) up to the last '@'. A password may hold '/', '?' or '@' when it is not
+// escaped, so nothing before the last '@' is trusted to be the host.
+func userinfo(raw string) (start, end int) {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	rest := raw[start:]
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return start, start
+	}
+	return start, start + at
+}

@@ -55,7 +55,7 @@ func Restore(ctx context.Context, c redis.UniversalClient, prefix string, read f
 	if now == nil {
 		now = time.Now
 	}
-	r := &restorer{c: c, opts: opts, rep: &rep}
+	r := &restorer{c: c, prefix: prefix, opts: opts, rep: &rep}
 	err := read(func(rec BackupRecord) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -127,11 +127,12 @@ type restoreOp struct {
 }
 
 type restorer struct {
-	c     redis.UniversalClient
-	opts  RestoreOptions
-	rep   *RestoreReport
-	batch []restoreOp
-	fatal error
+	c      redis.UniversalClient
+	prefix string
+	opts   RestoreOptions
+	rep    *RestoreReport
+	batch  []restoreOp
+	fatal  error
 }
 
 // flush sends the pending batch in one pipeline and counts each key's outcome.
@@ -170,7 +171,7 @@ func (r *restorer) flush(ctx context.Context) error {
 		default:
 			// Not Redis refusing a key but the connection or the context: stop here, the
 			// rest of this batch and the backup are not restored.
-			r.fatal = fmt.Errorf("restore: %s: %w", r.batch[i].rec.Key, err)
+			r.fatal = fmt.Errorf("restore: %s: %w", KeyText(r.prefix, r.batch[i].rec.Key), err)
 			r.batch = r.batch[:0]
 			return r.fatal
 		}

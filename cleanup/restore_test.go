@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +221,44 @@ func TestRestoreErrors(t *testing.T) {
 	}
 	if n := srv.Client().DBSize(ctx).Val(); n != 0 {
 		t.Errorf("DBSIZE = %d; want 0 after failed restores", n)
+	}
+}
+
+// A restore that Redis stops answering names the key it was writing by its short id only: a
+// session id may be a bearer credential (SPEC §12.8).
+func TestRestoreErrorNamesTheKeyByShortID(t *testing.T) {
+	srv := redistest.Standalone(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer c.Close()
+	const id = "a1b2c3d4e5f6-bearer-credential-0001"
+	read := backupFile(t, []BackupRecord{{Key: "session:" + id, Value: sessionJSON(time.Now().Add(time.Hour)), PTTL: time.Hour}})
+	srv.Kill()
+	_, err := Restore(context.Background(), c, "session:", read, RestoreOptions{})
+	if err == nil {
+		t.Fatal("Restore onto a killed server = nil error")
+	}
+	if strings.Contains(err.Error(), id) {
+		t.Errorf("Restore error = %q; it names the full session id", err)
+	}
+	if want := "session:" + ShortID(id); !strings.Contains(err.Error(), want) {
+		t.Errorf("Restore error = %q; want it to name the key as %q", err, want)
+	}
+}
+
+func TestRedactKeys(t *testing.T) {
+	const id = "a1b2c3d4e5f6-bearer-credential"
+	for in, want := range map[string]string{
+		"restore: session:" + id + ": connection refused":  "restore: session:a1b2c3d4…: connection refused",
+		`backup: key "session:` + id + `": unknown type`:   `backup: key "session:a1b2c3d4…": unknown type`,
+		"DUMP session:" + id + ", GET session:" + id + ")": "DUMP session:a1b2c3d4…, GET session:a1b2c3d4…)",
+		"session:short: no such key":                       "session:short: no such key",
+		"no key here":                                      "no key here",
+	} {
+		if got := RedactKeys(in, "session:"); got != want {
+			t.Errorf("RedactKeys(%q) = %q; want %q", in, got, want)
+		}
+	}
+	if got := KeyText("session:", "session:"+id); got != "session:a1b2c3d4…" {
+		t.Errorf("KeyText = %q; want session:a1b2c3d4…", got)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -46,15 +45,23 @@ func (c RedisConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// redactURLError keeps a password in a Redis URL out of an error message.
+// redactURLError describes why the Redis URL raw does not parse without showing any part of its
+// credentials. A parser quotes what it could not read, and with an unescaped '/' or '@' in a
+// password that is a piece of the password; so when raw has credentials, the mistake is looked
+// for again in a copy whose userinfo is a placeholder.
 func redactURLError(raw string, err error) string {
-	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "[redacted]")
-		}
+	start, end := userinfo(raw)
+	if start == end {
+		return err.Error()
 	}
-	return msg
+	if start == 0 {
+		return "not a redis:// or rediss:// URL (want redis://user:password@host:port/db); the part before '@' is not shown"
+	}
+	probe := raw[:start] + "user:password" + raw[end:]
+	if _, perr := redis.ParseURL(probe); perr != nil {
+		return strings.ReplaceAll(perr.Error(), probe, RedactURL(probe))
+	}
+	return "the user or password (before the last '@') is not valid in a URL; it is not shown"
 }
 
 // Connect dials the target named by cfg (standalone, Sentinel or Cluster) and checks it answers.

@@ -25,7 +25,7 @@ const (
 type MassLogoutData struct {
 	Timestamp     string // RFC 3339, UTC
 	AffectedUsers string // e.g. "All active users (12,345 sessions)"
-	Reason        string
+	Reason        string // Slack mrkdwn: the caller makes the user's text inert (bot's userText)
 	Contact       string // empty: DefaultContact
 	OnCall        string // empty: DefaultOnCall
 }

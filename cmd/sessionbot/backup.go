@@ -92,7 +92,7 @@ func runBackup(ctx context.Context, c *cli, args []string) error {
 	bar.done()
 	who := c.operator(as)
 	if err != nil {
-		return fmt.Errorf("backup failed, no file written: %s", redactKeys(err.Error(), t.Prefix()))
+		return fmt.Errorf("backup failed, no file written: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
 	fields := []string{"User", who, "Filters", f.Scope(), "Sessions", itoa(rep.Matched), "File", rep.Backup}
 	if opts.Reason != "" {

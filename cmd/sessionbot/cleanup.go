@@ -147,7 +147,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	bar.done()
 	if err != nil {
 		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
-		return fmt.Errorf("preview failed, nothing deleted: %s", redactKeys(err.Error(), t.Prefix()))
+		return fmt.Errorf("preview failed, nothing deleted: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
 	for _, line := range planLines(plan) {
 		fmt.Fprintln(c.stdout, line)
@@ -211,7 +211,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 			err = errors.New("finished with errors")
 		}
 		return &exitError{code: exitFailed, err: fmt.Errorf("cleanup failed after deleting %d sessions: %s",
-			rep.Deleted, redactKeys(err.Error(), t.Prefix()))}
+			rep.Deleted, cleanup.RedactKeys(err.Error(), t.Prefix()))}
 	}
 	completed := []string{"Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept), "Errors", itoa(rep.Errors)}
 	if rep.Backup != "" {
@@ -233,7 +233,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 func (c *cli) logFailed(audit *cleanup.Auditor, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
 	why := "errors during the run"
 	if err != nil {
-		why = redactKeys(err.Error(), prefix)
+		why = cleanup.RedactKeys(err.Error(), prefix)
 	}
 	_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed, "User", who, "Mode", mode,
 		"Filters", f.Scope(), "Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept),

@@ -23,12 +23,17 @@ would post, with a line to type for each button. With none of REDIS_URL, REDIS_C
 REDIS_SENTINEL_ADDRS set it starts an embedded in-memory Redis seeded with the runbook's sample
 data (150 sessions: 45 expired, 105 still valid, some basic_auth, orphan and malformed ones), so
 it works on a machine with nothing but Go. Without OPERATORS/APPROVERS it uses demo identities:
-you are alice (an operator); bob is an approver. End of input exits.
+you are alice (an operator); bob is an approver, and /as switches between them. End of input
+exits.
+
+Against a real Redis (REDIS_URL, REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS set) one console is
+one person: it needs OPERATORS and APPROVERS, acts only as the user given with --as (default:
+your OS user) and refuses /as, so it can never approve its own requests.
 
 Usage: sessionbot console [--as USER]
 
 Flags:
-  --as USER    start as this user (a name or a U… id)
+  --as USER    act as this user (a name or a U… id); fixed for the session on a real Redis
   --help       this text
 
 Example session:
@@ -90,9 +95,18 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	if !demo {
 		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
 	}
+	opts := bot.ConsoleOptions{DemoRedis: demo, User: as}
+	if !demo {
+		// One console is one person (SPEC §12.5): who it acts as is fixed here, by default the
+		// OS user, and every audit line names the OS user too.
+		opts.Operator = c.operator("")
+		if opts.User == "" {
+			opts.User = opts.Operator
+		}
+	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
 		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup,
-	}, bot.ConsoleOptions{User: as})
+	}, opts)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

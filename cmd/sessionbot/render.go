@@ -135,28 +135,6 @@ func verifyHint(f cleanup.Filter, rep cleanup.Report, prefix string) []string {
 	return []string{"Verify:", "  " + count + expect}
 }
 
-// redactKeys shortens every session key in an error message to prefix + ShortID: a session id
-// may itself be a bearer credential.
-func redactKeys(msg, prefix string) string {
-	var b strings.Builder
-	for {
-		i := strings.Index(msg, prefix)
-		if i < 0 || prefix == "" {
-			b.WriteString(msg)
-			return b.String()
-		}
-		b.WriteString(msg[:i+len(prefix)])
-		rest := msg[i+len(prefix):]
-		end := strings.IndexAny(rest, " \t\n\"'`,;)")
-		if end < 0 {
-			end = len(rest)
-		}
-		id := strings.TrimSuffix(rest[:end], ":")
-		b.WriteString(cleanup.ShortID(id))
-		msg = rest[len(id):]
-	}
-}
-
 func sessions(n int64) string {
 	if n == 1 {
 		return "session"

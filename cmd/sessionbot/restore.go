@@ -108,7 +108,7 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	// here, before anything is written) and gives the number the operator confirms.
 	plan, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), read, cleanup.RestoreOptions{DryRun: true})
 	if err != nil {
-		return fmt.Errorf("cannot restore from %s, nothing written: %s", file, redactKeys(err.Error(), t.Prefix()))
+		return fmt.Errorf("cannot restore from %s, nothing written: %s", file, cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
 	fmt.Fprintf(c.stdout, "Backup %s holds %d %s\n", file, plan.Read, sessions(plan.Read))
 	fmt.Fprintf(c.stdout, "%d %s will be restored\n", plan.Restored, sessions(plan.Restored))
@@ -144,7 +144,7 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	if err != nil || rep.Errors > 0 {
 		why := "Redis refused some keys"
 		if err != nil {
-			why = redactKeys(err.Error(), t.Prefix())
+			why = cleanup.RedactKeys(err.Error(), t.Prefix())
 		}
 		_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed,
 			append([]string{"User", who, "Mode", "restore"}, append(fields, "Error", why)...)...))

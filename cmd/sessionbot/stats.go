@@ -73,7 +73,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	defer t.Close()
 	s, err := cleanup.NewEngine(t, cfg.Engine).Stats(ctx, 0)
 	if err != nil {
-		return fmt.Errorf("stats failed: %s", redactKeys(err.Error(), t.Prefix()))
+		return fmt.Errorf("stats failed: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
 	if asJSON {
 		out := statsJSON{
