@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,6 +248,44 @@ func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 		t.Errorf("report = %+v; want 30 deleted with a backup", o.Report)
 	}
 	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Backup: `"+o.Report.Backup+"`")
+
+}
+
+// APPROVAL_THRESHOLD is the most still-valid sessions a run may log out without approval:
+// exactly that many get a Run button and no backup, one more needs an approver and a backup.
+// Expired sessions never count.
+func TestApprovalThresholdBoundary(t *testing.T) {
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
+	h.seed(sessionSpec{n: 10, authMethod: "basic_auth"})
+	h.seed(sessionSpec{n: 11, authMethod: "mtls_fallback"})
+	h.seed(sessionSpec{n: 30, authMethod: "ldap", expired: true})
+	tests := []struct {
+		filter   string
+		approval bool
+	}{
+		{"--auth-method basic_auth", false},
+		{"--auth-method mtls_fallback", true},
+		{"--auth-method ldap", false},
+	}
+	for _, tt := range tests {
+		h.command(alice, "cleanup "+tt.filter)
+		_, m := h.chat.latest(-1)
+		created := h.audited("Request Created")
+		if len(created) == 0 {
+			t.Fatalf("cleanup %s: no Request Created line", tt.filter)
+		}
+		line := created[len(created)-1]
+		want, approval, backup := []string{"run", "cancel"}, "Approval: not required", "Backup: no"
+		if tt.approval {
+			want, approval, backup = []string{"approve", "reject", "cancel"}, "Approval: required", "Backup: yes"
+		}
+		if got := actionIDs(m); !slices.Equal(got, want) {
+			t.Errorf("cleanup %s: buttons %q; want %q", tt.filter, got, want)
+		}
+		if !strings.Contains(line, approval) || !strings.Contains(line, backup) {
+			t.Errorf("cleanup %s: Request Created = %q; want %q and %q", tt.filter, line, approval, backup)
+		}
+	}
 }
 
 // A run stops at previewed still-valid + 10% + 10 when sessions appeared after the preview.
