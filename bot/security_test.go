@@ -236,14 +236,27 @@ func TestOutsidersCannotApproveOrCommand(t *testing.T) {
 	f.slack.WaitAck(t, cmd, 3*time.Second)
 	slacktest.WaitFor(t, func() bool { return len(f.audited(cleanup.EventRefused)) == len(presses)+1 }, flWait)
 
+	// The clicks are handled concurrently once acked, so their lines may come in any order:
+	// each press is found by who pressed what, and every line belongs to exactly one press.
 	refused := f.audited(cleanup.EventRefused)
-	for i, p := range presses {
-		if !strings.Contains(refused[i], "Action: "+p.action) || !strings.Contains(refused[i], "Why: "+p.why) {
-			t.Errorf("Refused line %d = %q; want action %s, why %q", i, refused[i], p.action, p.why)
+	type press struct{ user, action string }
+	byPress := map[press][]map[string]string{}
+	for _, l := range refused {
+		fields := auditFields(l)
+		user, _, _ := strings.Cut(fields["User"], " ")
+		byPress[press{user, fields["Action"]}] = append(byPress[press{user, fields["Action"]}], fields)
+	}
+	for _, p := range presses {
+		got := byPress[press{p.user, p.action}]
+		if len(got) != 1 || got[0]["Why"] != p.why {
+			t.Errorf("Refused lines for %s pressing %s = %v; want one, with Why: %s", p.user, p.action, got, p.why)
 		}
 	}
-	if !strings.Contains(refused[len(presses)], "Action: command") || !strings.Contains(refused[len(presses)], "foreign workspace") {
-		t.Errorf("foreign command's Refused line = %q", refused[len(presses)])
+	if got := byPress[press{flAlice, "command"}]; len(got) != 1 || got[0]["Why"] != "foreign workspace "+foreign {
+		t.Errorf("Refused lines for the foreign command = %v; want one, with Why: foreign workspace %s", got, foreign)
+	}
+	if len(byPress) != len(presses)+1 {
+		t.Errorf("Refused lines = %q; want one per press and one for the command", refused)
 	}
 	if n := f.sessionCount(); n != int(f.seeded.Count) {
 		t.Fatalf("%d of %d sessions left after refused presses", n, f.seeded.Count)
@@ -269,4 +282,15 @@ func TestOutsidersCannotApproveOrCommand(t *testing.T) {
 	if n := f.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left after the real approval", n)
 	}
+}
+
+// auditFields splits an audit line (time | event | Name: value | …) into its named fields.
+func auditFields(line string) map[string]string {
+	fields := map[string]string{}
+	for _, part := range strings.Split(line, " | ") {
+		if name, value, ok := strings.Cut(part, ": "); ok {
+			fields[name] = value
+		}
+	}
+	return fields
 }
