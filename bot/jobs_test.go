@@ -232,7 +232,7 @@ func TestProcedure4UserAndSession(t *testing.T) {
 // --no-backup; the bound on still-valid deletions applies.
 func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
-	h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
+	ids := h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
 
 	h.command(alice, "cleanup --auth-method oauth2 --no-backup")
 	_, m := h.chat.latest(-1)
@@ -249,6 +249,34 @@ func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 	}
 	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Backup: `"+o.Report.Backup+"`")
 
+	// The backup holds the 30 deleted sessions, each with its value and its running TTL.
+	f, err := os.Open(o.Report.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	backedUp := map[string]bool{}
+	err = cleanup.ReadBackup(f, nil, func(r cleanup.BackupRecord) error {
+		backedUp[r.Key] = true
+		if !strings.Contains(string(r.Value), `"auth_method":"oauth2"`) || r.PTTL <= 0 || r.PTTL > 2*time.Hour {
+			t.Errorf("backup record of %s…: value %d bytes, PTTL %v; want the session and its TTL", cleanup.ShortID(r.Key), len(r.Value), r.PTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ReadBackup: %v", err)
+	}
+	for _, id := range ids {
+		if !backedUp["session:"+id] {
+			t.Errorf("deleted session %s… is not in the backup", cleanup.ShortID(id))
+		}
+	}
+	if len(backedUp) != len(ids) {
+		t.Errorf("backup holds %d records; want the %d deleted sessions", len(backedUp), len(ids))
+	}
+	if fi, err := os.Stat(o.Report.Backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v, %v; want mode 0600", fi, err)
+	}
 }
 
 // APPROVAL_THRESHOLD is the most still-valid sessions a run may log out without approval:

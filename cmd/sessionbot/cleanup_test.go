@@ -185,6 +185,23 @@ func TestCleanupAllConfirmation(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 || filepath.Dir(m[1]) != tg.env["BACKUP_DIR"] || !strings.HasSuffix(m[1], ".jsonl.gz") {
 		t.Errorf("backup %s mode %v; want 0600 in BACKUP_DIR", m[1], fi.Mode().Perm())
 	}
+	// It holds every session as it was before the run, with a TTL that was still running.
+	backedUp := readBackup(t, m[1])
+	for k, v := range before {
+		if !strings.HasPrefix(k, "session:") {
+			continue
+		}
+		r, ok := backedUp[k]
+		if !ok || string(r.Value) != v {
+			t.Errorf("backup record of %s… = %v (value %d bytes); want its value (%d bytes)", cleanup.ShortID(k), ok, len(r.Value), len(v))
+		}
+		if r.PTTL != cleanup.NoTTL && (r.PTTL <= 0 || r.PTTL > 90*time.Minute) {
+			t.Errorf("backup record of %s…: PTTL %v; want none or the seeded 30–90 min", cleanup.ShortID(k), r.PTTL)
+		}
+	}
+	if len(backedUp) != 150 {
+		t.Errorf("backup holds %d records; want the 150 deleted sessions", len(backedUp))
+	}
 	lines := tg.auditLines()
 	wantAudit(t, lines[2], `Cancelled \| User: alice \| Mode: all \| Filters: all \| Reason: not confirmed at the prompt$`)
 	last := lines[len(lines)-3:]
@@ -424,6 +441,28 @@ func TestCleanupInterruptAtPrompt(t *testing.T) {
 		t.Fatal("run did not return after Ctrl-C at the prompt")
 	}
 	sameKeys(t, before, tg.snapshot())
+}
+
+// readBackup decodes a plain backup file by key.
+func readBackup(t *testing.T, path string) map[string]cleanup.BackupRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]cleanup.BackupRecord{}
+	err = cleanup.ReadBackup(f, nil, func(r cleanup.BackupRecord) error {
+		if _, dup := out[r.Key]; dup {
+			t.Errorf("%s… backed up twice", cleanup.ShortID(r.Key))
+		}
+		out[r.Key] = r
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ReadBackup(%s): %v", path, err)
+	}
+	return out
 }
 
 // prompted is a command line running in the background, stopped at its confirmation prompt.
