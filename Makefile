@@ -6,7 +6,7 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME    ?= 10s
 FUZZSMOKE   ?= 3s
 
-.PHONY: all test test-load lint vet staticcheck gofmt build bench test-long fuzz clean
+.PHONY: all test test-load mutants lint vet staticcheck gofmt build bench test-long fuzz clean
 
 all: test build
 
@@ -18,6 +18,12 @@ test: gofmt vet staticcheck
 	$(MAKE) fuzz FUZZTIME=$(FUZZSMOKE)
 	$(GO) run ./cmd/sessionbench -n 20000 -loop-sample 100 -cluster-n 3000
 	cd deploy && $(GO) test -count=1 ./...
+
+## mutants: breaks each safety rule listed in cmd/mutants/mutations.go with a one-line change, in
+## a scratch copy of the tree, and runs the tests named for it: each break must fail a test. Fails
+## if one survives or a listed snippet no longer occurs exactly once (CI runs it; ~5 min warm)
+mutants:
+	$(GO) run ./cmd/mutants
 
 ## lint: gofmt, vet and staticcheck, no tests
 lint: gofmt vet staticcheck

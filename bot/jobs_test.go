@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,7 +232,7 @@ func TestProcedure4UserAndSession(t *testing.T) {
 // --no-backup; the bound on still-valid deletions applies.
 func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
-	h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
+	ids := h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
 
 	h.command(alice, "cleanup --auth-method oauth2 --no-backup")
 	_, m := h.chat.latest(-1)
@@ -247,6 +248,72 @@ func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 		t.Errorf("report = %+v; want 30 deleted with a backup", o.Report)
 	}
 	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Backup: `"+o.Report.Backup+"`")
+
+	// The backup holds the 30 deleted sessions, each with its value and its running TTL.
+	f, err := os.Open(o.Report.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	backedUp := map[string]bool{}
+	err = cleanup.ReadBackup(f, nil, func(r cleanup.BackupRecord) error {
+		backedUp[r.Key] = true
+		if !strings.Contains(string(r.Value), `"auth_method":"oauth2"`) || r.PTTL <= 0 || r.PTTL > 2*time.Hour {
+			t.Errorf("backup record of %s…: value %d bytes, PTTL %v; want the session and its TTL", cleanup.ShortID(r.Key), len(r.Value), r.PTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ReadBackup: %v", err)
+	}
+	for _, id := range ids {
+		if !backedUp["session:"+id] {
+			t.Errorf("deleted session %s… is not in the backup", cleanup.ShortID(id))
+		}
+	}
+	if len(backedUp) != len(ids) {
+		t.Errorf("backup holds %d records; want the %d deleted sessions", len(backedUp), len(ids))
+	}
+	if fi, err := os.Stat(o.Report.Backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v, %v; want mode 0600", fi, err)
+	}
+}
+
+// APPROVAL_THRESHOLD is the most still-valid sessions a run may log out without approval:
+// exactly that many get a Run button and no backup, one more needs an approver and a backup.
+// Expired sessions never count.
+func TestApprovalThresholdBoundary(t *testing.T) {
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
+	h.seed(sessionSpec{n: 10, authMethod: "basic_auth"})
+	h.seed(sessionSpec{n: 11, authMethod: "mtls_fallback"})
+	h.seed(sessionSpec{n: 30, authMethod: "ldap", expired: true})
+	tests := []struct {
+		filter   string
+		approval bool
+	}{
+		{"--auth-method basic_auth", false},
+		{"--auth-method mtls_fallback", true},
+		{"--auth-method ldap", false},
+	}
+	for _, tt := range tests {
+		h.command(alice, "cleanup "+tt.filter)
+		_, m := h.chat.latest(-1)
+		created := h.audited("Request Created")
+		if len(created) == 0 {
+			t.Fatalf("cleanup %s: no Request Created line", tt.filter)
+		}
+		line := created[len(created)-1]
+		want, approval, backup := []string{"run", "cancel"}, "Approval: not required", "Backup: no"
+		if tt.approval {
+			want, approval, backup = []string{"approve", "reject", "cancel"}, "Approval: required", "Backup: yes"
+		}
+		if got := actionIDs(m); !slices.Equal(got, want) {
+			t.Errorf("cleanup %s: buttons %q; want %q", tt.filter, got, want)
+		}
+		if !strings.Contains(line, approval) || !strings.Contains(line, backup) {
+			t.Errorf("cleanup %s: Request Created = %q; want %q and %q", tt.filter, line, approval, backup)
+		}
+	}
 }
 
 // A run stops at previewed still-valid + 10% + 10 when sessions appeared after the preview.

@@ -118,6 +118,18 @@ func (h *heapSampler) peak() uint64 {
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
+// What the load test asserts, and the README's Reliability row states. The figures the README
+// quoted before (an idle 2-CPU machine): about 40,000 keys/s, probe p99 2.1 ms. Heap growth
+// measured 4.5 MiB. The rate and p99 bounds do not hold on a machine whose CPUs are shared with
+// other heavy work: at a load average of 17 on 2 CPUs a run gave 24,700 keys/s and p99 11 ms,
+// the probe then timing the scheduler more than Redis.
+const (
+	loadMinKeysPerSec = 30_000               // keys scanned per second by the cleanup
+	loadMaxProbeP99   = 5 * time.Millisecond // the 1 ms GET probe's p99 during the cleanup
+	loadMaxHeapGrowth = 16 << 20             // test-process HeapInuse peak over its start
+	loadMinUpdates    = 3                    // progress updates per phase (preview, run)
+)
+
 func TestLoadMillionSessionsThroughTheBot(t *testing.T) {
 	const sessions = 1_000_000
 	const wait = 10 * time.Minute
@@ -168,7 +180,8 @@ func TestLoadMillionSessionsThroughTheBot(t *testing.T) {
 	t.Logf("race-safe cleanup of %s expired sessions (scanning %s, default pacing): %v (%.0f keys scanned/s)", num(f.seeded.Expired), num(f.seeded.Count),
 		cleaned.Round(time.Millisecond), float64(f.seeded.Count)/cleaned.Seconds())
 	t.Logf("GET probe every 1 ms during the cleanup: %d GETs, %d errors, p50 %v, p99 %v, max %v", n, probe.errors, p50, p99, mx)
-	t.Logf("test process HeapInuse: %s before, peak %s while the bot worked (%d sessions)", mib(base.HeapInuse), mib(heap.peak()), sessions)
+	t.Logf("test process HeapInuse: %s before, peak %s while the bot worked (+%s; %d sessions)", mib(base.HeapInuse), mib(heap.peak()),
+		mib(heap.peak()-min(heap.peak(), base.HeapInuse)), sessions)
 
 	if left := f.sessionCount(); left != int(f.seeded.Count-f.seeded.Expired) {
 		t.Errorf("%d sessions left; want the %d not expired", left, f.seeded.Count-f.seeded.Expired)
@@ -191,8 +204,8 @@ func TestLoadMillionSessionsThroughTheBot(t *testing.T) {
 				at = append(at, c.Time)
 			}
 		}
-		if len(at) < 3 {
-			t.Errorf("%d %s progress updates; want several", len(at), phase.name)
+		if len(at) < loadMinUpdates {
+			t.Errorf("%d %s progress updates; want at least %d", len(at), phase.name, loadMinUpdates)
 		}
 		var gaps []string
 		for i := 1; i < len(at); i++ {
@@ -205,14 +218,18 @@ func TestLoadMillionSessionsThroughTheBot(t *testing.T) {
 		t.Logf("%d %s progress updates, gaps %s", len(at), phase.name, strings.Join(gaps, " "))
 	}
 
-	if p99 > 50*time.Millisecond {
-		t.Errorf("probe p99 %v: the cleanup stalls other Redis clients", p99)
+	if rate := float64(f.seeded.Count) / cleaned.Seconds(); rate < loadMinKeysPerSec {
+		t.Errorf("cleanup scanned %.0f keys/s; want at least %d", rate, loadMinKeysPerSec)
+	}
+	if p99 > loadMaxProbeP99 {
+		t.Errorf("probe p99 %v during the cleanup; want at most %v (other Redis clients stall)", p99, loadMaxProbeP99)
 	}
 	if probe.errors > 0 {
 		t.Errorf("%d probe GETs failed", probe.errors)
 	}
-	// Memory is bounded by the batch size, not the number of keys: a few tens of MiB at most.
-	if peak := heap.peak(); peak > base.HeapInuse+256<<20 {
-		t.Errorf("HeapInuse peaked at %s (base %s): memory grows with the key count", mib(peak), mib(base.HeapInuse))
+	// Memory is bounded by the batch size, not the number of keys.
+	if peak := heap.peak(); peak > base.HeapInuse+loadMaxHeapGrowth {
+		t.Errorf("HeapInuse peaked at %s (base %s); want at most %s more: memory grows with the key count",
+			mib(peak), mib(base.HeapInuse), mib(loadMaxHeapGrowth))
 	}
 }

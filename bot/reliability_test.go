@@ -1036,11 +1036,14 @@ func (r *replica) runningJobs() int {
 }
 
 // A replica loses its state Redis (STATE_REDIS_URL) mid-job while the target stays reachable:
-// it can no longer renew the target's lease, so within the lease period it must stop deleting —
-// once the lease runs out another replica may start a job on the same target. The job is
-// reported as stopped for that reason.
+// it can no longer renew the target's lease, so it must stop deleting before the lease runs out
+// — from then on another replica may start a job on the same target. The job is reported as
+// stopped for that reason.
 func TestJobStopsWhenItCannotRenewItsLease(t *testing.T) {
-	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 500, leaseTTL: 600 * time.Millisecond, separateState: true})
+	// Renewed every second; stopped once not renewed for 1.5 s (at the tick 2 s after the last
+	// renewal); the lease runs out 3 s after it: a second of margin.
+	const ttl = 3 * time.Second
+	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 500, leaseTTL: ttl, separateState: true})
 	a := f.replicas[0]
 	f.slack.SetRoute(slacktest.Connection(0))
 	req := f.requestMassLogout("--no-backup")
@@ -1048,21 +1051,53 @@ func TestJobStopsWhenItCannotRenewItsLease(t *testing.T) {
 	f.awaitProgress(req.TS)
 
 	a.stateKS.kill()
-	cut := time.Now()
-	slacktest.WaitFor(t, func() bool { return a.runningJobs() == 0 }, flWait)
-	stoppedAfter := time.Since(cut)
-	left := f.sessionCount()
-	if left == 0 {
-		t.Fatalf("the job deleted every session although its lease ran out %v after the cut", 600*time.Millisecond)
+	// The test's own connection is not cut: it watches the lease run out.
+	lease := "sessionbot:lease:" + f.redis.Addr()
+	expired := pollUntil(func() bool {
+		n, err := f.rdb.Exists(context.Background(), lease).Result()
+		return err == nil && n == 0
+	}, flWait)
+	if !expired {
+		t.Fatalf("the lease %s did not run out within %v of the cut", lease, flWait)
 	}
-	if stoppedAfter > 3*time.Second {
-		t.Errorf("the job stopped %v after its state Redis went away; want within about the lease (600ms)", stoppedAfter)
+	atExpiry := f.sessionCount()
+	if atExpiry == 0 {
+		t.Fatalf("the job deleted every session before its lease (%v) ran out", ttl)
+	}
+	slacktest.WaitFor(t, func() bool { return a.runningJobs() == 0 }, flWait)
+	if n := f.sessionCount(); n != atExpiry {
+		t.Errorf("the job deleted %d sessions after its lease ran out; want it stopped before", atExpiry-n)
 	}
 	failed := auditLinesOf(t, a.auditPath, cleanup.EventCleanupFailed)
 	if len(failed) != 1 || !strings.Contains(failed[0], "lost the target's lease") {
 		t.Errorf("Cleanup Failed = %q; want the lost lease named", failed)
 	}
-	if n := f.sessionCount(); n != left {
-		t.Errorf("sessions went from %d to %d after the job stopped", left, n)
+}
+
+// A job whose lease another job now holds (it ran out while this one was stalled, and another
+// replica took the target) stops at its next renewal instead of taking the lease back: two jobs
+// never run on one target. The other job's lease is left alone.
+func TestJobStopsWhenItsLeaseIsTaken(t *testing.T) {
+	f := newFleet(t, fleetOptions{sessions: 3000, maxRate: 500, leaseTTL: 600 * time.Millisecond})
+	a := f.replicas[0]
+	req := f.requestMassLogout("--no-backup")
+	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
+	f.awaitProgress(req.TS)
+
+	const other = "job-20250101-0ther000"
+	lease := "sessionbot:lease:" + f.redis.Addr()
+	if err := f.rdb.Set(context.Background(), lease, other, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slacktest.WaitFor(t, func() bool { return a.runningJobs() == 0 }, flWait)
+	if f.sessionCount() == 0 {
+		t.Error("the job deleted every session although another job held the target's lease")
+	}
+	if h, err := f.rdb.Get(context.Background(), lease).Result(); err != nil || h != other {
+		t.Errorf("lease holder = %q, %v; want %s left alone", h, err, other)
+	}
+	failed := auditLinesOf(t, a.auditPath, cleanup.EventCleanupFailed)
+	if len(failed) != 1 || !strings.Contains(failed[0], "lost the target's lease") {
+		t.Errorf("Cleanup Failed = %q; want the lost lease named", failed)
 	}
 }

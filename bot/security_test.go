@@ -236,24 +236,28 @@ func TestOutsidersCannotApproveOrCommand(t *testing.T) {
 	f.slack.WaitAck(t, cmd, 3*time.Second)
 	slacktest.WaitFor(t, func() bool { return len(f.audited(cleanup.EventRefused)) == len(presses)+1 }, flWait)
 
-	// Presses are handled concurrently, so their Refused lines may be audited in any order:
-	// each press must have a line of its own.
+	// The clicks are handled concurrently once acked, so their lines may come in any order:
+	// each press is found by who pressed what, and every line belongs to exactly one press.
 	refused := f.audited(cleanup.EventRefused)
-	taken := make([]bool, len(refused))
-	want := func(who, action, why string) {
-		t.Helper()
-		for i, l := range refused {
-			if !taken[i] && strings.Contains(l, "User: "+who) && strings.Contains(l, "Action: "+action) && strings.Contains(l, "Why: "+why) {
-				taken[i] = true
-				return
-			}
-		}
-		t.Errorf("no Refused line for %s's %s (why %q) among:\n%s", who, action, why, strings.Join(refused, "\n"))
+	type press struct{ user, action string }
+	byPress := map[press][]map[string]string{}
+	for _, l := range refused {
+		fields := auditFields(l)
+		user, _, _ := strings.Cut(fields["User"], " ")
+		byPress[press{user, fields["Action"]}] = append(byPress[press{user, fields["Action"]}], fields)
 	}
 	for _, p := range presses {
-		want(p.user, p.action, p.why)
+		got := byPress[press{p.user, p.action}]
+		if len(got) != 1 || got[0]["Why"] != p.why {
+			t.Errorf("Refused lines for %s pressing %s = %v; want one, with Why: %s", p.user, p.action, got, p.why)
+		}
 	}
-	want(flAlice, "command", "foreign workspace")
+	if got := byPress[press{flAlice, "command"}]; len(got) != 1 || got[0]["Why"] != "foreign workspace "+foreign {
+		t.Errorf("Refused lines for the foreign command = %v; want one, with Why: foreign workspace %s", got, foreign)
+	}
+	if len(byPress) != len(presses)+1 {
+		t.Errorf("Refused lines = %q; want one per press and one for the command", refused)
+	}
 	if n := f.sessionCount(); n != int(f.seeded.Count) {
 		t.Fatalf("%d of %d sessions left after refused presses", n, f.seeded.Count)
 	}
@@ -278,4 +282,15 @@ func TestOutsidersCannotApproveOrCommand(t *testing.T) {
 	if n := f.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left after the real approval", n)
 	}
+}
+
+// auditFields splits an audit line (time | event | Name: value | …) into its named fields.
+func auditFields(line string) map[string]string {
+	fields := map[string]string{}
+	for _, part := range strings.Split(line, " | ") {
+		if name, value, ok := strings.Cut(part, ": "); ok {
+			fields[name] = value
+		}
+	}
+	return fields
 }

@@ -160,3 +160,55 @@ func TestTransitionCompareAndSet(t *testing.T) {
 		t.Errorf("transition of a missing request = %v, %q", ok, cur)
 	}
 }
+
+// A lease is renewed only by the job holding it: once another job holds the target's lease (the
+// first one's ran out), the first one's renewal fails and leaves the holder and its expiry alone;
+// a lease that ran out is not brought back by a renewal either.
+func TestRenewLeaseOnlyByItsHolder(t *testing.T) {
+	srv := redistest.Standalone(t)
+	rdb := srv.Client()
+	t.Cleanup(func() { _ = rdb.Close() })
+	st := newStore(rdb)
+	ctx := context.Background()
+	const mine, theirs = "job-20250101-a1a1a1a1", "job-20250101-b2b2b2b2"
+	key := st.leaseKey("t1")
+
+	if ok, holder, err := st.acquireLease(ctx, "t1", mine, time.Minute); err != nil || !ok || holder != mine {
+		t.Fatalf("acquireLease = %v, %q, %v; want it taken", ok, holder, err)
+	}
+	if ok, err := st.renewLease(ctx, "t1", mine, time.Hour); err != nil || !ok {
+		t.Fatalf("renewLease by the holder = %v, %v; want true", ok, err)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= time.Minute {
+		t.Errorf("PTTL after the holder's renewal = %v; want it extended to about an hour", ttl)
+	}
+
+	if err := rdb.Set(ctx, key, theirs, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.renewLease(ctx, "t1", mine, time.Hour); err != nil || ok {
+		t.Errorf("renewLease of a lease another job holds = %v, %v; want false", ok, err)
+	}
+	if h, err := st.leaseHolder(ctx, "t1"); err != nil || h != theirs {
+		t.Errorf("holder after a stranger's renewal = %q, %v; want %s", h, err, theirs)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl > time.Minute {
+		t.Errorf("PTTL after a stranger's renewal = %v; want at most the holder's minute", ttl)
+	}
+	if err := st.releaseLease(ctx, "t1", mine); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := st.leaseHolder(ctx, "t1"); h != theirs {
+		t.Errorf("holder after a stranger's release = %q; want %s", h, theirs)
+	}
+
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.renewLease(ctx, "t1", mine, time.Hour); err != nil || ok {
+		t.Errorf("renewLease of a lease that ran out = %v, %v; want false", ok, err)
+	}
+	if n := rdb.Exists(ctx, key).Val(); n != 0 {
+		t.Error("a renewal brought back a lease that had run out")
+	}
+}

@@ -570,7 +570,8 @@ func TestFaultRestartRescansFromCursorZero(t *testing.T) {
 // promoted after the node timeout (2 s here). The engine keeps a stale slot map (its own
 // ClusterClient), so it meets redirections, a master that became a replica or died, a new
 // master to scan from cursor 0, an empty script cache there, and (after a kill) a cluster down
-// until the promotion.
+// until the promotion. The run completes all the same: every expired session deleted and
+// counted once, the valid and unrelated keys untouched.
 func TestFaultClusterFailoverMidRun(t *testing.T) {
 	c := redistest.NewCluster(t, redistest.ClusterOptions{Replicas: 1})
 	for i, tc := range []struct {
@@ -705,23 +706,20 @@ func clusterFailoverRun(t *testing.T, c *redistest.Cluster, prefix string, fault
 	}
 	mu.Unlock()
 
-	if err != nil {
+	if err != nil || rep.Stopped != "" {
 		for _, raw := range []string{"MOVED", "ASK ", "CROSSSLOT", "CLUSTERDOWN", "NOSCRIPT"} {
-			if strings.Contains(err.Error(), raw) {
+			if err != nil && strings.Contains(err.Error(), raw) {
 				t.Errorf("Run error carries a raw Redis redirection/cluster error: %v", err)
 			}
 		}
-		if rep.Stopped != "error" {
-			t.Errorf("Run = %v with stopped %q; want \"error\"", err, rep.Stopped)
-		}
+		t.Errorf("Run = %v (stopped %q); want it to complete across the failover", err, rep.Stopped)
 	}
 	after := snapshot(t, admin, prefix)
-	left := countExpired(after)
-	if err == nil && left != 0 {
-		t.Errorf("%d expired sessions left after a completed run; want 0", left)
+	if left := countExpired(after); left != 0 {
+		t.Errorf("%d expired sessions left after the run; want 0", left)
 	}
-	if rep.Deleted != expired-left {
-		t.Errorf("Report.Deleted = %d; want %d (expired sessions that really disappeared)", rep.Deleted, expired-left)
+	if rep.Deleted != expired {
+		t.Errorf("Report.Deleted = %d; want exactly %d (every expired session, each counted once)", rep.Deleted, expired)
 	}
 	for _, x := range ss[expired:] {
 		if after[prefix+x.id] != sessionValue(x) {

@@ -188,6 +188,23 @@ func TestCleanupAllConfirmation(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 || filepath.Dir(m[1]) != tg.env["BACKUP_DIR"] || !strings.HasSuffix(m[1], ".jsonl.gz") {
 		t.Errorf("backup %s mode %v; want 0600 in BACKUP_DIR", m[1], fi.Mode().Perm())
 	}
+	// It holds every session as it was before the run, with a TTL that was still running.
+	backedUp := readBackup(t, m[1])
+	for k, v := range before {
+		if !strings.HasPrefix(k, "session:") {
+			continue
+		}
+		r, ok := backedUp[k]
+		if !ok || string(r.Value) != v {
+			t.Errorf("backup record of %s… = %v (value %d bytes); want its value (%d bytes)", cleanup.ShortID(k), ok, len(r.Value), len(v))
+		}
+		if r.PTTL != cleanup.NoTTL && (r.PTTL <= 0 || r.PTTL > 90*time.Minute) {
+			t.Errorf("backup record of %s…: PTTL %v; want none or the seeded 30–90 min", cleanup.ShortID(k), r.PTTL)
+		}
+	}
+	if len(backedUp) != 150 {
+		t.Errorf("backup holds %d records; want the 150 deleted sessions", len(backedUp))
+	}
 	lines := tg.auditLines()
 	wantAudit(t, lines[2], `Cancelled \| User: alice \| Mode: all \| Filters: all \| Reason: not confirmed at the prompt$`)
 	last := lines[len(lines)-3:]
@@ -259,6 +276,61 @@ func TestCleanupOverThresholdAsksAndBacksUp(t *testing.T) {
 	if n := tg.count("session:*"); int64(n) != 100-res.ByAuthMethod["oauth2"] {
 		t.Errorf("%d session keys left; want %d", n, 100-res.ByAuthMethod["oauth2"])
 	}
+}
+
+// APPROVAL_THRESHOLD is the most still-valid sessions a run logs out without asking for the
+// count and writing a backup: exactly that many need neither, one more needs both.
+func TestCleanupThresholdBoundary(t *testing.T) {
+	tg := newTarget(t)
+	res := tg.seed(cleanup.SeedSpec{Count: 100, Malformed: -1})
+	valid := res.ByAuthMethod["oauth2"] - res.ExpiredByAuthMethod["oauth2"]
+
+	tg.env["APPROVAL_THRESHOLD"] = itoa(valid - 1)
+	inv := tg.run("", "cleanup", "--auth-method", "oauth2")
+	if inv.code != 1 || !strings.Contains(inv.stderr, "aborted, nothing deleted") {
+		t.Errorf("%d still valid, threshold %d: exit %d; want the prompt and an abort; stderr:\n%s", valid, valid-1, inv.code, inv.stderr)
+	}
+	if n := tg.count("session:*"); n != 100 {
+		t.Fatalf("%d session keys after an aborted run; want 100", n)
+	}
+
+	tg.env["APPROVAL_THRESHOLD"] = itoa(valid)
+	inv = tg.run("", "cleanup", "--auth-method", "oauth2")
+	if inv.code != 0 || strings.Contains(inv.stderr, "to confirm") || strings.Contains(inv.stdout, "Writing a backup") {
+		t.Errorf("%d still valid, threshold %d: exit %d; want no prompt and no backup; stdout:\n%s\nstderr:\n%s", valid, valid, inv.code, inv.stdout, inv.stderr)
+	}
+	if n := tg.count("session:*"); int64(n) != 100-res.ByAuthMethod["oauth2"] {
+		t.Errorf("%d session keys left; want %d", n, 100-res.ByAuthMethod["oauth2"])
+	}
+	if entries, _ := os.ReadDir(tg.env["BACKUP_DIR"]); len(entries) != 0 {
+		t.Errorf("a run at the threshold wrote %v to BACKUP_DIR", entries)
+	}
+}
+
+// A run logs out at most the previewed still-valid count + 10% + 10 (SPEC §11). Here 100 more
+// sessions start matching while the operator reads the prompt: the run stops at the bound,
+// fails, says why, and the audit log records the failure.
+func TestCleanupStopsAtValidBound(t *testing.T) {
+	tg := newTarget(t)
+	tg.env["APPROVAL_THRESHOLD"] = "10"
+	ldap := func(n int, seed int64) {
+		tg.seed(cleanup.SeedSpec{Count: n, Seed: seed, AuthMethods: map[string]float64{"ldap": 1}, Expired: -1})
+	}
+	ldap(20, 1)
+	p := tg.runToPrompt("cleanup", "--auth-method", "ldap", "--reason", "bound drill")
+	ldap(100, 2)
+	if n := tg.count("session:*"); n != 120 {
+		t.Fatalf("%d session keys; want 120", n)
+	}
+	inv := p.answer("20\n")
+	if inv.code != 1 || !strings.Contains(inv.stderr, "more still-valid sessions match than were previewed") {
+		t.Errorf("exit %d; want 1 and the bound named; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if deleted, bound := 120-int64(tg.count("session:*")), cleanup.ValidBound(20); deleted > bound {
+		t.Errorf("deleted %d still-valid sessions; want at most %d (20 previewed + 10%% + 10)", deleted, bound)
+	}
+	lines := tg.auditLines()
+	wantAudit(t, lines[len(lines)-1], `Cleanup Failed \| User: alice \| Mode: execute \| Filters: auth_method=ldap \| Deleted: \d+ \| .*more still-valid sessions match than were previewed`)
 }
 
 func TestCleanupRefusesWithoutAuditLog(t *testing.T) {
@@ -372,6 +444,83 @@ func TestCleanupInterruptAtPrompt(t *testing.T) {
 		t.Fatal("run did not return after Ctrl-C at the prompt")
 	}
 	sameKeys(t, before, tg.snapshot())
+}
+
+// readBackup decodes a plain backup file by key.
+func readBackup(t *testing.T, path string) map[string]cleanup.BackupRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]cleanup.BackupRecord{}
+	err = cleanup.ReadBackup(f, nil, func(r cleanup.BackupRecord) error {
+		if _, dup := out[r.Key]; dup {
+			t.Errorf("%s… backed up twice", cleanup.ShortID(r.Key))
+		}
+		out[r.Key] = r
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ReadBackup(%s): %v", path, err)
+	}
+	return out
+}
+
+// prompted is a command line running in the background, stopped at its confirmation prompt.
+type prompted struct {
+	t     *testing.T
+	stdin *io.PipeWriter
+	done  chan invocation
+}
+
+// runToPrompt starts the command line and returns once it asks to type a count, so that the
+// test can change Redis while the operator would be reading.
+func (tg *target) runToPrompt(args ...string) *prompted {
+	tg.t.Helper()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	p := &prompted{t: tg.t, stdin: pw, done: make(chan invocation, 1)}
+	var out, errb syncBuffer
+	go func() {
+		err := run(ctx, args, func(k string) string { return tg.env[k] }, pr, &out, &errb)
+		p.done <- invocation{code: exitCode(err), stdout: out.String(), stderr: errb.String()}
+	}()
+	tg.t.Cleanup(func() {
+		cancel()
+		pw.Close()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), "to confirm") {
+		select {
+		case inv := <-p.done:
+			tg.t.Fatalf("sessionbot %s ended without a prompt: exit %d; stderr:\n%s", strings.Join(args, " "), inv.code, inv.stderr)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tg.t.Fatalf("sessionbot %s: no prompt; stderr:\n%s", strings.Join(args, " "), errb.String())
+		}
+	}
+	return p
+}
+
+// answer types line at the prompt and waits for the command to end.
+func (p *prompted) answer(line string) invocation {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, line); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case inv := <-p.done:
+		if strings.Contains(inv.stdout, canary) || strings.Contains(inv.stderr, canary) {
+			p.t.Errorf("a session token reached the output:\n%s\n%s", inv.stdout, inv.stderr)
+		}
+		return inv
+	case <-time.After(60 * time.Second):
+		p.t.Fatal("the command did not end within 60s of the answer")
+		return invocation{}
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -114,6 +115,51 @@ func TestBackupThenRestore(t *testing.T) {
 	}
 	lines := tg.auditLines()
 	wantAudit(t, lines[len(lines)-1], `Restore Completed \| Restored: 105 \| Skipped-Expired: 45 \| Skipped-Exists: 0 \| Skipped-Prefix: 0 \| Errors: 0$`)
+}
+
+// A restore that loses Redis midway fails naming the key it was writing, shortened like every
+// session key in the CLI's errors and audit lines: a session id may be a bearer credential.
+func TestRestoreErrorRedactsKeys(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(cleanup.SeedSpec{Count: 30, Expired: -1})
+	var ids []string
+	for k := range tg.snapshot() {
+		if id, ok := strings.CutPrefix(k, "session:"); ok {
+			ids = append(ids, id)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "incident.jsonl.gz")
+	if inv := tg.run("", "backup", "--all", "--reason", "forensics", "--out", file); inv.code != 0 {
+		t.Fatalf("backup: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if inv := tg.run("", "cleanup", "--all", "--reason", "drill", "--yes", "--no-backup"); inv.code != 0 {
+		t.Fatalf("cleanup --all: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+
+	p := tg.runToPrompt("restore", file, "--reason", "rollback")
+	tg.srv.Kill()
+	inv := p.answer("30\n")
+	if inv.code != 1 || !strings.Contains(inv.stderr, "restore incomplete") {
+		t.Fatalf("restore without Redis: exit %d; want 1; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if !regexp.MustCompile(`session:[^ :]{8}…`).MatchString(inv.stderr) {
+		t.Errorf("the error names no (shortened) key:\n%s", inv.stderr)
+	}
+	audit, err := os.ReadFile(tg.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string]string{"stdout": inv.stdout, "stderr": inv.stderr, "audit log": string(audit)} {
+		for _, id := range ids {
+			if strings.Contains(text, id) {
+				t.Errorf("%s holds the full session id %s…:\n%s", what, cleanup.ShortID(id), text)
+			}
+		}
+	}
 }
 
 func TestBackupRefusesSharedDirectory(t *testing.T) {
