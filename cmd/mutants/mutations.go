@@ -139,8 +139,8 @@ var mutations = []mutation{
 	{
 		Name: "cli-error-keys-unredacted",
 		Rule: "the CLI shortens session keys in error messages",
-		File: "cmd/sessionbot/render.go",
-		From: "b.WriteString(cleanup.ShortID(id))",
+		File: "cleanup/redact.go",
+		From: "b.WriteString(ShortID(id))",
 		To:   "b.WriteString(id)",
 		Pkgs: []string{"./cmd/sessionbot/"},
 		Run:  "^TestRestoreErrorRedactsKeys$",
