@@ -30,7 +30,10 @@ type Deps struct {
 	Engine   *cleanup.Engine
 	Auditor  *cleanup.Auditor
 	Notifier Notifier // nil: no notifications
-	Metrics  *Metrics // nil: no metrics
+	// Policy decides approval, backup and the still-valid bound of every request. Its zero value
+	// (APPROVAL_THRESHOLD 0) asks for approval before any still-valid session is logged out.
+	Policy  cleanup.Policy
+	Metrics *Metrics // nil: no metrics
 	// State holds requests, approvals, jobs, envelope ids and leases; nil: the engine's target
 	// (keys under sessionbot:, never under the session prefix).
 	State  redis.UniversalClient
@@ -55,6 +58,7 @@ type Bot struct {
 	engine  *cleanup.Engine
 	audit   *cleanup.Auditor
 	notify  Notifier
+	policy  cleanup.Policy
 	metrics *Metrics
 	st      *store
 	backup  cleanup.BackupConfig
@@ -91,6 +95,9 @@ func New(d Deps) (*Bot, error) {
 	if err := d.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := d.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -119,6 +126,7 @@ func New(d Deps) (*Bot, error) {
 		engine:        d.Engine.WithClock(d.Now),
 		audit:         d.Auditor,
 		notify:        d.Notifier,
+		policy:        d.Policy,
 		metrics:       d.Metrics,
 		st:            newStore(d.State),
 		backup:        d.Backup,

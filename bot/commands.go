@@ -78,7 +78,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 	switch sub {
 	case "help":
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg))
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.policy))
 	case "stats":
 		if len(args) > 0 {
 			say("`stats` takes no arguments. Nothing was done.")
@@ -211,8 +211,8 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
 	}
-	req.NeedsApproval = f.All || plan.Valid > b.cfg.ApprovalThreshold
-	req.Backup = (req.NeedsApproval && !opts.NoBackup) || opts.Backup
+	d := b.policy.Decide(plan, opts)
+	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
 	if plan.Matched == 0 {
 		b.update(ctx, ref, nothingToDoMessage(req))
 		return nil
@@ -396,7 +396,7 @@ func (b *Bot) backupReader(path string) func(fn func(cleanup.BackupRecord) error
 }
 
 // startRestore previews a restore (counting from the backup file what would be put back) and
-// asks for approval: a restore always needs a second person.
+// asks for approval when the policy says so (it always does: a restore logs users back in).
 func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []string) {
 	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
 	id, reason, err := parseRestoreArgs(args)
@@ -433,7 +433,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: true, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
+			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {
 			b.update(ctx, ref, Message{Text: "Nothing to restore from " + id, Title: "Restore preview: nothing to restore",

@@ -27,8 +27,6 @@ type Config struct {
 	Approvers []string `env:"APPROVERS"`
 	// ApprovalTTL is how long a request (preview or approval request) stays actionable.
 	ApprovalTTL time.Duration `env:"APPROVAL_TTL, default=15m"`
-	// ApprovalThreshold: a cleanup that would log out more still-valid sessions needs approval.
-	ApprovalThreshold int64 `env:"APPROVAL_THRESHOLD, default=1000"`
 	// NotifyChannel receives the notification of every destructive run.
 	NotifyChannel string `env:"NOTIFY_CHANNEL, default=#platform-incidents"`
 	// ApprovalChannel receives approval requests; empty: the command's channel.
@@ -106,9 +104,6 @@ func (c Config) Validate() error {
 	}
 	if c.ApprovalTTL < time.Minute || c.ApprovalTTL > 24*time.Hour {
 		bad("APPROVAL_TTL", "%s is out of range (1m to 24h)", c.ApprovalTTL)
-	}
-	if c.ApprovalThreshold < 0 {
-		bad("APPROVAL_THRESHOLD", "%d must not be negative", c.ApprovalThreshold)
 	}
 	if c.NotifyChannel == "" {
 		bad("NOTIFY_CHANNEL", "must not be empty")

@@ -108,7 +108,7 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	engine := cleanup.NewEngine(cleanup.NewTarget(e.rdb, "session:", e.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate})
 	e.bot, err = New(Deps{
-		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics,
+		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics, Policy: defaultPolicy,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(t.TempDir(), "backups")}, Logger: log,
 		ProgressInterval: 100 * time.Millisecond,
 	})

@@ -230,7 +230,7 @@ func TestProcedure4UserAndSession(t *testing.T) {
 // More still-valid sessions than APPROVAL_THRESHOLD need approval and write a backup, unless
 // --no-backup; the bound on still-valid deletions applies.
 func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
-	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Policy.Threshold = 10 })
 	h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
 
 	h.command(alice, "cleanup --auth-method oauth2 --no-backup")
@@ -264,6 +264,23 @@ func TestRunStopsAtValidBound(t *testing.T) {
 	}
 	if len(h.audited("Cleanup Failed")) != 1 {
 		t.Errorf("Cleanup Failed lines = %q", h.audited("Cleanup Failed"))
+	}
+}
+
+// A run that needed no approval never logs out more still-valid sessions than
+// APPROVAL_THRESHOLD, however many match by the time it runs (SPEC §12.3). (35 keys: one SCAN
+// batch, so exactly the threshold is deleted.)
+func TestUnapprovedRunStopsAtThreshold(t *testing.T) {
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Policy.Threshold = 8 })
+	h.seed(sessionSpec{n: 5, authMethod: "basic_auth"})
+	h.command(alice, "cleanup --auth-method basic_auth")
+	ref, m := h.chat.latest(-1)
+	h.seed(sessionSpec{n: 30, authMethod: "basic_auth", idPrefix: "late"})
+	h.press(alice, "run", button(t, m, "run"))
+	report := FormatText(h.chat.msg(ref))
+	wantContains(t, "report", report, "Stopped: more still-valid sessions match than the 5 previewed (limit 8)")
+	if n := h.sessionCount(); n != 35-8 {
+		t.Errorf("%d sessions left of 35; want 27 (APPROVAL_THRESHOLD=8 logged out):\n%s", n, report)
 	}
 }
 

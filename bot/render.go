@@ -16,10 +16,10 @@ import (
 // reports; none of them ever sees a token, a username or a full session id (plans and reports
 // carry none), so nothing here can leak one.
 
-func helpMessage(cfg Config) Message {
+func helpMessage(cfg Config, policy cleanup.Policy) Message {
 	body := templates.Help(templates.HelpData{
 		Command:   cfg.Command,
-		Threshold: num(cfg.ApprovalThreshold),
+		Threshold: num(policy.Threshold),
 		TTL:       shortDuration(cfg.ApprovalTTL),
 	})
 	return Message{
@@ -150,7 +150,7 @@ func previewMessage(req *Request) Message {
 			{"Backup", backupPlan(req)},
 		},
 		Context: []string{fmt.Sprintf("Nothing has been deleted. Run re-checks every session when it runs and stops past %s still-valid sessions. Expires %s.",
-			num(maxValid(req)), stamp(req.ExpiresAt))},
+			num(req.MaxValid), stamp(req.ExpiresAt))},
 		Buttons: []Button{
 			{ActionID: "run", Label: "Run cleanup", Value: req.ID, Style: "primary",
 				Confirm: fmt.Sprintf("Delete about %s sessions matching %s?", num(req.Plan.Matched), req.Scope)},
@@ -554,12 +554,4 @@ func backupPlan(req *Request) string {
 	default:
 		return "none (not required; --backup forces one)"
 	}
-}
-
-// maxValid is the still-valid bound a run stops at (SPEC §11): previewed + 10% + 10.
-func maxValid(req *Request) int64 {
-	if req.Filter.All {
-		return -1
-	}
-	return cleanup.ValidBound(req.Plan.Valid)
 }

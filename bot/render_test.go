@@ -51,6 +51,7 @@ func goldenRequest(f cleanup.Filter, plan cleanup.Plan, needs bool) *Request {
 		Reason: "cleanup after migration", Requester: Person{ID: "UALICE01", Name: "alice"}, Channel: "C0INCIDENT",
 		Plan: plan, NeedsApproval: needs, Approvers: []string{"UBOB0001", "S0SECURITY"},
 		CreatedAt: goldenNow, ExpiresAt: goldenNow.Add(15 * time.Minute),
+		MaxValid: defaultPolicy.Decide(plan, cleanup.Options{}).MaxValid,
 	}
 	if f.All {
 		r.Mode = "all"
@@ -96,7 +97,7 @@ func goldenCases() map[string]Message {
 		TTL:          cleanup.TTLHistogram{NoTTL: 12, Buckets: [5]int64{50, 200, 500, 738, 0}}, Bytes: 801000, UsedMemory: 52428800, Nodes: 1, Complete: true}
 
 	return map[string]Message{
-		"help":                   helpMessage(DefaultConfig()),
+		"help":                   helpMessage(DefaultConfig(), defaultPolicy),
 		"previewing":             previewingMessage("expired_only", Person{ID: "UALICE01"}),
 		"preview_expired":        previewMessage(expired),
 		"preview_auth_method":    previewMessage(basic),

@@ -91,7 +91,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
 	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
-		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup,
+		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup, Policy: cfg.Policy,
 	}, bot.ConsoleOptions{User: as})
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -65,8 +65,9 @@ func sampleText(s cleanup.Sample) string {
 		s.ID, orDash(s.UserID), orDash(s.AuthMethod), stamp(s.CreatedAt), stamp(s.ExpiresAt), ttlValue(s.TTL))
 }
 
-// printReport prints the outcome of a run, complete or not.
-func printReport(c *cli, rep cleanup.Report, err error) {
+// printReport prints the outcome of a run, complete or not; maxValid is the still-valid bound
+// it ran under.
+func printReport(c *cli, rep cleanup.Report, err error, maxValid int64) {
 	w := c.stdout
 	switch {
 	case err == nil && rep.Errors == 0:
@@ -74,7 +75,8 @@ func printReport(c *cli, rep cleanup.Report, err error) {
 	case rep.Stopped == "cancelled":
 		fmt.Fprintf(w, "Cleanup CANCELLED after %s\n", rep.Duration().Round(time.Millisecond))
 	case rep.Stopped == "bound":
-		fmt.Fprintf(w, "Cleanup STOPPED after %s: more still-valid sessions match than were previewed; run a fresh preview\n", rep.Duration().Round(time.Millisecond))
+		fmt.Fprintf(w, "Cleanup STOPPED after %s: more still-valid sessions match than this run may log out (%d); run a fresh preview\n",
+			rep.Duration().Round(time.Millisecond), maxValid)
 	default:
 		fmt.Fprintf(w, "Cleanup FAILED after %s\n", rep.Duration().Round(time.Millisecond))
 	}

@@ -109,7 +109,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
 	ann := bot.NewAnnouncer(bcfg, scfg, chat, bot.WithAnnouncerAudit(audit), bot.WithAnnouncerMetrics(metrics), bot.WithAnnouncerLogger(log))
 	b, err := bot.New(bot.Deps{
-		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics,
+		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
 		State: state, Backup: cfg.Backup, Logger: log,
 	})
 	if err != nil {
