@@ -57,6 +57,9 @@ type e2eEnv struct {
 type e2eOptions struct {
 	sessions int
 	maxRate  int // engine keys/s; 0: unpaced
+	// seed replaces the default data (sessions sessions, 30% expired, 20 unrelated keys); the
+	// canary token is set either way.
+	seed *cleanup.SeedSpec
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
@@ -71,7 +74,12 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	e.ops = e.slack.ChannelID("#sre-ops")
 
 	ctx := context.Background()
-	seeded, err := cleanup.Seed(ctx, e.rdb, cleanup.SeedSpec{Count: o.sessions, Seed: 42, Unrelated: 20, CanaryToken: e2eCanary})
+	spec := cleanup.SeedSpec{Count: o.sessions, Seed: 42, Unrelated: 20}
+	if o.seed != nil {
+		spec = *o.seed
+	}
+	spec.CanaryToken = e2eCanary
+	seeded, err := cleanup.Seed(ctx, e.rdb, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,33 +45,6 @@ func previewProgressMessage(scope string, who Person, p cleanup.Progress) Messag
 	return m
 }
 
-// summaryLines are the runbook's dry-run lines for plan.
-func summaryLines(p cleanup.Plan) []string {
-	f := p.Filter.Normalize()
-	lines := []string{fmt.Sprintf("Found %s total session %s", num(p.Found), plural(p.Found, "key", "keys"))}
-	switch {
-	case f.All:
-		lines = append(lines, fmt.Sprintf("%s %s will be deleted (ALL)", num(p.Matched), sessions(p.Matched)))
-	case f.Scope() == "expired_only":
-		lines = append(lines,
-			fmt.Sprintf("%s %s expired (will be deleted)", num(p.Matched), sessions(p.Matched)),
-			fmt.Sprintf("%s %s still valid (will be kept)", num(p.Kept), sessions(p.Kept)))
-	case f.Scope() == "auth_method="+f.AuthMethod:
-		lines = append(lines,
-			fmt.Sprintf("%s %s with auth_method=%s (will be deleted)", num(p.Matched), sessions(p.Matched), f.AuthMethod),
-			fmt.Sprintf("%s %s with other auth methods (will be kept)", num(p.Kept), sessions(p.Kept)))
-	default:
-		lines = append(lines,
-			fmt.Sprintf("%s %s matching %s (will be deleted)", num(p.Matched), sessions(p.Matched), f.Scope()),
-			fmt.Sprintf("%s %s (will be kept)", num(p.Kept), sessions(p.Kept)))
-	}
-	if p.Malformed > 0 && !f.ByKey() {
-		lines = append(lines, fmt.Sprintf("%s malformed %s (kept; only --all or --session-id remove them)",
-			num(p.Malformed), sessions(p.Malformed)))
-	}
-	return lines
-}
-
 // planDetails are the lines under the summary: who is logged out, breakdown, TTLs, samples.
 func planDetails(p cleanup.Plan) []string {
 	var out []string
@@ -130,7 +103,7 @@ func nothingToDoMessage(req *Request) Message {
 	m := Message{
 		Text:    "Nothing to delete for " + req.Scope,
 		Title:   "Dry-run preview: nothing to delete",
-		Lines:   []string{codeBlock(summaryLines(req.Plan))},
+		Lines:   []string{codeBlock(cleanup.SummaryLines(req.Plan, num))},
 		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + req.Scope + "`"},
 	}
 	m.Lines = append(m.Lines, planDetails(req.Plan)[1:]...)
@@ -142,7 +115,7 @@ func previewMessage(req *Request) Message {
 	m := Message{
 		Text:  fmt.Sprintf("Dry-run preview: %s sessions would be deleted (%s)", num(req.Plan.Matched), req.Scope),
 		Title: "Dry-run preview: " + req.Scope,
-		Lines: append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...),
+		Lines: append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...),
 		Fields: []Field{
 			{"Requested by", userRef(req.Requester.ID)},
 			{"Scope", "`" + req.Scope + "`"},
@@ -172,10 +145,10 @@ func approvalMessage(req *Request) Message {
 		what = fmt.Sprintf("%s sessions restored", num(req.Restore.Restorable))
 	case req.Filter.All:
 		title = ":rotating_light: Approval needed: MASS LOGOUT (all sessions)"
-		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 		what = fmt.Sprintf("ALL %s sessions; every user is logged out", num(req.Plan.Matched))
 	default:
-		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 	}
 	m := Message{
 		Text:  title + " — requested by " + req.Requester.ID,

@@ -150,7 +150,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
 		return fmt.Errorf("preview failed, nothing deleted: %s", redactKeys(err.Error(), t.Prefix()))
 	}
-	for _, line := range planLines(plan) {
+	for _, line := range cleanup.SummaryLines(plan, itoa) {
 		fmt.Fprintln(c.stdout, line)
 	}
 	for _, line := range planDetails(plan) {
