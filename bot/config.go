@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/platform-team/sessionbot/cleanup"
 	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -35,8 +33,6 @@ type Config struct {
 	UserNotifyChannel string `env:"USER_NOTIFY_CHANNEL"`
 	// NotifyAffectedUsers DMs users whose sessions a --user-id cleanup removed.
 	NotifyAffectedUsers bool `env:"NOTIFY_AFFECTED_USERS, default=false"`
-	// StateRedisURL is where requests, approvals and jobs live; empty: the target itself.
-	StateRedisURL cleanup.RedisURL `env:"STATE_REDIS_URL"` // prints with its password redacted
 }
 
 // LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it.
@@ -115,12 +111,6 @@ func (c Config) Validate() error {
 	} {
 		if v.ch != "" && !validChannel(v.ch) {
 			bad(v.name, "%q is not a channel id (C…) or #name", v.ch)
-		}
-	}
-	if c.StateRedisURL != "" {
-		if _, err := redis.ParseURL(c.StateRedisURL.Reveal()); err != nil {
-			// The URL may hold a password: never echo it.
-			bad("STATE_REDIS_URL", "not a valid redis:// or rediss:// URL")
 		}
 	}
 	return errors.Join(errs...)

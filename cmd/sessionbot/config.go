@@ -72,7 +72,7 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 }
 
 // secretVars are variables whose values are never shown, even when they fail to parse.
-var secretVars = map[string]bool{"REDIS_URL": true}
+var secretVars = map[string]bool{"REDIS_URL": true, "STATE_REDIS_URL": true}
 
 // decodeEnv fills target from the environment and returns one error per variable that does not
 // parse. go-envconfig stops at the first bad field, so a failing variable is masked (its

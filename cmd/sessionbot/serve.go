@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
@@ -93,15 +92,12 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("cannot connect to Redis: %w", err)
 	}
 	defer t.Close()
-	var state redis.UniversalClient
-	if bcfg.StateRedisURL != "" {
-		opt, err := redis.ParseURL(bcfg.StateRedisURL.Reveal())
-		if err != nil {
-			return &exitError{code: exitUsage, err: errors.New("STATE_REDIS_URL: not a redis:// or rediss:// URL")}
-		}
-		sc := redis.NewClient(opt)
-		defer sc.Close()
-		state = sc
+	state, err := stateClient(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	if state != nil {
+		defer state.Close()
 	}
 
 	metrics := bot.NewMetrics(version)
