@@ -68,8 +68,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 	b.metrics.CommandReceived(sub)
 
 	if !b.access.IsOperator(ctx, c.UserID) {
-		// Approvers who are not operators may read (help, status) but not start anything.
-		if !((sub == "help" || sub == "status") && b.access.IsApprover(ctx, c.UserID)) {
+		// Approvers who are not operators may read (help, status) and stop a job or request
+		// (cancel, as its button allows them: SPEC §11), but not start anything.
+		if !((sub == "help" || sub == "status" || sub == "cancel") && b.access.IsApprover(ctx, c.UserID)) {
 			b.refused(who, sub, "", "not in OPERATORS")
 			say("You are not allowed to use " + b.cfg.Command + " (not in OPERATORS). Nothing was done.")
 			return
@@ -84,7 +85,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 			say("`stats` takes no arguments. Nothing was done.")
 			return
 		}
-		b.stats(c)
+		b.stats(ctx, c)
 	case "cleanup":
 		opts, err := cleanup.ParseArgs(args, false)
 		if err != nil {
@@ -117,8 +118,8 @@ func (b *Bot) refused(who Person, what, requestID, why string) {
 	_ = b.record(cleanup.Event(b.now(), cleanup.EventRefused, kv...))
 }
 
-func (b *Bot) stats(c Command) {
-	b.spawnPreview(func(ctx context.Context) {
+func (b *Bot) stats(ctx context.Context, c Command) {
+	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		st, err := b.engine.Stats(ctx, 0)
@@ -142,7 +143,7 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
 		return
 	}
-	ok := b.spawnPreview(func(ctx context.Context) {
+	ok := b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		if err := b.preview(ctx, c, who, opts, ref); err != nil {
@@ -415,7 +416,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		say("Could not post the preview: " + b.safeText("post preview", err))
 		return
 	}
-	b.spawnPreview(func(ctx context.Context) {
+	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,

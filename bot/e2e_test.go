@@ -60,6 +60,11 @@ type e2eOptions struct {
 	// seed replaces the default data (sessions sessions, 30% expired, 20 unrelated keys); the
 	// canary token is set either way.
 	seed *cleanup.SeedSpec
+	// config changes the bot's configuration.
+	config func(*Config)
+	// gate, when set, carries the engine's Redis traffic (the bot's state goes around it), so a
+	// test can hold scans in flight.
+	gate *gate
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
@@ -97,6 +102,9 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	cfg.Operators = []string{e2eAlice}
 	cfg.Approvers = []string{e2eAlice, e2eBob}
 	cfg.UserNotifyChannel = "#general"
+	if o.config != nil {
+		o.config(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +121,16 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 10*time.Second, 20*time.Millisecond))
 	e.announcer = NewAnnouncer(cfg, sc, chat, WithAnnouncerAudit(auditor), WithAnnouncerMetrics(metrics),
 		WithAnnouncerLogger(log), WithPagerDutyRetry(4, 10*time.Second, 20*time.Millisecond))
-	engine := cleanup.NewEngine(cleanup.NewTarget(e.rdb, "session:", e.redis.Addr()),
+	var target redis.UniversalClient = e.rdb
+	if o.gate != nil {
+		gated := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Dialer: o.gate.dial, ReadTimeout: -1, WriteTimeout: -1})
+		t.Cleanup(func() { _ = gated.Close() })
+		target = gated
+	}
+	engine := cleanup.NewEngine(cleanup.NewTarget(target, "session:", e.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate})
 	e.bot, err = New(Deps{
-		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics, Policy: defaultPolicy,
+		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics, Policy: defaultPolicy, State: e.rdb,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(t.TempDir(), "backups")}, Logger: log,
 		ProgressInterval: 100 * time.Millisecond,
 	})

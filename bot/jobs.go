@@ -359,7 +359,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 
 	if b.notify != nil {
 		o := JobOutcome{
-			JobID: job.ID, Mode: job.Mode, Scope: job.Scope, Reason: job.Reason,
+			JobID: job.ID, Mode: job.Mode, Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
 			Requester: job.Requester, Approver: job.Approver, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,

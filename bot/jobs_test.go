@@ -324,17 +324,7 @@ func TestAuditFailureRefusesToStart(t *testing.T) {
 // Cancel stops a running job; what was deleted stays deleted and the report says so.
 func TestCancelRunningJob(t *testing.T) {
 	h := newHarness(t)
-	h.seed(sessionSpec{n: 400, expired: true})
-	h.command(alice, "cleanup")
-	ref, m := h.chat.latest(-1)
-	// A replica with slow pacing (10 keys per batch, 40 keys/s), so the job is still running
-	// when cancel arrives.
-	d := h.deps()
-	d.Engine = cleanup.NewEngine(cleanup.NewTarget(h.rdb, "session:", "test-target"), cleanup.EngineConfig{BatchSize: 10, MaxRate: 40})
-	slow := h.newBot(d)
-	h.pressOn(slow, alice, "run", button(t, m, "run"), "env-run")
-	progressed := regexp.MustCompile(`· deleted [1-9]`)
-	h.chat.waitFor(t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
+	ref, slow := h.slowJob(400)
 	h.pressOn(slow, carol, "cancel", button(t, h.chat.msg(ref), "cancel"), "env-cancel")
 	slow.Wait()
 	wantContains(t, "cancel ack", h.chat.lastEphemeral(carol), "Cancelling job")

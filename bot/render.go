@@ -327,8 +327,12 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 	if req.Kind != "restore" {
 		lines = append(lines, "Keys outside the session prefix were not touched.")
 	}
+	done := "deleted"
+	if req.Kind == "restore" {
+		done = "restored" // a restore's Report.Deleted counts the sessions it put back
+	}
 	return Message{
-		Text:    fmt.Sprintf("%s (job %s): deleted %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, num(rep.Deleted)),
+		Text:    fmt.Sprintf("%s (job %s): %s %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, done, num(rep.Deleted)),
 		Title:   title,
 		Lines:   lines,
 		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
