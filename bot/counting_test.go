@@ -25,3 +25,19 @@ func TestE2EPreviewCountsMalformedApart(t *testing.T) {
 	}
 	wantContains(t, "audit", scanned[0], "| Total: 155 | Matched: 45 | Kept: 110 | Valid: 0 | Malformed: 5")
 }
+
+// An --all preview counts malformed keys like every other preview (they are deleted with the
+// rest, and said to be malformed), and its audit line carries the same number: the preview used
+// to show "(malformed) 3" in its breakdown while the audit said Malformed: 0 (SPEC §11).
+func TestE2EAllPreviewAndAuditAgreeOnMalformed(t *testing.T) {
+	e := newE2E(t, e2eOptions{seed: &cleanup.SeedSpec{Count: 155, Seed: 7, Expired: 45.0 / 155, Malformed: 5.0 / 155, Unrelated: 10}})
+	e.command(e2eAlice, `cleanup --all --reason "drill"`)
+	m := e.awaitButton("approve")
+	wantContains(t, "preview", blocksText(string(m.Blocks), m.Text),
+		"Found 155 total session keys\n155 sessions will be deleted (ALL)\n5 of them malformed (deleted too: --all selects by key)")
+	scanned := e.audited(cleanup.EventSessionsScanned)
+	if len(scanned) != 1 {
+		t.Fatalf("Sessions Scanned lines = %q; want the preview's", scanned)
+	}
+	wantContains(t, "audit", scanned[0], "| Total: 155 | Matched: 155 | Kept: 0 |", "| Malformed: 5")
+}
