@@ -23,6 +23,10 @@ const (
 	DefaultLeaseTTL         = 30 * time.Second
 )
 
+// MaxPreviews is how many previews and stats scans a Bot runs at once on its target (SPEC
+// §12.7): more would load production Redis for nobody's benefit. Others wait for a slot.
+const MaxPreviews = 2
+
 // Deps is everything a Bot needs. Chat, Engine and Auditor are required.
 type Deps struct {
 	Config   Config
@@ -30,7 +34,10 @@ type Deps struct {
 	Engine   *cleanup.Engine
 	Auditor  *cleanup.Auditor
 	Notifier Notifier // nil: no notifications
-	Metrics  *Metrics // nil: no metrics
+	// Policy decides approval, backup and the still-valid bound of every request. Its zero value
+	// (APPROVAL_THRESHOLD 0) asks for approval before any still-valid session is logged out.
+	Policy  cleanup.Policy
+	Metrics *Metrics // nil: no metrics
 	// State holds requests, approvals, jobs, envelope ids and leases; nil: the engine's target
 	// (keys under sessionbot:, never under the session prefix).
 	State  redis.UniversalClient
@@ -55,6 +62,7 @@ type Bot struct {
 	engine  *cleanup.Engine
 	audit   *cleanup.Auditor
 	notify  Notifier
+	policy  cleanup.Policy
 	metrics *Metrics
 	st      *store
 	backup  cleanup.BackupConfig
@@ -74,6 +82,9 @@ type Bot struct {
 	mu       sync.Mutex
 	closed   bool
 	jobs     map[string]context.CancelFunc // jobs running in this process
+
+	// previewSlots holds one token per preview or stats scan running on the target.
+	previewSlots chan struct{}
 }
 
 // New checks deps and returns a Bot.
@@ -89,6 +100,9 @@ func New(d Deps) (*Bot, error) {
 		errs = append(errs, errors.New("bot: Auditor is required"))
 	}
 	if err := d.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -119,6 +133,7 @@ func New(d Deps) (*Bot, error) {
 		engine:        d.Engine.WithClock(d.Now),
 		audit:         d.Auditor,
 		notify:        d.Notifier,
+		policy:        d.Policy,
 		metrics:       d.Metrics,
 		st:            newStore(d.State),
 		backup:        d.Backup,
@@ -131,6 +146,7 @@ func New(d Deps) (*Bot, error) {
 		ctx:           ctx,
 		stop:          stop,
 		jobs:          map[string]context.CancelFunc{},
+		previewSlots:  make(chan struct{}, MaxPreviews),
 	}
 	return b, nil
 }
@@ -185,15 +201,35 @@ func (b *Bot) spawn(fn func(ctx context.Context)) bool {
 	return true
 }
 
-// spawnPreview is spawn for previews and stats, which waitPreviews waits for.
-func (b *Bot) spawnPreview(fn func(ctx context.Context)) bool {
+// spawnPreview is spawn for previews and stats, which waitPreviews waits for. fn runs once one of
+// the target's MaxPreviews slots is free; when none is, the person who asked (c) is told so first.
+func (b *Bot) spawnPreview(ctx context.Context, c Command, fn func(ctx context.Context)) bool {
 	b.previews.Add(1)
+	held := false
+	select {
+	case b.previewSlots <- struct{}{}:
+		held = true
+	default:
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: fmt.Sprintf(
+			"%d previews are running on this target; yours starts when one finishes.", cap(b.previewSlots))})
+	}
 	ok := b.spawn(func(ctx context.Context) {
 		defer b.previews.Done()
+		if !held {
+			select {
+			case b.previewSlots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		defer func() { <-b.previewSlots }()
 		fn(ctx)
 	})
 	if !ok {
 		b.previews.Done()
+		if held {
+			<-b.previewSlots
+		}
 	}
 	return ok
 }

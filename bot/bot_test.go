@@ -210,6 +210,9 @@ func (c *coreChat) everything() string {
 	return b.String()
 }
 
+// defaultPolicy is the policy with APPROVAL_THRESHOLD's default.
+var defaultPolicy = cleanup.Policy{Threshold: 1000}
+
 // fakeClock is a settable clock.
 type fakeClock struct {
 	mu sync.Mutex
@@ -276,6 +279,7 @@ type harness struct {
 	auditor   *cleanup.Auditor
 	engine    *cleanup.Engine
 	cfg       Config
+	policy    cleanup.Policy
 	backupDir string
 	bot       *Bot
 	env       int
@@ -310,6 +314,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		Engine:           h.engine,
 		Auditor:          h.auditor,
 		Notifier:         h.notifier,
+		Policy:           defaultPolicy,
 		Backup:           cleanup.BackupConfig{Dir: h.backupDir},
 		Now:              h.clock.Now,
 		ProgressInterval: 20 * time.Millisecond,
@@ -318,7 +323,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	for _, o := range opts {
 		o(h, &d)
 	}
-	h.cfg = d.Config
+	h.cfg, h.policy = d.Config, d.Policy
 	h.bot = h.newBot(d)
 	return h
 }
@@ -336,7 +341,7 @@ func (h *harness) newBot(d Deps) *Bot {
 // deps rebuilds the Deps of the harness, e.g. for a second replica.
 func (h *harness) deps() Deps {
 	return Deps{
-		Config: h.cfg, Chat: h.chat, Engine: h.engine, Auditor: h.auditor, Notifier: h.notifier,
+		Config: h.cfg, Chat: h.chat, Engine: h.engine, Auditor: h.auditor, Notifier: h.notifier, Policy: h.policy,
 		Backup: cleanup.BackupConfig{Dir: h.backupDir}, Now: h.clock.Now,
 		ProgressInterval: 20 * time.Millisecond, LeaseTTL: 3 * time.Second,
 	}

@@ -85,8 +85,9 @@ type Person struct{ ID, Name string }
 // JobOutcome is a finished destructive run, handed to the Notifier.
 type JobOutcome struct {
 	JobID     string
-	Mode      string // execute, all, restore
-	Scope     string // cleanup.Filter.Scope()
+	Mode      string         // execute, all, restore
+	Filter    cleanup.Filter // what ran (zero for a restore); decides who is notified
+	Scope     string         // cleanup.Filter.Scope()
 	Reason    string
 	Requester Person
 	Approver  *Person // nil when no approval was needed
@@ -97,8 +98,8 @@ type JobOutcome struct {
 	Partial   bool   // a mass logout that stopped part-way
 	Target    string // Redis target name, for the PagerDuty dedup key
 	Thread    MessageRef
-	// AffectedUsers are the users whose sessions a --user-id cleanup removed (e-mail from the
-	// session's username), for DMs when NOTIFY_AFFECTED_USERS is on.
+	// AffectedUsers are the users whose sessions a --user-id cleanup (Filter.UserID) removed
+	// (e-mail from the session's username), for DMs when NOTIFY_AFFECTED_USERS is on.
 	AffectedUsers []AffectedUser
 	At            time.Time
 }

@@ -68,8 +68,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 	b.metrics.CommandReceived(sub)
 
 	if !b.access.IsOperator(ctx, c.UserID) {
-		// Approvers who are not operators may read (help, status) but not start anything.
-		if !((sub == "help" || sub == "status") && b.access.IsApprover(ctx, c.UserID)) {
+		// Approvers who are not operators may read (help, status) and stop a job or request
+		// (cancel, as its button allows them: SPEC §11), but not start anything.
+		if !((sub == "help" || sub == "status" || sub == "cancel") && b.access.IsApprover(ctx, c.UserID)) {
 			b.refused(who, sub, "", "not in OPERATORS")
 			say("You are not allowed to use " + b.cfg.Command + " (not in OPERATORS). Nothing was done.")
 			return
@@ -78,13 +79,13 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 	switch sub {
 	case "help":
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg))
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.policy))
 	case "stats":
 		if len(args) > 0 {
 			say("`stats` takes no arguments. Nothing was done.")
 			return
 		}
-		b.stats(c)
+		b.stats(ctx, c)
 	case "cleanup":
 		opts, err := cleanup.ParseArgs(args, false)
 		if err != nil {
@@ -117,8 +118,8 @@ func (b *Bot) refused(who Person, what, requestID, why string) {
 	_ = b.record(cleanup.Event(b.now(), cleanup.EventRefused, kv...))
 }
 
-func (b *Bot) stats(c Command) {
-	b.spawnPreview(func(ctx context.Context) {
+func (b *Bot) stats(ctx context.Context, c Command) {
+	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		st, err := b.engine.Stats(ctx, 0)
@@ -142,7 +143,7 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
 		return
 	}
-	ok := b.spawnPreview(func(ctx context.Context) {
+	ok := b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		if err := b.preview(ctx, c, who, opts, ref); err != nil {
@@ -211,8 +212,8 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
 	}
-	req.NeedsApproval = f.All || plan.Valid > b.cfg.ApprovalThreshold
-	req.Backup = (req.NeedsApproval && !opts.NoBackup) || opts.Backup
+	d := b.policy.Decide(plan, opts)
+	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
 	if plan.Matched == 0 {
 		b.update(ctx, ref, nothingToDoMessage(req))
 		return nil
@@ -396,7 +397,7 @@ func (b *Bot) backupReader(path string) func(fn func(cleanup.BackupRecord) error
 }
 
 // startRestore previews a restore (counting from the backup file what would be put back) and
-// asks for approval: a restore always needs a second person.
+// asks for approval when the policy says so (it always does: a restore logs users back in).
 func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []string) {
 	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
 	id, reason, err := parseRestoreArgs(args)
@@ -415,7 +416,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		say("Could not post the preview: " + b.safeText("post preview", err))
 		return
 	}
-	b.spawnPreview(func(ctx context.Context) {
+	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
@@ -433,7 +434,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: true, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
+			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {
 			b.update(ctx, ref, Message{Text: "Nothing to restore from " + userText(id), Title: "Restore preview: nothing to restore",

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/platform-team/sessionbot/cleanup"
 	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -27,8 +25,6 @@ type Config struct {
 	Approvers []string `env:"APPROVERS"`
 	// ApprovalTTL is how long a request (preview or approval request) stays actionable.
 	ApprovalTTL time.Duration `env:"APPROVAL_TTL, default=15m"`
-	// ApprovalThreshold: a cleanup that would log out more still-valid sessions needs approval.
-	ApprovalThreshold int64 `env:"APPROVAL_THRESHOLD, default=1000"`
 	// NotifyChannel receives the notification of every destructive run.
 	NotifyChannel string `env:"NOTIFY_CHANNEL, default=#platform-incidents"`
 	// ApprovalChannel receives approval requests; empty: the command's channel.
@@ -37,8 +33,6 @@ type Config struct {
 	UserNotifyChannel string `env:"USER_NOTIFY_CHANNEL"`
 	// NotifyAffectedUsers DMs users whose sessions a --user-id cleanup removed.
 	NotifyAffectedUsers bool `env:"NOTIFY_AFFECTED_USERS, default=false"`
-	// StateRedisURL is where requests, approvals and jobs live; empty: the target itself.
-	StateRedisURL cleanup.RedisURL `env:"STATE_REDIS_URL"` // prints with its password redacted
 }
 
 // LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it.
@@ -107,9 +101,6 @@ func (c Config) Validate() error {
 	if c.ApprovalTTL < time.Minute || c.ApprovalTTL > 24*time.Hour {
 		bad("APPROVAL_TTL", "%s is out of range (1m to 24h)", c.ApprovalTTL)
 	}
-	if c.ApprovalThreshold < 0 {
-		bad("APPROVAL_THRESHOLD", "%d must not be negative", c.ApprovalThreshold)
-	}
 	if c.NotifyChannel == "" {
 		bad("NOTIFY_CHANNEL", "must not be empty")
 	}
@@ -120,12 +111,6 @@ func (c Config) Validate() error {
 	} {
 		if v.ch != "" && !validChannel(v.ch) {
 			bad(v.name, "%q is not a channel id (C…) or #name", v.ch)
-		}
-	}
-	if c.StateRedisURL != "" {
-		if _, err := redis.ParseURL(c.StateRedisURL.Reveal()); err != nil {
-			// The URL may hold a password: never echo it.
-			bad("STATE_REDIS_URL", "not a valid redis:// or rediss:// URL")
 		}
 	}
 	return errors.Join(errs...)

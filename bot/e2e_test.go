@@ -57,6 +57,14 @@ type e2eEnv struct {
 type e2eOptions struct {
 	sessions int
 	maxRate  int // engine keys/s; 0: unpaced
+	// seed replaces the default data (sessions sessions, 30% expired, 20 unrelated keys); the
+	// canary token is set either way.
+	seed *cleanup.SeedSpec
+	// config changes the bot's configuration.
+	config func(*Config)
+	// gate, when set, carries the engine's Redis traffic (the bot's state goes around it), so a
+	// test can hold scans in flight.
+	gate *gate
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
@@ -71,7 +79,12 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	e.ops = e.slack.ChannelID("#sre-ops")
 
 	ctx := context.Background()
-	seeded, err := cleanup.Seed(ctx, e.rdb, cleanup.SeedSpec{Count: o.sessions, Seed: 42, Unrelated: 20, CanaryToken: e2eCanary})
+	spec := cleanup.SeedSpec{Count: o.sessions, Seed: 42, Unrelated: 20}
+	if o.seed != nil {
+		spec = *o.seed
+	}
+	spec.CanaryToken = e2eCanary
+	seeded, err := cleanup.Seed(ctx, e.rdb, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +102,9 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	cfg.Operators = []string{e2eAlice}
 	cfg.Approvers = []string{e2eAlice, e2eBob}
 	cfg.UserNotifyChannel = "#general"
+	if o.config != nil {
+		o.config(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +121,16 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 10*time.Second, 20*time.Millisecond))
 	e.announcer = NewAnnouncer(cfg, sc, chat, WithAnnouncerAudit(auditor), WithAnnouncerMetrics(metrics),
 		WithAnnouncerLogger(log), WithPagerDutyRetry(4, 10*time.Second, 20*time.Millisecond))
-	engine := cleanup.NewEngine(cleanup.NewTarget(e.rdb, "session:", e.redis.Addr()),
+	var target redis.UniversalClient = e.rdb
+	if o.gate != nil {
+		gated := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Dialer: o.gate.dial, ReadTimeout: -1, WriteTimeout: -1})
+		t.Cleanup(func() { _ = gated.Close() })
+		target = gated
+	}
+	engine := cleanup.NewEngine(cleanup.NewTarget(target, "session:", e.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate})
 	e.bot, err = New(Deps{
-		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics,
+		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics, Policy: defaultPolicy, State: e.rdb,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(t.TempDir(), "backups")}, Logger: log,
 		ProgressInterval: 100 * time.Millisecond,
 	})

@@ -56,7 +56,7 @@ func newFuzzBot(tb testing.TB) *fuzzBot {
 	cfg.Operators = []string{alice, carol}
 	cfg.Approvers = []string{bob, dave}
 	fb.bot, err = New(Deps{
-		Config: cfg, Chat: fb.chat, Auditor: auditor, Notifier: &recordingNotifier{},
+		Config: cfg, Chat: fb.chat, Auditor: auditor, Notifier: &recordingNotifier{}, Policy: defaultPolicy,
 		Engine:           cleanup.NewEngine(cleanup.NewTarget(fb.rdb, "session:", "fuzz-target"), cleanup.EngineConfig{BatchSize: 100}),
 		Backup:           cleanup.BackupConfig{Dir: filepath.Join(dir, "backups")},
 		ProgressInterval: time.Hour, // no progress updates: previews of 40 keys are instant

@@ -234,7 +234,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 	} else {
 		spec := cleanup.RunSpec{
 			Filter:   req.Filter,
-			MaxValid: maxValid(req),
+			MaxValid: req.MaxValid,
 			Progress: setProgress,
 			Verify:   true,
 		}
@@ -296,7 +296,7 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	case errors.Is(runErr, cleanup.ErrBoundReached):
 		status, result = StatusFailed, "stopped"
 		errText = fmt.Sprintf("Stopped: more still-valid sessions match than the %s previewed (limit %s). %s were deleted; run a fresh preview.",
-			num(req.Plan.Valid), num(maxValid(req)), num(rep.Deleted))
+			num(req.Plan.Valid), num(req.MaxValid), num(rep.Deleted))
 	default:
 		status, result = StatusFailed, "failed"
 		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(rep.Deleted), b.safeText("job "+job.ID, runErr))
@@ -359,7 +359,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 
 	if b.notify != nil {
 		o := JobOutcome{
-			JobID: job.ID, Mode: job.Mode, Scope: job.Scope, Reason: job.Reason,
+			JobID: job.ID, Mode: job.Mode, Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
 			Requester: job.Requester, Approver: job.Approver, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,

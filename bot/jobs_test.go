@@ -231,7 +231,7 @@ func TestProcedure4UserAndSession(t *testing.T) {
 // More still-valid sessions than APPROVAL_THRESHOLD need approval and write a backup, unless
 // --no-backup; the bound on still-valid deletions applies.
 func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
-	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Policy.Threshold = 10 })
 	ids := h.seed(sessionSpec{n: 30, authMethod: "oauth2"})
 
 	h.command(alice, "cleanup --auth-method oauth2 --no-backup")
@@ -283,7 +283,7 @@ func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 // exactly that many get a Run button and no backup, one more needs an approver and a backup.
 // Expired sessions never count.
 func TestApprovalThresholdBoundary(t *testing.T) {
-	h := newHarness(t, func(_ *harness, d *Deps) { d.Config.ApprovalThreshold = 10 })
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Policy.Threshold = 10 })
 	h.seed(sessionSpec{n: 10, authMethod: "basic_auth"})
 	h.seed(sessionSpec{n: 11, authMethod: "mtls_fallback"})
 	h.seed(sessionSpec{n: 30, authMethod: "ldap", expired: true})
@@ -334,6 +334,23 @@ func TestRunStopsAtValidBound(t *testing.T) {
 	}
 }
 
+// A run that needed no approval never logs out more still-valid sessions than
+// APPROVAL_THRESHOLD, however many match by the time it runs (SPEC §12.3). (35 keys: one SCAN
+// batch, so exactly the threshold is deleted.)
+func TestUnapprovedRunStopsAtThreshold(t *testing.T) {
+	h := newHarness(t, func(_ *harness, d *Deps) { d.Policy.Threshold = 8 })
+	h.seed(sessionSpec{n: 5, authMethod: "basic_auth"})
+	h.command(alice, "cleanup --auth-method basic_auth")
+	ref, m := h.chat.latest(-1)
+	h.seed(sessionSpec{n: 30, authMethod: "basic_auth", idPrefix: "late"})
+	h.press(alice, "run", button(t, m, "run"))
+	report := FormatText(h.chat.msg(ref))
+	wantContains(t, "report", report, "Stopped: more still-valid sessions match than the 5 previewed (limit 8)")
+	if n := h.sessionCount(); n != 35-8 {
+		t.Errorf("%d sessions left of 35; want 27 (APPROVAL_THRESHOLD=8 logged out):\n%s", n, report)
+	}
+}
+
 // One destructive job per target: a held lease refuses a second start.
 func TestLeaseRefusesSecondJob(t *testing.T) {
 	h := newHarness(t)
@@ -374,17 +391,7 @@ func TestAuditFailureRefusesToStart(t *testing.T) {
 // Cancel stops a running job; what was deleted stays deleted and the report says so.
 func TestCancelRunningJob(t *testing.T) {
 	h := newHarness(t)
-	h.seed(sessionSpec{n: 400, expired: true})
-	h.command(alice, "cleanup")
-	ref, m := h.chat.latest(-1)
-	// A replica with slow pacing (10 keys per batch, 40 keys/s), so the job is still running
-	// when cancel arrives.
-	d := h.deps()
-	d.Engine = cleanup.NewEngine(cleanup.NewTarget(h.rdb, "session:", "test-target"), cleanup.EngineConfig{BatchSize: 10, MaxRate: 40})
-	slow := h.newBot(d)
-	h.pressOn(slow, alice, "run", button(t, m, "run"), "env-run")
-	progressed := regexp.MustCompile(`· deleted [1-9]`)
-	h.chat.waitFor(t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
+	ref, slow := h.slowJob(400)
 	h.pressOn(slow, carol, "cancel", button(t, h.chat.msg(ref), "cancel"), "env-cancel")
 	slow.Wait()
 	wantContains(t, "cancel ack", h.chat.lastEphemeral(carol), "Cancelling job")

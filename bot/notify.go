@@ -159,8 +159,8 @@ func (n *Announcer) notify(ctx context.Context, o JobOutcome) {
 		n.failed(ctx, o, "slack", n.cfg.NotifyChannel, err)
 	}
 
-	userScoped := len(o.AffectedUsers) > 0 || strings.Contains(o.Scope, "user_id=")
-	if n.cfg.NotifyAffectedUsers && o.Mode == "execute" && userScoped && o.Report.Deleted > 0 {
+	// Decided by the filter, never by the scope's text: --auth-method 'user_id=x' is no --user-id.
+	if n.cfg.NotifyAffectedUsers && o.Mode == "execute" && o.Filter.UserID != "" && o.Report.Deleted > 0 {
 		n.directMessages(ctx, o)
 	}
 
@@ -172,14 +172,8 @@ func (n *Announcer) notify(ctx context.Context, o JobOutcome) {
 // directMessages tells each affected user, found by the e-mail in their session's username,
 // that their sessions ended. The e-mail is never posted or logged; failures name the user_id.
 func (n *Announcer) directMessages(ctx context.Context, o JobOutcome) {
-	users := o.AffectedUsers
-	if len(users) == 0 {
-		for _, u := range o.Report.Users {
-			users = append(users, AffectedUser{UserID: u.UserID, Email: u.Username})
-		}
-	}
 	seen := map[string]bool{}
-	for _, u := range users {
+	for _, u := range o.AffectedUsers {
 		email := strings.ToLower(strings.TrimSpace(u.Email))
 		if seen[email] {
 			continue
@@ -231,6 +225,14 @@ func (n *Announcer) pagerDuty(ctx context.Context, o JobOutcome, link string) {
 	if err := n.pd.Resolve(ctx, key); err != nil {
 		n.failed(ctx, o, "pagerduty", "pagerduty", err)
 	}
+}
+
+// doneVerb says what a run did to the sessions its Report.Deleted counts: a restore put them back.
+func doneVerb(o JobOutcome) string {
+	if o.Mode == "restore" {
+		return "restored"
+	}
+	return "deleted"
 }
 
 // stoppedEarly reports whether the run ended before doing all it was asked: failed, cancelled
@@ -330,15 +332,15 @@ func (n *Announcer) summaryMessage(o JobOutcome, link string) Message {
 	head := fmt.Sprintf(":white_check_mark: *%s completed*", what)
 	text := fmt.Sprintf("%s completed: %s deleted", what, num(r.Deleted))
 	if o.Mode == "restore" {
-		text = what + " completed"
+		text = fmt.Sprintf("%s completed: %s restored", what, num(r.Deleted))
 	}
 	switch {
 	case o.Failed:
 		head = fmt.Sprintf(":x: *%s failed*", what)
-		text = fmt.Sprintf("%s failed after deleting %s", what, num(r.Deleted))
+		text = fmt.Sprintf("%s failed after it %s %s", what, doneVerb(o), num(r.Deleted))
 	case stoppedEarly(o):
 		head = fmt.Sprintf(":octagonal_sign: *%s stopped early*", what)
-		text = fmt.Sprintf("%s stopped early after deleting %s", what, num(r.Deleted))
+		text = fmt.Sprintf("%s stopped early after it %s %s", what, doneVerb(o), num(r.Deleted))
 	}
 	lines := []string{head + " — job `" + o.JobID + "`"}
 	lines = append(lines, fmt.Sprintf("*Mode:* %s · *Scope:* `%s`", o.Mode, notifyDash(userText(o.Scope))))
@@ -380,14 +382,21 @@ func pdSummary(o JobOutcome) string {
 		s = fmt.Sprintf("sessionbot: mass logout FAILED part-way on %s: %s sessions deleted before it stopped (errors %d): %s",
 			notifyDash(o.Target), num(r.Deleted), r.Errors, notifyDash(o.Error))
 	case o.Failed:
-		s = fmt.Sprintf("sessionbot: cleanup FAILED on %s (mode %s, scope %s): %s deleted before it stopped (errors %d): %s",
-			notifyDash(o.Target), o.Mode, notifyDash(o.Scope), num(r.Deleted), r.Errors, notifyDash(o.Error))
+		run := "cleanup"
+		if o.Mode == "restore" {
+			run = "restore"
+		}
+		s = fmt.Sprintf("sessionbot: %s FAILED on %s (mode %s, scope %s): %s %s before it stopped (errors %d): %s",
+			run, notifyDash(o.Target), o.Mode, notifyDash(o.Scope), num(r.Deleted), doneVerb(o), r.Errors, notifyDash(o.Error))
 	case stoppedEarly(o):
-		s = fmt.Sprintf("sessionbot: %s on %s (scope %s) stopped early (%s): %s sessions deleted, %d errors",
-			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyDash(r.Stopped), num(r.Deleted), r.Errors)
+		s = fmt.Sprintf("sessionbot: %s on %s (scope %s) stopped early (%s): %s sessions %s, %d errors",
+			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), notifyDash(r.Stopped), num(r.Deleted), doneVerb(o), r.Errors)
 	case o.Mode == "all":
 		s = fmt.Sprintf("sessionbot: mass logout on %s: %s sessions deleted, %s kept, %d errors",
 			notifyDash(o.Target), num(r.Deleted), num(r.Kept), r.Errors)
+	case o.Mode == "restore":
+		s = fmt.Sprintf("sessionbot: restore on %s (scope %s): %s sessions restored, %s skipped, %d errors",
+			notifyDash(o.Target), notifyDash(o.Scope), num(r.Deleted), num(r.Skipped), r.Errors)
 	default:
 		s = fmt.Sprintf("sessionbot: %s on %s (scope %s): %s sessions deleted, %s kept, %d errors",
 			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), num(r.Deleted), num(r.Kept), r.Errors)

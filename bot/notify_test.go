@@ -232,6 +232,7 @@ func TestAnnouncerDMsAffectedUsersWithoutPostingTheirEmail(t *testing.T) {
 	f := newNotifyFixture(t, func(c *Config) { c.NotifyAffectedUsers = true })
 	f.slack.AddUser("U0CAROL", "carol", "carol@example.com")
 	o := f.outcome(t, "execute", "user_id=auth0|123")
+	o.Filter = cleanup.Filter{UserID: "auth0|123"}
 	o.Approver = nil
 	o.AffectedUsers = []AffectedUser{{UserID: "auth0|123", Email: "carol@example.com"}, {UserID: "auth0|123", Email: "Carol@example.com"},
 		{UserID: "auth0|999", Email: "ghost@example.com"}}

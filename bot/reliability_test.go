@@ -269,7 +269,7 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 		state = sc
 	}
 	r.bot, err = New(Deps{
-		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state,
+		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state, Policy: defaultPolicy,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(dir, "backups")}, Logger: log,
 		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond,
 	})

@@ -16,10 +16,10 @@ import (
 // reports; none of them ever sees a token, a username or a full session id (plans and reports
 // carry none), so nothing here can leak one.
 
-func helpMessage(cfg Config) Message {
+func helpMessage(cfg Config, policy cleanup.Policy) Message {
 	body := templates.Help(templates.HelpData{
 		Command:   cfg.Command,
-		Threshold: num(cfg.ApprovalThreshold),
+		Threshold: num(policy.Threshold),
 		TTL:       shortDuration(cfg.ApprovalTTL),
 	})
 	return Message{
@@ -43,33 +43,6 @@ func previewProgressMessage(scope string, who Person, p cleanup.Progress) Messag
 	m.Lines = append(m.Lines, fmt.Sprintf("Scanned %s keys, %s matching so far (%s).",
 		num(p.Scanned), num(p.Matched), shortDuration(p.Elapsed)))
 	return m
-}
-
-// summaryLines are the runbook's dry-run lines for plan.
-func summaryLines(p cleanup.Plan) []string {
-	f := p.Filter.Normalize()
-	lines := []string{fmt.Sprintf("Found %s total session %s", num(p.Found), plural(p.Found, "key", "keys"))}
-	switch {
-	case f.All:
-		lines = append(lines, fmt.Sprintf("%s %s will be deleted (ALL)", num(p.Matched), sessions(p.Matched)))
-	case f.Scope() == "expired_only":
-		lines = append(lines,
-			fmt.Sprintf("%s %s expired (will be deleted)", num(p.Matched), sessions(p.Matched)),
-			fmt.Sprintf("%s %s still valid (will be kept)", num(p.Kept), sessions(p.Kept)))
-	case f.Scope() == "auth_method="+f.AuthMethod:
-		lines = append(lines,
-			fmt.Sprintf("%s %s with auth_method=%s (will be deleted)", num(p.Matched), sessions(p.Matched), f.AuthMethod),
-			fmt.Sprintf("%s %s with other auth methods (will be kept)", num(p.Kept), sessions(p.Kept)))
-	default:
-		lines = append(lines,
-			fmt.Sprintf("%s %s matching %s (will be deleted)", num(p.Matched), sessions(p.Matched), f.Scope()),
-			fmt.Sprintf("%s %s (will be kept)", num(p.Kept), sessions(p.Kept)))
-	}
-	if p.Malformed > 0 && !f.ByKey() {
-		lines = append(lines, fmt.Sprintf("%s malformed %s (kept; only --all or --session-id remove them)",
-			num(p.Malformed), sessions(p.Malformed)))
-	}
-	return lines
 }
 
 // planDetails are the lines under the summary: who is logged out, breakdown, TTLs, samples.
@@ -130,8 +103,8 @@ func nothingToDoMessage(req *Request) Message {
 	m := Message{
 		Text:    "Nothing to delete for " + userText(req.Scope),
 		Title:   "Dry-run preview: nothing to delete",
-		Lines:   []string{codeBlock(summaryLines(req.Plan))},
-		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + userText(req.Scope) + "`"},
+		Lines:   []string{codeBlock(cleanup.SummaryLines(req.Plan, num))},
+		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + req.Scope + "`"},
 	}
 	m.Lines = append(m.Lines, planDetails(req.Plan)[1:]...)
 	return m
@@ -142,7 +115,7 @@ func previewMessage(req *Request) Message {
 	m := Message{
 		Text:  fmt.Sprintf("Dry-run preview: %s sessions would be deleted (%s)", num(req.Plan.Matched), userText(req.Scope)),
 		Title: "Dry-run preview: " + userText(req.Scope),
-		Lines: append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...),
+		Lines: append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...),
 		Fields: []Field{
 			{"Requested by", userRef(req.Requester.ID)},
 			{"Scope", "`" + userText(req.Scope) + "`"},
@@ -150,7 +123,7 @@ func previewMessage(req *Request) Message {
 			{"Backup", backupPlan(req)},
 		},
 		Context: []string{fmt.Sprintf("Nothing has been deleted. Run re-checks every session when it runs and stops past %s still-valid sessions. Expires %s.",
-			num(maxValid(req)), stamp(req.ExpiresAt))},
+			num(req.MaxValid), stamp(req.ExpiresAt))},
 		Buttons: []Button{
 			{ActionID: "run", Label: "Run cleanup", Value: req.ID, Style: "primary",
 				Confirm: fmt.Sprintf("Delete about %s sessions matching %s?", num(req.Plan.Matched), userText(req.Scope))},
@@ -172,10 +145,10 @@ func approvalMessage(req *Request) Message {
 		what = fmt.Sprintf("%s sessions restored", num(req.Restore.Restorable))
 	case req.Filter.All:
 		title = ":rotating_light: Approval needed: MASS LOGOUT (all sessions)"
-		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 		what = fmt.Sprintf("ALL %s sessions; every user is logged out", num(req.Plan.Matched))
 	default:
-		lines = append([]string{codeBlock(summaryLines(req.Plan))}, planDetails(req.Plan)...)
+		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 	}
 	m := Message{
 		Text:  title + " — requested by " + req.Requester.ID,
@@ -354,8 +327,12 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 	if req.Kind != "restore" {
 		lines = append(lines, "Keys outside the session prefix were not touched.")
 	}
+	done := "deleted"
+	if req.Kind == "restore" {
+		done = "restored" // a restore's Report.Deleted counts the sessions it put back
+	}
 	return Message{
-		Text:    fmt.Sprintf("%s (job %s): deleted %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, num(rep.Deleted)),
+		Text:    fmt.Sprintf("%s (job %s): %s %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, done, num(rep.Deleted)),
 		Title:   title,
 		Lines:   lines,
 		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
@@ -562,12 +539,4 @@ func backupPlan(req *Request) string {
 	default:
 		return "none (not required; --backup forces one)"
 	}
-}
-
-// maxValid is the still-valid bound a run stops at (SPEC §11): previewed + 10% + 10.
-func maxValid(req *Request) int64 {
-	if req.Filter.All {
-		return -1
-	}
-	return cleanup.ValidBound(req.Plan.Valid)
 }

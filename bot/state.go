@@ -56,9 +56,12 @@ type Request struct {
 	Restore       *RestorePlan   `json:"restore,omitempty"`
 	NeedsApproval bool           `json:"needs_approval"`
 	Backup        bool           `json:"backup"` // a backup is written before deleting
-	Approvers     []string       `json:"approvers"`
-	CreatedAt     time.Time      `json:"created_at"`
-	ExpiresAt     time.Time      `json:"expires_at"`
+	// MaxValid is the most still-valid sessions the run may log out (cleanup.Policy); negative:
+	// unbounded. A request stored without it (0) logs out none.
+	MaxValid  int64     `json:"max_valid"`
+	Approvers []string  `json:"approvers"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 
 	// Mutable, stored apart from the immutable JSON.
 	Status    Status    `json:"-"`

@@ -46,7 +46,7 @@ func TestClusterMassLogout(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Operators, cfg.Approvers = []string{alice}, []string{bob, dave}
 	deps := Deps{Config: cfg, Chat: chat, Engine: cleanup.NewEngine(cleanup.NewTarget(c, "session:", "cluster-test"), cleanup.EngineConfig{}),
-		Auditor: a, Backup: cleanup.BackupConfig{Dir: t.TempDir()}, ProgressInterval: 20 * time.Millisecond}
+		Auditor: a, Policy: defaultPolicy, Backup: cleanup.BackupConfig{Dir: t.TempDir()}, ProgressInterval: 20 * time.Millisecond}
 	b1, err := New(deps)
 	if err != nil {
 		t.Fatal(err)

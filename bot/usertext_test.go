@@ -82,12 +82,12 @@ func TestUserTextIsInertInSlack(t *testing.T) {
 			e.command(e2eAlice, escape(fmt.Sprintf("cleanup --user-id '%s' --reason '%s'", tt.text, tt.text)))
 			preview := e.awaitButton("run")
 			e.press(e2eAlice, preview.TS, "run")
-			e.awaitMessage(preview.TS, "Cleanup completed")
+			e.awaitBlocks(preview.TS, "Cleanup completed")
 			e.command(e2eAlice, escape(fmt.Sprintf("cleanup --all --reason '%s'", tt.text)))
 			req := e.awaitButton("approve")
 			e.press(e2eBob, req.TS, "approve")
 			e.awaitIncident()
-			e.awaitMessage(req.TS, "Cleanup completed")
+			e.awaitBlocks(req.TS, "Cleanup completed")
 
 			var shown bool
 			for _, text := range e.mrkdwnTexts() {
@@ -120,8 +120,8 @@ func TestUserTextIsInertInSlack(t *testing.T) {
 	}
 }
 
-// awaitMessage waits until the message ts in #sre-ops contains want.
-func (e *e2eEnv) awaitMessage(ts, want string) {
+// awaitBlocks waits until the blocks of message ts in #sre-ops contain want.
+func (e *e2eEnv) awaitBlocks(ts, want string) {
 	e.t.Helper()
 	slacktest.WaitFor(e.t, func() bool {
 		m, ok := e.slack.Message(e.ops, ts)

@@ -139,20 +139,20 @@ func (r *runner) openRound(k int) (*round, error) {
 	}
 	w, err := CreateBackup(b.Dir, name, b.Recipients)
 	if err != nil {
-		r.c.errors.Add(1)
+		r.countError(err)
 		return nil, backupError(err)
 	}
 	list, err := newKeyList(b.Dir, name)
 	if err != nil {
 		w.Abort()
-		r.c.errors.Add(1)
+		r.countError(err)
 		return nil, fmt.Errorf("backup: key list: %w", err)
 	}
 	changed, err := newKeyList(b.Dir, name+".changed")
 	if err != nil {
 		w.Abort()
 		list.remove()
-		r.c.errors.Add(1)
+		r.countError(err)
 		return nil, fmt.Errorf("backup: key list: %w", err)
 	}
 	return &round{w: w, list: list, changed: changed}, nil
@@ -349,7 +349,7 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 		}
 		r.release(validN - deletedValid)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return errorf("delete", err)
 		}
 		if r.p.pause > 0 {

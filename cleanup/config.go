@@ -2,8 +2,9 @@ package cleanup
 
 import "time"
 
-// RedisConfig names the Redis deployment that holds the sessions. Exactly one of URL,
-// ClusterAddrs and SentinelAddrs may be set; URL's default applies when none is.
+// RedisConfig names the Redis deployment that holds the sessions, and where the bot keeps its
+// own state. Exactly one of URL, ClusterAddrs and SentinelAddrs may be set; URL's default
+// applies when none is.
 type RedisConfig struct {
 	// URL is a standalone target (rediss:// for TLS); redis://localhost:6379/0 when no target
 	// is set. A password in it is a secret: never printed.
@@ -15,8 +16,13 @@ type RedisConfig struct {
 	SentinelAddrs []string `env:"REDIS_SENTINEL_ADDRS"`
 	// SentinelMaster is the master name the Sentinels know.
 	SentinelMaster string `env:"REDIS_SENTINEL_MASTER"`
-	// Prefix is the session key prefix; no key without it is ever read for deletion or deleted.
+	// Prefix is the session key prefix; no key without it is ever read for deletion or deleted,
+	// nor any sessionbot: key (the bot's state). A prefix that sessionbot: keys start with
+	// ("session", "sess") is refused unless STATE_REDIS_URL is set.
 	Prefix string `env:"SESSION_KEY_PREFIX, default=session:"`
+	// StateURL is where requests, approvals and jobs live; empty: the target itself, under
+	// sessionbot: keys. A password in it is a secret: never printed.
+	StateURL RedisURL `env:"STATE_REDIS_URL"`
 }
 
 // EngineConfig paces the engine. The defaults keep a concurrent client's p99 latency under 1 ms

@@ -137,6 +137,9 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	if cerr := app.Check(ctx, rep, err); cerr != nil {
 		t.Errorf("invariants violated (seed %d):\n%v", cfg.Seed, cerr)
 	}
+	if kerr := app.CheckKept(ctx); kerr != nil {
+		t.Errorf("kept sessions (seed %d): %v", cfg.Seed, kerr)
+	}
 	if uerr := app.CheckUsers(ctx, reported); uerr != nil {
 		t.Errorf("users handed to RunSpec.Deleted (seed %d): %v", cfg.Seed, uerr)
 	}

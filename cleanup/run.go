@@ -152,6 +152,15 @@ func (r *runner) noteUser(it *item) {
 	r.mu.Unlock()
 }
 
+// countError counts a failed Redis operation as an error of the run, unless it failed because
+// the run was stopped: by its caller, or by another batch that reached the bound or failed —
+// then that stop is what the report shows, not a spurious error.
+func (r *runner) countError(err error) {
+	if !errors.Is(err, context.Canceled) {
+		r.c.errors.Add(1)
+	}
+}
+
 // deletedItem counts one key this run removed.
 func (r *runner) deletedItem(it *item) {
 	r.c.deleted.Add(1)
@@ -198,7 +207,7 @@ func (r *runner) runDirect(ctx context.Context) error {
 		}
 		items, err := r.e.classify(ctx, o, r.f, keys, r.readsValues(), false, r.now)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return err
 		}
 		del := r.toDelete(items)
@@ -273,7 +282,7 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 		changed, deletedValid, err := r.compareAndDelete(ctx, o, del)
 		r.release(grant - deletedValid)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return errorf("delete", err)
 		}
 		if boundHit {
@@ -288,7 +297,7 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 		}
 		items, err := r.e.classify(ctx, o, r.f, keys, r.readsValues(), false, r.now)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return err
 		}
 		del = del[:0]
@@ -386,7 +395,7 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 			}
 		}
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return errorf("delete", err)
 		}
 		return nil
@@ -395,7 +404,7 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 	r.c.deleted.Add(n)
 	r.c.deletedValid.Add(n)
 	if err != nil {
-		r.c.errors.Add(1)
+		r.countError(err)
 		return errorf("delete", err)
 	}
 	return nil

@@ -127,7 +127,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 		deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
 		r.release(grant - deletedValid)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return errorf("delete", err)
 		}
 		if boundHit {
@@ -163,7 +163,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 		o := r.e.opsFor(node)
 		items, err := r.e.classify(ctx, o, r.f, fresh, true, false, r.now)
 		if err != nil {
-			r.c.errors.Add(1)
+			r.countError(err)
 			return err
 		}
 		del := r.toDelete(items)
@@ -233,7 +233,7 @@ func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []ke
 func (r *runner) resettle(ctx context.Context, o ops, keys []string) error {
 	items, err := r.e.classify(ctx, o, r.f, keys, true, false, r.now)
 	if err != nil {
-		r.c.errors.Add(1)
+		r.countError(err)
 		return err
 	}
 	var del []*item

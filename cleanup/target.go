@@ -39,8 +39,23 @@ func (c RedisConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("REDIS_CLUSTER_ADDRS/REDIS_SENTINEL_ADDRS: %q is not host:port", a))
 		}
 	}
-	if c.Prefix == "" {
+	if c.StateURL != "" {
+		if _, err := redis.ParseURL(c.StateURL.Reveal()); err != nil {
+			// The error quotes the URL, password included: say only what is wrong.
+			errs = append(errs, errors.New("STATE_REDIS_URL: not a valid redis:// or rediss:// URL"))
+		}
+	}
+	switch {
+	case c.Prefix == "":
 		errs = append(errs, errors.New("SESSION_KEY_PREFIX: must not be empty (it is what keeps other keys safe)"))
+	case strings.HasPrefix(c.Prefix, StateNamespace):
+		// Keys under the state namespace are never sessions (Connect excludes them): such a
+		// prefix would find nothing.
+		errs = append(errs, fmt.Errorf("SESSION_KEY_PREFIX: %q lies inside the bot's state namespace %s, whose keys are never sessions; choose another prefix",
+			c.Prefix, StateNamespace))
+	case PrefixOverlapsState(c.Prefix) && c.StateURL == "":
+		errs = append(errs, fmt.Errorf("SESSION_KEY_PREFIX: %q would also match the bot's own state (%s keys, kept in the target when STATE_REDIS_URL is not set); choose a prefix that does not, like session:, or set STATE_REDIS_URL",
+			c.Prefix, StateNamespace+"*"))
 	}
 	return errors.Join(errs...)
 }
@@ -65,6 +80,9 @@ func redactURLError(raw string, err error) string {
 }
 
 // Connect dials the target named by cfg (standalone, Sentinel or Cluster) and checks it answers.
+// Keys under StateNamespace are never sessions on the returned target, wherever the bot's state
+// lives: a prefix like "sess" (with state elsewhere) still never touches a sessionbot: key, be it
+// this bot's state or another deployment's (SPEC §12.4).
 func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -95,6 +113,7 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 		name = fmt.Sprintf("%s/%d", opt.Addr, opt.DB)
 	}
 	t := NewTarget(c, cfg.Prefix, name)
+	t.Exclude(StateNamespace)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := t.Ping(pctx); err != nil {

@@ -57,6 +57,7 @@ type App struct {
 	base         map[string]cleanup.SeedSession
 	unrelated    map[string]string
 	unmatched    int
+	unmatchedKey map[string]bool // changed so that it no longer matches (SET XX answered OK)
 	roles        struct{ hot, unmatch, logout, writeBack []string }
 
 	stop   context.CancelFunc
@@ -72,6 +73,7 @@ func New(c redis.UniversalClient, f cleanup.Filter, cfg Config) *App {
 		c: c, cfg: cfg, f: f.Normalize(), rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		births: map[string]int{}, writerDeaths: map[string]int{}, last: map[string]string{},
 		bornDuring: map[string]bool{}, base: map[string]cleanup.SeedSession{}, unrelated: map[string]string{},
+		unmatchedKey: map[string]bool{},
 	}
 }
 

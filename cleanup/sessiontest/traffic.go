@@ -154,6 +154,7 @@ func (a *App) unmatch(ctx context.Context, rng *rand.Rand) error {
 			} else if ok {
 				a.mu.Lock()
 				a.unmatched++
+				a.unmatchedKey[k] = true
 				a.mu.Unlock()
 			}
 			continue
@@ -186,6 +187,7 @@ func (a *App) unmatch(ctx context.Context, rng *rand.Rand) error {
 			a.last[k] = v
 			a.base[k] = s
 			a.unmatched++
+			a.unmatchedKey[k] = true
 			a.writes++
 			a.mu.Unlock()
 		}

@@ -39,3 +39,21 @@ func (a *App) CheckUsers(ctx context.Context, reported map[string]bool) error {
 	}
 	return nil
 }
+
+// CheckKept verifies, after Stop, that the run deleted no session after it had been changed so
+// that it no longer matched (SPEC §12.1: kept only if it no longer matches). Only the
+// application's unmatcher touches those keys, and only once, so a key that is gone although
+// its change was written (SET XX answered OK) and the application never deleted it was deleted
+// by the run after it stopped matching.
+func (a *App) CheckKept(ctx context.Context) error {
+	existing, err := a.keys(ctx)
+	if err != nil {
+		return err
+	}
+	for k := range a.unmatchedKey {
+		if !existing[k] && a.writerDeaths[k] == 0 {
+			return fmt.Errorf("%s was deleted after it had been changed so that it no longer matched", short(k, a.cfg.Prefix))
+		}
+	}
+	return nil
+}

@@ -52,7 +52,8 @@ Safety:
     still-valid sessions, asks you to type the number of sessions (unless --yes) and writes a
     backup first to BACKUP_DIR/<job-id>.jsonl.gz (age-encrypted when BACKUP_AGE_RECIPIENTS is
     set; undo with sessionbot restore). If the backup cannot be written, nothing is deleted.
-  * A run stops before it logs out more still-valid sessions than previewed (+10% +10).
+  * A run stops before it logs out more still-valid sessions than previewed (+10% +10), and
+    one that asked for no confirmation before it logs out more than APPROVAL_THRESHOLD.
   * Malformed sessions are kept unless you select them by key (--all or --session-id).
   * Ctrl-C stops cleanly and reports what was deleted so far.
 
@@ -149,7 +150,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
 		return fmt.Errorf("preview failed, nothing deleted: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
-	for _, line := range planLines(plan) {
+	for _, line := range cleanup.SummaryLines(plan, itoa) {
 		fmt.Fprintln(c.stdout, line)
 	}
 	for _, line := range planDetails(plan) {
@@ -170,10 +171,10 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 			"Deleted", "0", "Kept", itoa(plan.Kept), "Errors", "0"))
 	}
 
-	large := f.All || plan.Valid > cfg.CLI.ApprovalThreshold
-	if large && !opts.Yes {
-		question := fmt.Sprintf("This deletes %d sessions on %s; %d of them are still valid and those users will be logged out (more than APPROVAL_THRESHOLD=%d).",
-			plan.Matched, t.Name(), plan.Valid, cfg.CLI.ApprovalThreshold)
+	// Approval on the command line is the operator typing the number of sessions (or --yes).
+	decision := cfg.Policy.Decide(plan, opts)
+	if decision.NeedsApproval && !opts.Yes {
+		question := fmt.Sprintf("This deletes %d sessions on %s and needs confirming: %s.", plan.Matched, t.Name(), decision.Why)
 		if f.All {
 			question = fmt.Sprintf("MASS LOGOUT: this deletes ALL %d sessions on %s; every user must log in again.", plan.Matched, t.Name())
 		}
@@ -186,25 +187,22 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 
 	spec := cleanup.RunSpec{
 		Filter:    f,
-		MaxValid:  cleanup.ValidBound(plan.Valid),
+		MaxValid:  decision.MaxValid,
 		BatchSize: opts.BatchSize,
 		Pause:     pacingOverride(opts.Pause),
 		MaxRate:   pacingOverride(opts.MaxRate),
 		Verify:    true,
 	}
-	if f.All {
-		spec.MaxValid = -1
-	}
-	if (large && !opts.NoBackup) || opts.Backup {
+	if decision.Backup {
 		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
-		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything.\n", backupName(spec.Backup))
+		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
 	}
 	bar = newProgressBar(c.stderr, isTerminal(c.stderr), plan.Found, "deleted")
 	spec.Progress = bar.update
 	rep, err := engine.Run(ctx, spec)
 	bar.done()
 
-	printReport(c, rep, err)
+	printReport(c, rep, err, spec.MaxValid)
 	if err != nil || rep.Errors > 0 {
 		c.logFailed(audit, who, mode, f, rep, err, t.Prefix())
 		if err == nil {

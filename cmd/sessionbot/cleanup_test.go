@@ -141,8 +141,31 @@ func TestCleanupOtherScopesAndMalformed(t *testing.T) {
 	wantLines(t, inv.stdout,
 		"Found 200 total session keys",
 		itoa(res.Expired)+" sessions expired (will be deleted)",
-		itoa(200-res.Expired)+" sessions still valid (will be kept)",
+		itoa(200-res.Expired-res.Malformed)+" sessions still valid (will be kept)",
 		"10 malformed sessions (kept; only --all or --session-id remove them)")
+}
+
+// malformedMix is the runbook's 150 sessions (45 expired, 105 still valid) plus 5 malformed keys,
+// one of each kind (a hash among them).
+var malformedMix = cleanup.SeedSpec{Count: 155, Expired: 45.0 / 155, Malformed: 5.0 / 155, Unrelated: 10}
+
+// The preview counts found = expired + still valid + malformed: malformed keys are neither
+// "still valid" nor "expired" (SPEC §11, Counting).
+func TestCleanupPreviewCountsMalformedApart(t *testing.T) {
+	tg := newTarget(t)
+	res := tg.seed(malformedMix)
+	if res.Expired != 45 || res.Valid != 105 || res.Malformed != 5 {
+		t.Fatalf("seeded %d expired, %d valid, %d malformed; want 45, 105, 5", res.Expired, res.Valid, res.Malformed)
+	}
+	inv := tg.run("", "cleanup", "--dry-run")
+	if inv.code != 0 {
+		t.Fatalf("cleanup --dry-run: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout,
+		"Found 155 total session keys",
+		"45 sessions expired (will be deleted)",
+		"105 sessions still valid (will be kept)",
+		"5 malformed sessions (kept; only --all or --session-id remove them)")
 }
 
 func TestCleanupAllConfirmation(t *testing.T) {

@@ -21,14 +21,7 @@ type config struct {
 	Engine cleanup.EngineConfig
 	Backup cleanup.BackupConfig
 	Audit  cleanup.AuditConfig
-	CLI    cliConfig
-}
-
-// cliConfig holds the settings only the command line uses.
-type cliConfig struct {
-	// ApprovalThreshold: a cleanup that would log out more still-valid sessions than this asks
-	// the operator to type the count and writes a backup first (the bot asks a second person).
-	ApprovalThreshold int64 `env:"APPROVAL_THRESHOLD, default=1000"`
+	Policy cleanup.Policy
 }
 
 // loadConfig reads and validates every setting at once: the error lists each problem on its
@@ -37,7 +30,7 @@ type cliConfig struct {
 func loadConfig(ctx context.Context, getenv func(string) string) (config, error) {
 	var c config
 	var errs []error
-	for _, target := range []any{&c.Redis, &c.Engine, &c.Backup, &c.Audit, &c.CLI} {
+	for _, target := range []any{&c.Redis, &c.Engine, &c.Backup, &c.Audit, &c.Policy} {
 		errs = append(errs, decodeEnv(ctx, target, getenv)...)
 	}
 	if err := c.Redis.Validate(); err != nil {
@@ -55,8 +48,8 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 	if c.Engine.RetryFor < 0 {
 		errs = append(errs, fmt.Errorf("REDIS_RETRY_FOR: %s is negative", c.Engine.RetryFor))
 	}
-	if c.CLI.ApprovalThreshold < 0 {
-		errs = append(errs, fmt.Errorf("APPROVAL_THRESHOLD: %d is negative", c.CLI.ApprovalThreshold))
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.TrimSpace(c.Backup.Dir) == "" {
 		errs = append(errs, errors.New("BACKUP_DIR: must not be empty"))
@@ -79,7 +72,7 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 }
 
 // secretVars are variables whose values are never shown, even when they fail to parse.
-var secretVars = map[string]bool{"REDIS_URL": true}
+var secretVars = map[string]bool{"REDIS_URL": true, "STATE_REDIS_URL": true}
 
 // decodeEnv fills target from the environment and returns one error per variable that does not
 // parse. go-envconfig stops at the first bad field, so a failing variable is masked (its

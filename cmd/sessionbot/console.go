@@ -72,6 +72,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		}
 		defer stop()
 		cfg.Redis.URL = cleanup.RedisURL(url)
+		cfg.Redis.StateURL = "" // the demo's state stays in the demo
 		if c.getenv("BACKUP_DIR") == "" {
 			dir, err := os.MkdirTemp("", "sessionbot-demo-backups-")
 			if err != nil {
@@ -95,6 +96,13 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	if !demo {
 		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
 	}
+	state, err := stateClient(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	if state != nil {
+		defer state.Close()
+	}
 	opts := bot.ConsoleOptions{DemoRedis: demo, User: as}
 	if !demo {
 		// One console is one person (SPEC §12.5): who it acts as is fixed here, by default the
@@ -105,7 +113,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
-		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup,
+		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup, Policy: cfg.Policy, State: state,
 	}, opts)
 	if errors.Is(err, context.Canceled) {
 		return nil

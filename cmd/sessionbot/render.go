@@ -9,33 +9,6 @@ import (
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
-// planLines are the runbook's summary lines for a plan (SPEC §11 "Counting"), with plain numbers:
-// operators compare them with `wc -l`.
-func planLines(p cleanup.Plan) []string {
-	f := p.Filter.Normalize()
-	lines := []string{fmt.Sprintf("Found %d total session keys", p.Found)}
-	switch {
-	case f.All:
-		lines = append(lines, fmt.Sprintf("%d %s will be deleted (ALL)", p.Matched, sessions(p.Matched)))
-	case f.Scope() == "expired_only":
-		lines = append(lines,
-			fmt.Sprintf("%d %s expired (will be deleted)", p.Matched, sessions(p.Matched)),
-			fmt.Sprintf("%d %s still valid (will be kept)", p.Kept, sessions(p.Kept)))
-	case f.Scope() == "auth_method="+f.AuthMethod:
-		lines = append(lines,
-			fmt.Sprintf("%d %s with auth_method=%s (will be deleted)", p.Matched, sessions(p.Matched), f.AuthMethod),
-			fmt.Sprintf("%d %s with other auth methods (will be kept)", p.Kept, sessions(p.Kept)))
-	default:
-		lines = append(lines,
-			fmt.Sprintf("%d %s matching %s (will be deleted)", p.Matched, sessions(p.Matched), f.Scope()),
-			fmt.Sprintf("%d %s (will be kept)", p.Kept, sessions(p.Kept)))
-	}
-	if p.Malformed > 0 {
-		lines = append(lines, fmt.Sprintf("%d malformed %s (kept; only --all or --session-id remove them)", p.Malformed, sessions(p.Malformed)))
-	}
-	return lines
-}
-
 // planDetails says who would be affected: logouts, auth methods, TTLs, redacted samples.
 func planDetails(p cleanup.Plan) []string {
 	if p.Matched == 0 {
@@ -65,8 +38,9 @@ func sampleText(s cleanup.Sample) string {
 		s.ID, orDash(s.UserID), orDash(s.AuthMethod), stamp(s.CreatedAt), stamp(s.ExpiresAt), ttlValue(s.TTL))
 }
 
-// printReport prints the outcome of a run, complete or not.
-func printReport(c *cli, rep cleanup.Report, err error) {
+// printReport prints the outcome of a run, complete or not; maxValid is the still-valid bound
+// it ran under.
+func printReport(c *cli, rep cleanup.Report, err error, maxValid int64) {
 	w := c.stdout
 	switch {
 	case err == nil && rep.Errors == 0:
@@ -74,7 +48,8 @@ func printReport(c *cli, rep cleanup.Report, err error) {
 	case rep.Stopped == "cancelled":
 		fmt.Fprintf(w, "Cleanup CANCELLED after %s\n", rep.Duration().Round(time.Millisecond))
 	case rep.Stopped == "bound":
-		fmt.Fprintf(w, "Cleanup STOPPED after %s: more still-valid sessions match than were previewed; run a fresh preview\n", rep.Duration().Round(time.Millisecond))
+		fmt.Fprintf(w, "Cleanup STOPPED after %s: more still-valid sessions match than this run may log out (%d); run a fresh preview\n",
+			rep.Duration().Round(time.Millisecond), maxValid)
 	default:
 		fmt.Fprintf(w, "Cleanup FAILED after %s\n", rep.Duration().Round(time.Millisecond))
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -173,6 +174,20 @@ func (c *cli) connect(ctx context.Context, cfg config) (*cleanup.Target, error) 
 	}
 	fmt.Fprintf(c.stdout, "Target: %s (session keys %s*)\n", t.Name(), t.Prefix())
 	return t, nil
+}
+
+// stateClient connects to STATE_REDIS_URL, where serve and console keep requests, approvals and
+// jobs; nil when it is not set (they live in the target, under cleanup.StateNamespace).
+func stateClient(cfg cleanup.RedisConfig) (redis.UniversalClient, error) {
+	if cfg.StateURL == "" {
+		return nil, nil
+	}
+	opt, err := redis.ParseURL(cfg.StateURL.Reveal())
+	if err != nil {
+		// Validate has checked it; the URL may hold a password: never echo it.
+		return nil, &exitError{code: exitUsage, err: errors.New("STATE_REDIS_URL: not a redis:// or rediss:// URL")}
+	}
+	return redis.NewClient(opt), nil
 }
 
 // openAuditAndConnect opens the audit log, then Redis: the audit log first, so nothing happens

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
@@ -93,15 +92,12 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("cannot connect to Redis: %w", err)
 	}
 	defer t.Close()
-	var state redis.UniversalClient
-	if bcfg.StateRedisURL != "" {
-		opt, err := redis.ParseURL(bcfg.StateRedisURL.Reveal())
-		if err != nil {
-			return &exitError{code: exitUsage, err: errors.New("STATE_REDIS_URL: not a redis:// or rediss:// URL")}
-		}
-		sc := redis.NewClient(opt)
-		defer sc.Close()
-		state = sc
+	state, err := stateClient(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	if state != nil {
+		defer state.Close()
 	}
 
 	metrics := bot.NewMetrics(version)
@@ -109,7 +105,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
 	ann := bot.NewAnnouncer(bcfg, scfg, chat, bot.WithAnnouncerAudit(audit), bot.WithAnnouncerMetrics(metrics), bot.WithAnnouncerLogger(log))
 	b, err := bot.New(bot.Deps{
-		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics,
+		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
 		State: state, Backup: cfg.Backup, Logger: log,
 	})
 	if err != nil {
