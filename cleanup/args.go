@@ -113,36 +113,43 @@ func quoteKind(r rune) rune {
 	return 0
 }
 
-// Flag kinds.
+// Flag kinds: what a flag's value is.
 const (
-	flagBool     = iota // takes no value
-	flagString          // one non-empty value
-	flagMulti           // repeatable, comma-separated (--session-id)
-	flagAge             // a positive duration (30m, 12h, 7d, 2w, 1h30m)
-	flagPause           // a duration ≥ 0
-	flagCount           // an integer ≥ 1
-	flagRate            // an integer ≥ 0
-	flagCLIOnly  = 1 << 8
-	flagIsFilter = 1 << 9
+	flagBool   = iota // takes no value
+	flagString        // one non-empty value
+	flagMulti         // repeatable, comma-separated (--session-id)
+	flagAge           // a positive duration (30m, 12h, 7d, 2w, 1h30m)
+	flagPause         // a duration ≥ 0
+	flagCount         // an integer ≥ 1
+	flagRate          // an integer ≥ 0
 )
 
-var flags = map[string]int{
-	"expired":     flagBool | flagIsFilter,
-	"orphans":     flagBool | flagIsFilter,
-	"auth-method": flagString | flagIsFilter,
-	"user-id":     flagString | flagIsFilter,
-	"session-id":  flagMulti | flagIsFilter,
-	"older-than":  flagAge | flagIsFilter,
-	"all":         flagBool,
-	"reason":      flagString,
-	"no-backup":   flagBool,
-	"backup":      flagBool,
-	"dry-run":     flagBool | flagCLIOnly,
-	"yes":         flagBool | flagCLIOnly,
-	"batch-size":  flagCount | flagCLIOnly,
-	"pause":       flagPause | flagCLIOnly,
-	"max-rate":    flagRate | flagCLIOnly,
+// flagSpec describes one flag: a filter condition or an option.
+type flagSpec struct {
+	kind    int
+	cliOnly bool       // refused in chat
+	cond    *condition // the filter condition the flag sets; nil for an option
 }
+
+// flags is every flag by name: the options, and the filter conditions from their table.
+var flags = func() map[string]flagSpec {
+	m := map[string]flagSpec{
+		"all":        {kind: flagBool},
+		"reason":     {kind: flagString},
+		"no-backup":  {kind: flagBool},
+		"backup":     {kind: flagBool},
+		"dry-run":    {kind: flagBool, cliOnly: true},
+		"yes":        {kind: flagBool, cliOnly: true},
+		"batch-size": {kind: flagCount, cliOnly: true},
+		"pause":      {kind: flagPause, cliOnly: true},
+		"max-rate":   {kind: flagRate, cliOnly: true},
+	}
+	for i := range conditions {
+		c := &conditions[i]
+		m[c.flag] = flagSpec{kind: c.kind, cond: c}
+	}
+	return m
+}()
 
 // maxBatchSize bounds --batch-size: the engine's memory is proportional to it.
 const maxBatchSize = 100_000
@@ -161,7 +168,7 @@ func ParseArgs(args []string, cli bool) (Options, error) {
 			return Options{}, usagef("unexpected argument %s: every value follows its flag, as in --user-id auth0|123", quote(arg))
 		}
 		name, value, hasValue := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-		kind, known := flags[name]
+		spec, known := flags[name]
 		if !known {
 			if !hasValue {
 				name = arg
@@ -171,82 +178,42 @@ func ParseArgs(args []string, cli bool) (Options, error) {
 			return Options{}, usagef("unknown flag %s%s", quote(name), suggest(name))
 		}
 		flag := "--" + name
-		if kind&flagCLIOnly != 0 && !cli {
+		if spec.cliOnly && !cli {
 			return Options{}, usagef("%s is only available on the command line (sessionbot cleanup), not in chat", flag)
 		}
-		if kind&flagIsFilter != 0 {
+		if spec.cond != nil {
 			filterFlags = append(filterFlags, flag)
 		}
-		if kind&0xff == flagBool {
+		if spec.kind == flagBool {
 			if hasValue {
 				return Options{}, usagef("%s takes no value (got %s)", flag, quote(value))
 			}
-			switch name {
-			case "expired":
-				o.Filter.Expired = true
-			case "orphans":
-				o.Filter.Orphans = true
-			case "all":
-				o.Filter.All = true
-			case "no-backup":
-				o.NoBackup = true
-			case "backup":
-				o.Backup = true
-			case "dry-run":
-				o.DryRun = true
-			case "yes":
-				o.Yes = true
-			}
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(args) || looksLikeFlag(dashes(args[i+1])) {
-				return Options{}, usagef("%s needs a value", flag)
-			}
-			i++
-			value = args[i]
-		}
-		if value == "" {
-			return Options{}, usagef("%s needs a non-empty value", flag)
-		}
-		if kind&0xff == flagMulti {
-			for id := range strings.SplitSeq(value, ",") {
-				if id == "" {
-					return Options{}, usagef("%s has an empty id in %s", flag, quote(value))
+		} else {
+			if !hasValue {
+				if i+1 >= len(args) || looksLikeFlag(dashes(args[i+1])) {
+					return Options{}, usagef("%s needs a value", flag)
 				}
-				if !contains(o.Filter.SessionIDs, id) {
-					o.Filter.SessionIDs = append(o.Filter.SessionIDs, id)
-				}
+				i++
+				value = args[i]
 			}
-			continue
-		}
-		if prev, dup := seen[name]; dup {
-			if prev == value {
-				continue
-			}
-			return Options{}, usagef("%s is given twice with different values (%s and %s)", flag, quote(prev), quote(value))
-		}
-		seen[name] = value
-		var err error
-		switch name {
-		case "auth-method":
-			o.Filter.AuthMethod = value
-		case "user-id":
-			o.Filter.UserID = value
-		case "reason":
-			if strings.TrimSpace(value) == "" {
+			if value == "" {
 				return Options{}, usagef("%s needs a non-empty value", flag)
 			}
-			o.Reason = value
-		case "older-than":
-			o.Filter.OlderThan, err = parseDuration(flag, value, false)
-			o.Filter.OlderThanText = value
-		case "pause":
-			o.Pause, err = parseDuration(flag, value, true)
-		case "batch-size":
-			o.BatchSize, err = parseCount(flag, value, 1, maxBatchSize)
-		case "max-rate":
-			o.MaxRate, err = parseCount(flag, value, 0, math.MaxInt32)
+			if spec.kind != flagMulti {
+				if prev, dup := seen[name]; dup {
+					if prev == value {
+						continue
+					}
+					return Options{}, usagef("%s is given twice with different values (%s and %s)", flag, quote(prev), quote(value))
+				}
+				seen[name] = value
+			}
+		}
+		var err error
+		if spec.cond != nil {
+			err = spec.cond.record(&o.Filter, flag, value)
+		} else {
+			err = o.setOption(name, flag, value)
 		}
 		if err != nil {
 			return Options{}, err
@@ -264,6 +231,36 @@ func ParseArgs(args []string, cli bool) (Options, error) {
 		return Options{}, usagef("--backup and --no-backup contradict each other: give one")
 	}
 	return o, nil
+}
+
+// setOption records an option: a flag that is not a filter condition. value is "" for a
+// flagBool.
+func (o *Options) setOption(name, flag, value string) error {
+	var err error
+	switch name {
+	case "all":
+		o.Filter.All = true
+	case "no-backup":
+		o.NoBackup = true
+	case "backup":
+		o.Backup = true
+	case "dry-run":
+		o.DryRun = true
+	case "yes":
+		o.Yes = true
+	case "reason":
+		if strings.TrimSpace(value) == "" {
+			return usagef("%s needs a non-empty value", flag)
+		}
+		o.Reason = value
+	case "pause":
+		o.Pause, err = parseDuration(flag, value, true)
+	case "batch-size":
+		o.BatchSize, err = parseCount(flag, value, 1, maxBatchSize)
+	case "max-rate":
+		o.MaxRate, err = parseCount(flag, value, 0, math.MaxInt32)
+	}
+	return err
 }
 
 // dashes turns a leading em or en dash into "--": macOS and Slack clients "smarten" a typed

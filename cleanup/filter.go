@@ -7,14 +7,16 @@ import (
 )
 
 // Filter selects sessions. Conditions combine with AND. The zero Filter (no condition set) means
-// "expired", the runbook's Procedure 1; Normalize makes that explicit.
+// "expired", the runbook's Procedure 1; Normalize makes that explicit. Every condition field has
+// its entry in the conditions table (conditions.go), which says how it is parsed, spelled and
+// decided.
 type Filter struct {
 	Expired    bool          // expires_at < now
 	Orphans    bool          // key has no TTL (PTTL = -1)
 	AuthMethod string        // auth_method == AuthMethod, exactly
 	UserID     string        // user_id == UserID, exactly
 	SessionIDs []string      // keys prefix+id, exactly; selects by key, no SCAN
-	OlderThan  time.Duration // created_at < now - OlderThan
+	OlderThan  time.Duration // created_at < now - OlderThan; a condition only when > 0
 	// OlderThanText is OlderThan as the user typed it ("7d"), for scopes and audit lines.
 	OlderThanText string
 	All           bool // every session key (mass logout); combines with nothing else
@@ -22,8 +24,7 @@ type Filter struct {
 
 // Normalize returns f with the implied default made explicit: no condition means Expired.
 func (f Filter) Normalize() Filter {
-	if !f.Expired && !f.Orphans && f.AuthMethod == "" && f.UserID == "" &&
-		len(f.SessionIDs) == 0 && f.OlderThan == 0 && !f.All {
+	if !f.All && f.summary().n == 0 {
 		f.Expired = true
 	}
 	return f
@@ -37,31 +38,40 @@ func (f Filter) Equal(g Filter) bool {
 
 // ByKey reports whether f selects by key alone (no value read needed to decide).
 func (f Filter) ByKey() bool {
-	return f.All || (len(f.SessionIDs) > 0 && !f.needsValue() && !f.Orphans)
+	u := f.summary()
+	return f.All || (u.keyed > 0 && u.keyed == u.n)
 }
 
-// needsValue reports whether deciding needs the session's JSON value.
-func (f Filter) needsValue() bool {
-	return f.Expired || f.AuthMethod != "" || f.UserID != "" || f.OlderThan > 0
-}
+// selectsByKey reports whether f deletes a key whatever its value (--all, or --session-id
+// without a content condition): only these remove malformed values.
+func (f Filter) selectsByKey() bool { return f.All || f.summary().selectsByKey() }
 
 // needed returns the session fields f reads.
-func (f Filter) needed() Fields {
-	var n Fields
-	if f.Expired {
-		n |= FieldExpiresAt
-	}
-	if f.AuthMethod != "" {
-		n |= FieldAuthMethod
-	}
-	if f.UserID != "" {
-		n |= FieldUserID
-	}
-	if f.OlderThan > 0 {
-		n |= FieldCreatedAt
-	}
-	return n
+func (f Filter) needed() Fields { return f.summary().reads }
+
+// summary sums up the conditions a filter sets (All aside).
+type summary struct {
+	n     int    // how many
+	keyed int    // how many of them are keyed
+	reads Fields // the session fields they read
 }
+
+func (f Filter) summary() summary {
+	var u summary
+	for i := range conditions {
+		if c := &conditions[i]; c.set(f) {
+			u.n++
+			if c.keyed {
+				u.keyed++
+			}
+			u.reads |= c.reads
+		}
+	}
+	return u
+}
+
+// selectsByKey reports whether the conditions name keys and read no field.
+func (u summary) selectsByKey() bool { return u.keyed > 0 && u.reads == 0 }
 
 // Verdict is the decision for one key.
 type Verdict uint8
@@ -72,37 +82,27 @@ const (
 	Malformed                // content filter could not be evaluated: kept, counted apart
 )
 
-// selectsByKey reports whether f deletes a key whatever its value (--all, or --session-id
-// without a content condition): only these remove malformed values.
-func (f Filter) selectsByKey() bool {
-	return f.All || (len(f.SessionIDs) > 0 && !f.needsValue())
-}
-
 // Decide applies f to one session. s is the decoded value (ok=false when the value is not a JSON
-// object or not a string at all); pttl is the key's PTTL (-1: no TTL). Selections by key (All,
-// SessionIDs) match malformed values too; every other filter (content conditions, and
-// --orphans) never does.
+// object or not a string at all); pttl is the key's PTTL (-1: no TTL). Conditions decided by key
+// or TTL come first: a key that fails one is kept, whatever its value. Then a value that f cannot
+// evaluate (not decodable, or without a field f reads) is Malformed, unless f selects by key
+// (All, SessionIDs without a content condition), which matches malformed values too; every other
+// filter (content conditions, and --orphans) never does. Then the content conditions.
 func (f Filter) Decide(s Session, ok bool, pttl time.Duration, now time.Time) Verdict {
 	if f.All {
 		return Delete
 	}
-	if f.Orphans && pttl != -1 {
-		return Keep
+	u := f.summary()
+	for i := range conditions {
+		if c := &conditions[i]; c.reads == 0 && c.set(f) && !c.match(f, s, pttl, now) {
+			return Keep
+		}
 	}
-	if !f.selectsByKey() && (!ok || !s.Has.Contains(f.needed())) {
+	if !u.selectsByKey() && (!ok || !s.Has.Contains(u.reads)) {
 		return Malformed
 	}
-	if f.needsValue() {
-		if f.Expired && !s.ExpiresAt.Before(now) {
-			return Keep
-		}
-		if f.AuthMethod != "" && s.AuthMethod != f.AuthMethod {
-			return Keep
-		}
-		if f.UserID != "" && s.UserID != f.UserID {
-			return Keep
-		}
-		if f.OlderThan > 0 && !s.CreatedAt.Before(now.Add(-f.OlderThan)) {
+	for i := range conditions {
+		if c := &conditions[i]; c.reads != 0 && c.set(f) && !c.match(f, s, pttl, now) {
 			return Keep
 		}
 	}
@@ -120,41 +120,25 @@ func ShortID(id string) string {
 }
 
 // Scope spells the filter the way the audit log's Filters: field does: expired_only,
-// auth_method=basic_auth, user_id=auth0|123, orphans, older_than=7d, session_id=…, all.
+// auth_method=basic_auth, user_id=auth0|123, orphans, older_than=7d, session_id=…, all; several
+// conditions are joined with ",".
 func (f Filter) Scope() string {
 	f = f.Normalize()
 	if f.All {
 		return "all"
 	}
-	var parts []string
-	if f.Expired {
-		if f.AuthMethod == "" && f.UserID == "" && !f.Orphans && f.OlderThan == 0 && len(f.SessionIDs) == 0 {
-			return "expired_only"
+	var (
+		parts []string
+		last  *condition
+	)
+	for i := range conditions {
+		if c := &conditions[i]; c.set(f) {
+			parts = append(parts, c.scope(f))
+			last = c
 		}
-		parts = append(parts, "expired")
 	}
-	if f.Orphans {
-		parts = append(parts, "orphans")
-	}
-	if f.AuthMethod != "" {
-		parts = append(parts, "auth_method="+f.AuthMethod)
-	}
-	if f.UserID != "" {
-		parts = append(parts, "user_id="+f.UserID)
-	}
-	if f.OlderThan > 0 {
-		t := f.OlderThanText
-		if t == "" {
-			t = f.OlderThan.String()
-		}
-		parts = append(parts, "older_than="+t)
-	}
-	if len(f.SessionIDs) > 0 {
-		ids := make([]string, len(f.SessionIDs))
-		for i, id := range f.SessionIDs {
-			ids[i] = ShortID(id)
-		}
-		parts = append(parts, "session_id="+strings.Join(ids, "|"))
+	if len(parts) == 1 && last.alone != "" {
+		return last.alone
 	}
 	return strings.Join(parts, ",")
 }
