@@ -102,17 +102,25 @@ func (it *item) expired(now time.Time) bool {
 	return it.ok && it.sess.Has.Contains(FieldExpiresAt) && it.sess.ExpiresAt.Before(now)
 }
 
-// valid reports whether deleting the key logs a user out: a decodable session that is not past
-// its expires_at. Expired, malformed and absent keys are no logouts (SPEC §12.3).
+// valid reports whether deleting the key logs a user out: a decodable session with a
+// well-formed expires_at that has not passed. Expired, malformed (including a session without a
+// usable expires_at: nobody can tell whether it is still valid) and absent keys are no logouts
+// (SPEC §12.3).
 func (it *item) valid(now time.Time) bool {
-	return it.state == stateString && it.ok && !it.expired(now)
+	return it.state == stateString && it.ok && it.sess.Has.Contains(FieldExpiresAt) && !it.sess.ExpiresAt.Before(now)
 }
 
 // malformedFor reports whether the key is malformed for f: not a string, not a JSON object, or
-// without a well-formed field f needs. Counted the same way in previews, reports and audit
-// lines, whether f deletes it (--all, --session-id) or keeps it (content filters).
+// without a well-formed field f needs — and for selections by key (--all, --session-id), which
+// need no field, without a well-formed expires_at, so that a mass logout counts as malformed the
+// same keys the default (expired) preview does. Counted the same way in previews, reports and
+// audit lines, whether f deletes it (--all, --session-id) or keeps it (content filters).
 func (it *item) malformedFor(f Filter) bool {
-	return it.state == stateOther || !it.ok || !it.sess.Has.Contains(f.needed())
+	need := f.needed()
+	if f.selectsByKey() {
+		need |= FieldExpiresAt
+	}
+	return it.state == stateOther || !it.ok || !it.sess.Has.Contains(need)
 }
 
 // ops runs batch commands against one master (standalone) or through the cluster client, which

@@ -130,12 +130,14 @@ func TestCleanupOtherScopesAndMalformed(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", inv.code, inv.stderr)
 	}
 	// Orphans whose value is not a JSON object are malformed: kept, as by every filter but
-	// --all and --session-id.
+	// --all and --session-id, and counted on their own line.
 	orphans := res.NoTTL - res.UndecodableNoTTL
+	undecodable := res.MalformedByKind[cleanup.MalformedNotJSON] + res.MalformedByKind[cleanup.MalformedJSONArray] + res.MalformedByKind[cleanup.MalformedNotString]
 	wantLines(t, inv.stdout,
 		"Found 200 total session keys",
 		itoa(orphans)+" sessions matching orphans (will be deleted)",
-		itoa(200-orphans)+" sessions (will be kept)")
+		itoa(200-orphans-undecodable)+" sessions (will be kept)",
+		itoa(undecodable)+" malformed sessions (kept; only --all or --session-id remove them)")
 
 	inv = tg.run("", "cleanup", "--dry-run")
 	wantLines(t, inv.stdout,
