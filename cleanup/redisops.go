@@ -97,11 +97,6 @@ type item struct {
 	verdict Verdict
 }
 
-// expired reports whether the session is known to be past its expires_at.
-func (it *item) expired(now time.Time) bool {
-	return it.ok && it.sess.Has.Contains(FieldExpiresAt) && it.sess.ExpiresAt.Before(now)
-}
-
 // valid reports whether deleting the key logs a user out: a decodable session with a
 // well-formed expires_at that has not passed. Expired, malformed (including a session without a
 // usable expires_at: nobody can tell whether it is still valid) and absent keys are no logouts

@@ -129,7 +129,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	}
 	defer audit.Close()
 	defer t.Close()
-	engine := cleanup.NewEngine(t, cfg.Engine)
+	// The pacing flags apply to every pass: the preview, the run and its final count.
+	engine := cleanup.NewEngine(t, cfg.Engine).WithPacing(opts.BatchSize, pacingOverride(opts.Pause), pacingOverride(opts.MaxRate))
 
 	who := c.operator(as)
 	started := []string{"User", who, "Mode", mode, "Filters", f.Scope()}
@@ -144,7 +145,16 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	}
 
 	bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "matched")
-	plan, err := engine.Preview(ctx, f, bar.update)
+	var (
+		plan cleanup.Plan
+		sel  *cleanup.Selection // what the preview matched, for a run that follows at once
+	)
+	if opts.DryRun || f.All {
+		plan, err = engine.Preview(ctx, f, bar.update)
+	} else {
+		plan, sel, err = engine.PreviewSelect(ctx, f, bar.update, cfg.Backup.Dir)
+		defer sel.Close()
+	}
 	bar.done()
 	if err != nil {
 		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
@@ -185,13 +195,11 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 
-	spec := cleanup.RunSpec{
-		Filter:    f,
-		MaxValid:  decision.MaxValid,
-		BatchSize: opts.BatchSize,
-		Pause:     pacingOverride(opts.Pause),
-		MaxRate:   pacingOverride(opts.MaxRate),
-		Verify:    true,
+	spec := cleanup.RunSpec{Filter: f, MaxValid: decision.MaxValid, Verify: true}
+	if !decision.NeedsApproval {
+		// Run from what the preview just found: each session read once, not twice. After a
+		// confirmation prompt (which may take the operator a while) the run reads afresh.
+		spec.Selection = sel
 	}
 	if decision.Backup {
 		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}

@@ -565,3 +565,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A key list left in BACKUP_DIR by a run that crashed names session keys: the next run removes
+// it before doing anything (SPEC §12.8).
+func TestStaleKeyListsAreRemovedAtStart(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	dir := tg.env["BACKUP_DIR"]
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, ".cli-20261126T100000Z-abcdef.keys")
+	if err := os.WriteFile(stale, []byte("session:a1b2c3d4e5f6g7h8"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := tg.run("", "cleanup", "--dry-run")
+	if inv.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale key list still there (%v)", err)
+	}
+	if !strings.Contains(inv.stderr, "Removed 1 key list") {
+		t.Errorf("stderr does not say the key list was removed:\n%s", inv.stderr)
+	}
+}

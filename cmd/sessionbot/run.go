@@ -202,7 +202,21 @@ func (c *cli) openAuditAndConnect(ctx context.Context, cfg config) (*cleanup.Aud
 		audit.Close()
 		return nil, nil, err
 	}
+	removeStaleKeyLists(c.stderr, cfg.Backup.Dir)
 	return audit, t, nil
+}
+
+// removeStaleKeyLists deletes the key lists a crashed run left in BACKUP_DIR: they name session
+// keys, which may be credentials (SPEC §12.8). A live run's list is unaffected: it reads
+// through the file it holds open.
+func removeStaleKeyLists(w io.Writer, dir string) {
+	n, err := cleanup.RemoveStaleKeyLists(dir)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "warning: cannot remove key lists left in BACKUP_DIR by an interrupted run: %v\n", err)
+	case n > 0:
+		fmt.Fprintf(w, "Removed %d key list(s) an interrupted run left in BACKUP_DIR.\n", n)
+	}
 }
 
 // isTerminal reports whether w is a terminal (progress bars and prompts adapt to it).

@@ -92,6 +92,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("cannot connect to Redis: %w", err)
 	}
 	defer t.Close()
+	removeStaleKeyLists(c.stderr, cfg.Backup.Dir)
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
 		return err
