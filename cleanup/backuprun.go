@@ -188,10 +188,7 @@ func (r *runner) getdel() bool { return r.f.selectsByKey() }
 // backupRound reads every key src selects, decides, and writes the matching ones to rd's backup
 // file and key list. A bound exceeded stops it before anything of the round is deleted.
 func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error) error {
-	var (
-		mu     sync.Mutex
-		validN int64
-	)
+	var mu sync.Mutex
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
 		o := r.e.opsFor(node)
 		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
@@ -209,17 +206,16 @@ func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Co
 			return err
 		}
 		for _, en := range entries {
-			if en.valid {
-				validN++
+			// Distinct keys only: a node rescanned after a restart, or SCAN returning a key
+			// twice, lists a key again without logging anyone out twice.
+			if en.valid && r.bounded() && r.validListed.add(en.key) && int64(r.validListed.len()) > r.spec.MaxValid {
+				return ErrBoundReached
 			}
 			if err := rd.list.add(en); err != nil {
 				return fmt.Errorf("backup: key list: %w", err)
 			}
 		}
 		r.c.matched.Add(int64(len(entries)))
-		if r.bounded() && validN+r.reservedValid.Load() > r.spec.MaxValid {
-			return ErrBoundReached
-		}
 		return nil
 	}
 	if err := src(ctx, fn); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,8 @@ type runner struct {
 	c     counters
 
 	reservedValid atomic.Int64 // still-valid deletions granted against spec.MaxValid
+	malformedSeen distinctKeys // malformed keys counted (a rescan reads them again)
+	validListed   distinctKeys // still-valid keys listed in a bounded run's backup rounds
 
 	mu    sync.Mutex
 	users map[string]string // user_id → username of deleted sessions (≤ 100)
@@ -150,6 +153,35 @@ func (r *runner) noteUser(it *item) {
 		r.users[it.sess.UserID] = it.sess.Username
 	}
 	r.mu.Unlock()
+}
+
+// distinctKeys remembers keys by a 64-bit hash (8 bytes of map key each), for counts that a
+// rescan from cursor 0 after a node restart, or SCAN returning a key twice, must not inflate.
+type distinctKeys struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	seen map[uint64]struct{}
+}
+
+// add records key and reports whether it was new.
+func (d *distinctKeys) add(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		d.seed, d.seen = maphash.MakeSeed(), map[uint64]struct{}{}
+	}
+	h := maphash.String(d.seed, key)
+	if _, ok := d.seen[h]; ok {
+		return false
+	}
+	d.seen[h] = struct{}{}
+	return true
+}
+
+func (d *distinctKeys) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.seen)
 }
 
 // countError counts a failed Redis operation as an error of the run, unless it failed because
@@ -247,8 +279,8 @@ func (r *runner) toDelete(items []item) []*item {
 		if it.state == stateMissing {
 			continue
 		}
-		if it.malformedFor(r.f) {
-			r.c.malformed.Add(1)
+		if it.malformedFor(r.f) && r.malformedSeen.add(it.key) {
+			r.c.malformed.Add(1) // once per key, however often a rescan reads it
 		}
 		if it.verdict == Delete {
 			del = append(del, it)
