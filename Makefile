@@ -5,6 +5,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME    ?= 10s
 FUZZSMOKE   ?= 3s
+CHAOSRUNS   ?= 40
 
 .PHONY: all test test-load mutants lint vet staticcheck gofmt build bench test-long fuzz clean
 
@@ -50,9 +51,10 @@ bench:
 test-load:
 	$(GO) test -count=1 -tags long -run TestLoadMillionSessionsThroughTheBot -timeout 10m -v ./bot/
 
-## test-long: the suite plus long-running tests (build tag long)
+## test-long: the suite plus long-running tests (build tag long), and CHAOSRUNS runs of the
+## randomized invariant test instead of the 6 of `make test`
 test-long:
-	$(GO) test -race -count=1 -tags long -timeout 20m ./...
+	SESSIONBOT_CHAOS_RUNS=$(CHAOSRUNS) $(GO) test -race -count=1 -tags long -timeout 20m ./...
 
 ## fuzz: short runs of the command parser, session decoder and Slack payload fuzzers
 fuzz:

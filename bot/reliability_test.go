@@ -154,10 +154,12 @@ type fleet struct {
 	pd       *pdtest.Server
 	redis    *redistest.Server
 	rdb      *redis.Client
+	state    *redistest.Server // nil: state lives in the target (redis)
 	seeded   cleanup.SeedResult
 	cfg      Config
 	ops      string
 	replicas []*replica
+	backups  string // BACKUP_DIR of every replica
 }
 
 type fleetOptions struct {
@@ -171,10 +173,16 @@ type fleetOptions struct {
 	// pdAttempt bounds each PagerDuty attempt (0: the default).
 	pdAttempt time.Duration
 	config    func(*Config)
+	threshold int64 // APPROVAL_THRESHOLD; 0: its default
 	auditFile string // "": one file per replica
 	// separateState gives each replica its own connections for state (as with STATE_REDIS_URL),
 	// which replica.stateKS cuts without touching the engine's.
 	separateState bool
+	// stateServer keeps the state in a redis-server of its own (STATE_REDIS_URL), reached
+	// through each replica's kill switch, so that the target can restart without it.
+	stateServer bool
+	// noSeed leaves the target empty: the test writes its own sessions.
+	noSeed bool
 }
 
 func newFleet(t *testing.T, o fleetOptions) *fleet {
@@ -197,11 +205,16 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 		f.slack.AddUser(id, n, n+"@company.example")
 	}
 	f.ops = f.slack.ChannelID("#sre-ops")
-	seeded, err := cleanup.Seed(context.Background(), f.rdb, cleanup.SeedSpec{Count: o.sessions, Seed: 7, Unrelated: 20, CanaryToken: flCanary})
-	if err != nil {
-		t.Fatal(err)
+	if o.stateServer {
+		f.state = redistest.Standalone(t)
 	}
-	f.seeded = seeded
+	if !o.noSeed {
+		seeded, err := cleanup.Seed(context.Background(), f.rdb, cleanup.SeedSpec{Count: o.sessions, Seed: 7, Unrelated: 20, CanaryToken: flCanary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.seeded = seeded
+	}
 
 	f.cfg = DefaultConfig()
 	f.cfg.TeamID = slacktest.DefaultTeamID
@@ -214,6 +227,7 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	f.backups = filepath.Join(dir, "backups")
 	// One at a time, so that slacktest.Connection(i) is replica i (connections count in the
 	// order they were opened).
 	for i := range o.replicas {
@@ -262,15 +276,25 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	engine := cleanup.NewEngine(cleanup.NewTarget(rdb, "session:", f.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate, RetryFor: time.Second})
 	var state redis.UniversalClient
-	if o.separateState {
+	switch {
+	case o.stateServer:
+		sc := redis.NewClient(&redis.Options{Addr: f.state.Addr(), Dialer: r.ks.dial, MaxRetries: 1,
+			DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+		t.Cleanup(func() { _ = sc.Close() })
+		state = sc
+	case o.separateState:
 		sc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Dialer: r.stateKS.dial, MaxRetries: 1,
 			DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 		t.Cleanup(func() { _ = sc.Close() })
 		state = sc
 	}
+	policy := defaultPolicy
+	if o.threshold > 0 {
+		policy.Threshold = o.threshold
+	}
 	r.bot, err = New(Deps{
-		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state, Policy: defaultPolicy,
-		Backup: cleanup.BackupConfig{Dir: filepath.Join(dir, "backups")}, Logger: log,
+		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state, Policy: policy,
+		Backup: cleanup.BackupConfig{Dir: f.backups}, Logger: log,
 		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

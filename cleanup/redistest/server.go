@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -189,6 +190,40 @@ func (s *Server) Restart() error {
 			return err
 		}
 	}
+}
+
+// RestartKeepingData restarts the server the way an operator does, keeping its data: it pauses
+// writes (CLIENT PAUSE WRITE, so every write executed so far has had its reply sent, and no write
+// runs without its client hearing of it), saves an RDB snapshot and exits (SHUTDOWN SAVE), then
+// starts a new process on the same port and directory, which loads the snapshot: the same keys,
+// values and TTLs under a new run_id. Writes sent meanwhile fail with a connection error and
+// were not executed. Not for cluster nodes.
+func (s *Server) RestartKeepingData() error {
+	s.mu.Lock()
+	done := s.done
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if !running {
+		return fmt.Errorf("redistest: %s is not running", s.addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	admin := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+	defer admin.Close()
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", stopTimeout.Milliseconds(), "WRITE").Err(); err != nil {
+		return fmt.Errorf("redistest: CLIENT PAUSE on %s: %w", s.addr, err)
+	}
+	// SHUTDOWN answers only when it fails; on success the connection just closes.
+	var rerr redis.Error
+	if err := admin.Do(ctx, "SHUTDOWN", "SAVE").Err(); errors.As(err, &rerr) {
+		return fmt.Errorf("redistest: SHUTDOWN SAVE on %s: %w", s.addr, err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("redistest: %s did not exit within %v of SHUTDOWN SAVE", s.addr, stopTimeout)
+	}
+	return s.Restart()
 }
 
 func (s *Server) killLocked() {

@@ -34,6 +34,10 @@ type Config struct {
 	Creators int
 	// Writers is the number of goroutines rewriting the hot sessions.
 	Writers int
+	// RefreshEvery paces the writers: each hot session is rewritten at most this often, as an
+	// application touches a session per request (the issue's report: about every 10 ms).
+	// 0: as fast as the writers go.
+	RefreshEvery time.Duration
 }
 
 // Users is the number of distinct user ids in the population; user 0 is UserID(0).
@@ -58,6 +62,7 @@ type App struct {
 	unrelated    map[string]string
 	unmatched    int
 	unmatchedKey map[string]bool // changed so that it no longer matches (SET XX answered OK)
+	malformed    int // malformed keys written by Populate
 	roles        struct{ hot, unmatch, logout, writeBack []string }
 
 	stop   context.CancelFunc
@@ -133,7 +138,8 @@ func (a *App) Populate(ctx context.Context) error {
 			matching = append(matching, k)
 		}
 	}
-	for i, v := range []string{"not json {", `[1,2]`, `{"user_id":"u"}`, `{"expires_at":"yesterday"}`} {
+	malformed := []string{"not json {", `[1,2]`, `{"user_id":"u"}`, `{"expires_at":"yesterday"}`}
+	for i, v := range malformed {
 		k := fmt.Sprintf("%smalformed-%d", p, i)
 		pipe.Set(ctx, k, v, time.Hour)
 		a.births[k]++
@@ -141,6 +147,7 @@ func (a *App) Populate(ctx context.Context) error {
 	}
 	pipe.HSet(ctx, p+"malformed-hash", "user_id", "u")
 	a.births[p+"malformed-hash"]++
+	a.malformed = len(malformed) + 1
 	root := strings.TrimSuffix(p, "session:")
 	for _, k := range []string{root + "cb:payments", root + "feature:flags", root + "sessions", root + "xsession:1", cleanup.StateNamespace + "lease:" + root, cleanup.StateNamespace + "{state}:job:" + root} {
 		a.unrelated[k] = "keep-" + k

@@ -22,11 +22,24 @@ import (
 //   - a run that completed left no session behind that existed before it and still matches its
 //     filter (for --all: no session that existed before it at all);
 //   - Deleted is exactly what disappeared from Redis without the application deleting it;
-//   - Skipped counts only sessions that stopped matching (never a refresh that kept matching);
+//   - Skipped counts only sessions that stopped matching (never a refresh that kept matching),
+//     and Malformed no more than the malformed keys there are;
 //   - when a backup was written, it holds the last value of every key the run deleted.
 //
 // It returns every violation found, joined, naming keys by their short id only.
 func (a *App) Check(ctx context.Context, rep cleanup.Report, runErr error, identities ...age.Identity) error {
+	return a.check(ctx, rep, runErr, true, identities)
+}
+
+// CheckInterrupted is Check for a run whose process died part-way, with the report someone
+// else rebuilt from the last progress it stored: the run did not complete, and its Deleted is
+// a lower bound of what it removed (never more than that). Every other promise holds as for
+// Check; rep.Backup names the backup files the run left, if any.
+func (a *App) CheckInterrupted(ctx context.Context, rep cleanup.Report, identities ...age.Identity) error {
+	return a.check(ctx, rep, errors.New("interrupted"), false, identities)
+}
+
+func (a *App) check(ctx context.Context, rep cleanup.Report, runErr error, exact bool, identities []age.Identity) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -85,11 +98,19 @@ func (a *App) Check(ctx context.Context, rep cleanup.Report, runErr error, ident
 		}
 		runDeleted += n
 	}
-	if rep.Deleted != runDeleted {
+	switch {
+	case exact && rep.Deleted != runDeleted:
 		bad("report says Deleted %d; %d keys disappeared without the application deleting them", rep.Deleted, runDeleted)
+	case !exact && rep.Deleted > runDeleted:
+		bad("report says at least %d deleted; only %d keys disappeared without the application deleting them", rep.Deleted, runDeleted)
 	}
 	if rep.DeletedValid > rep.Deleted {
 		bad("report says %d still-valid deleted of %d deleted", rep.DeletedValid, rep.Deleted)
+	}
+
+	// Each malformed key is counted once, however often it was scanned (§11).
+	if rep.Malformed > int64(a.malformed) {
+		bad("report says Malformed %d; only %d malformed keys exist", rep.Malformed, a.malformed)
 	}
 
 	// Skipped only for sessions that stopped matching.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -83,9 +84,10 @@ func (a *App) goOnce(ctx context.Context, seed uint64, fn func(context.Context, 
 	}()
 }
 
-// benign: the traffic was stopped, or a server was restarted under it (fault tests).
+// benign: the traffic was stopped, or a server was restarted under it (fault tests): the
+// connection failed, or the new process was still loading its snapshot. Neither ran the command.
 func benign(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, context.Canceled) || !isRedisReply(err)
+	return ctx.Err() != nil || errors.Is(err, context.Canceled) || !isRedisReply(err) || strings.HasPrefix(err.Error(), "LOADING")
 }
 
 func isRedisReply(err error) bool {
@@ -112,12 +114,14 @@ func pause(ctx context.Context, rng *rand.Rand, max time.Duration) bool {
 }
 
 // refresh rewrites each key with a new last_activity, keeping its TTL, only if it still exists
-// (SET XX KEEPTTL, as a session store's touch does). It changes nothing a filter looks at.
+// (SET XX KEEPTTL, as a session store's touch does), then waits out Config.RefreshEvery. It
+// changes nothing a filter looks at.
 func (a *App) refresh(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		<-ctx.Done()
 		return nil
 	}
+	defer a.pace(ctx, time.Now())
 	for _, k := range keys {
 		a.mu.Lock()
 		s := a.base[k]
@@ -140,6 +144,20 @@ func (a *App) refresh(ctx context.Context, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// pace waits until Config.RefreshEvery has passed since start (or ctx ends), failed passes
+// included, so that writers retrying a restarting server do not spin.
+func (a *App) pace(ctx context.Context, start time.Time) {
+	if a.cfg.RefreshEvery <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Until(start.Add(a.cfg.RefreshEvery)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // unmatch changes each of its keys once so that it no longer matches the filter.
