@@ -173,7 +173,7 @@ type fleetOptions struct {
 	// pdAttempt bounds each PagerDuty attempt (0: the default).
 	pdAttempt time.Duration
 	config    func(*Config)
-	threshold int64 // APPROVAL_THRESHOLD; 0: its default
+	threshold int64  // APPROVAL_THRESHOLD; 0: its default
 	auditFile string // "": one file per replica
 	// separateState gives each replica its own connections for state (as with STATE_REDIS_URL),
 	// which replica.stateKS cuts without touching the engine's.

@@ -62,7 +62,7 @@ type App struct {
 	unrelated    map[string]string
 	unmatched    int
 	unmatchedKey map[string]bool // changed so that it no longer matches (SET XX answered OK)
-	malformed    int // malformed keys written by Populate
+	malformed    int             // malformed keys written by Populate
 	roles        struct{ hot, unmatch, logout, writeBack []string }
 
 	stop   context.CancelFunc
