@@ -243,8 +243,8 @@ var mutations = []mutation{
 		Name: "malformed-counted-as-logout",
 		Rule: "expired, malformed and absent keys never count as logouts (SPEC §12.3)",
 		File: "cleanup/redisops.go",
-		From: "return it.state == stateString && it.ok && !it.expired(now)",
-		To:   "return !it.expired(now)",
+		From: "return it.state == stateString && it.ok && it.sess.Has.Contains(FieldExpiresAt) && !it.sess.ExpiresAt.Before(now)",
+		To:   "return !it.sess.ExpiresAt.Before(now)",
 		Pkgs: []string{"./cleanup/"},
 		Run:  "^TestProcedure2All$",
 	},
@@ -256,6 +256,15 @@ var mutations = []mutation{
 		To:   "if true {",
 		Pkgs: []string{"./cleanup/"},
 		Run:  "^TestFaultRestartRescansFromCursorZero$",
+	},
+	{
+		Name: "preview-unpaced",
+		Rule: "previews are paced like runs when the engine is paced (SPEC §12.7)",
+		File: "cleanup/scan.go",
+		From: "p.sequential = true\n\t\treturn p",
+		To:   "return pacing{batch: p.batch, workers: 2}",
+		Pkgs: []string{"./cleanup/"},
+		Run:  "^TestPreviewIsPacedLikeARun$",
 	},
 }
 
