@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -195,5 +196,15 @@ func TestSeedRefusesTargetWithSessions(t *testing.T) {
 	sameKeys(t, before, tg.snapshot())
 	if inv := tg.run("", "seed", "--count", "10", "--expired", "2"); inv.code != 2 {
 		t.Errorf("--expired 2: exit %d; want 2", inv.code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var stdout, stderr strings.Builder
+		err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+		if err != nil || !strings.HasPrefix(stdout.String(), "sessionbot "+version+" (go") {
+			t.Errorf("sessionbot %s = %q, %v; want the stamped version", args[0], stdout.String(), err)
+		}
 	}
 }

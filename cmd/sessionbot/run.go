@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"os/user"
 	"slices"
 	"strings"
@@ -73,6 +74,9 @@ func dispatch(ctx context.Context, c *cli, args []string) error {
 		return &exitError{code: exitUsage, err: errReported}
 	}
 	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintf(c.stdout, "sessionbot %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			if cmd := findCommand(args[1]); cmd != nil {
@@ -112,6 +116,7 @@ Commands:
 	for _, cmd := range commands {
 		fmt.Fprintf(&b, "  %-9s %s\n", cmd.name, cmd.summary)
 	}
+	fmt.Fprintf(&b, "  %-9s %s\n", "version", "print the version (also --version)")
 	b.WriteString(`
 Exit status: 0 done, 1 failed, partial or aborted, 2 bad command line or configuration.
 Configuration comes from the environment; see sessionbot cleanup --help.
