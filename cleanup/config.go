@@ -1,6 +1,9 @@
 package cleanup
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // RedisConfig names the Redis deployment that holds the sessions, and where the bot keeps its
 // own state. Exactly one of URL, ClusterAddrs and SentinelAddrs may be set; URL's default
@@ -48,6 +51,23 @@ type BackupConfig struct {
 	AgeRecipients []string `env:"BACKUP_AGE_RECIPIENTS"`
 	// AgeIdentityFile holds the age identity that decrypts backups for restore.
 	AgeIdentityFile string `env:"BACKUP_AGE_IDENTITY_FILE"`
+	// Retention: backups older than this are pruned (serve, hourly; sessionbot backup prune):
+	// they hold live session tokens. Accepts d and w (7d, 2w).
+	Retention Duration `env:"BACKUP_RETENTION, default=7d"`
+}
+
+// Duration is a setting's duration in Go's syntax extended with days and weeks (7d, 2w, 1d12h),
+// as --older-than accepts.
+type Duration time.Duration
+
+// EnvDecode parses the setting (go-envconfig calls it).
+func (d *Duration) EnvDecode(val string) error {
+	v, err := parseDuration("duration", val, true)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 30m, 12h, 7d or 2w", val)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // AuditConfig says where audit lines go besides stdout.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,10 @@ A backup holds live session tokens: keep it in a private directory (mode 0700); 
 world-writable directory such as /tmp is refused. The export is audited.
 
 Usage: sessionbot backup [filters] [--out FILE] [--reason TEXT]
+       sessionbot backup list                       the backups in BACKUP_DIR, newest first
+       sessionbot backup prune [--older-than D] [--dry-run]
+                                                    remove backups older than D (default
+                                                    BACKUP_RETENTION, 7d); serve does it hourly
 
 Flags:
   --out FILE       where to write; must end in .jsonl.gz (default BACKUP_DIR/<job-id>.jsonl.gz)
@@ -45,6 +50,14 @@ Examples:
 }
 
 func runBackup(ctx context.Context, c *cli, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "list":
+			return runBackupList(ctx, c, args[1:])
+		case "prune":
+			return runBackupPrune(ctx, c, args[1:])
+		}
+	}
 	args, as, err := takeFlag(args, "as")
 	if err != nil {
 		return c.asUsage(err)
@@ -129,4 +142,118 @@ func backupTarget(out string) (dir, id string, err error) {
 		return "", "", fmt.Errorf("--out %q already exists; backups are never overwritten", shorten(out))
 	}
 	return dir, id, nil
+}
+
+// runBackupList prints the backups in BACKUP_DIR: id, files, size, age, encrypted.
+func runBackupList(ctx context.Context, c *cli, args []string) error {
+	if len(args) > 0 {
+		return c.asUsage(fmt.Errorf("backup list takes no arguments (got %q)", shorten(args[0])))
+	}
+	cfg, err := c.config(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := cleanup.ListBackups(cfg.Backup.Dir)
+	if err != nil {
+		return fmt.Errorf("cannot list BACKUP_DIR: %w", err)
+	}
+	if len(all) == 0 {
+		fmt.Fprintf(c.stdout, "No backups in %s.\n", cfg.Backup.Dir)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "%-40s %5s %10s %8s  %s\n", "BACKUP ID", "FILES", "SIZE", "AGE", "ENCRYPTED")
+	for _, b := range all {
+		enc := "no (set BACKUP_AGE_RECIPIENTS)"
+		if b.Encrypted {
+			enc = "yes (age)"
+		}
+		fmt.Fprintf(c.stdout, "%-40s %5d %10s %8s  %s\n", b.ID, len(b.Files), bytesText(b.Size), ageText(time.Since(b.Modified)), enc)
+	}
+	return nil
+}
+
+// runBackupPrune removes backups older than --older-than (default BACKUP_RETENTION).
+func runBackupPrune(ctx context.Context, c *cli, args []string) error {
+	args, older, err := takeFlag(args, "older-than")
+	if err != nil {
+		return c.asUsage(err)
+	}
+	dryRun := slices.Contains(args, "--dry-run")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--dry-run" })
+	if len(args) > 0 {
+		return c.asUsage(fmt.Errorf("backup prune takes --older-than D and --dry-run, not %q", shorten(args[0])))
+	}
+	cfg, err := c.config(ctx)
+	if err != nil {
+		return err
+	}
+	retention := time.Duration(cfg.Backup.Retention)
+	if older != "" {
+		var d cleanup.Duration
+		if err := d.EnvDecode(older); err != nil || d <= 0 {
+			return c.asUsage(fmt.Errorf("--older-than needs a duration like 12h, 7d or 2w, not %q", shorten(older)))
+		}
+		retention = time.Duration(d)
+	}
+	now := time.Now()
+	if dryRun {
+		all, err := cleanup.ListBackups(cfg.Backup.Dir)
+		if err != nil {
+			return fmt.Errorf("cannot list BACKUP_DIR: %w", err)
+		}
+		n := 0
+		for _, b := range all {
+			if b.Modified.Before(now.Add(-retention)) {
+				fmt.Fprintf(c.stdout, "would remove %s (%s old, %s)\n", b.ID, ageText(now.Sub(b.Modified)), bytesText(b.Size))
+				n++
+			}
+		}
+		fmt.Fprintf(c.stdout, "Dry run: %d backup(s) older than %s would be removed; nothing was.\n", n, ageText(retention))
+		return nil
+	}
+	pruned, err := cleanup.PruneBackups(cfg.Backup.Dir, retention, now)
+	for _, b := range pruned {
+		fmt.Fprintf(c.stdout, "removed %s (%s old, %s)\n", b.ID, ageText(now.Sub(b.Modified)), bytesText(b.Size))
+	}
+	if err != nil {
+		return fmt.Errorf("pruning stopped: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "Removed %d backup(s) older than %s from %s.\n", len(pruned), ageText(retention), cfg.Backup.Dir)
+	return nil
+}
+
+// pruneBackupsHourly removes backups older than the retention now and every hour until ctx ends
+// (serve): backups hold live session tokens.
+func pruneBackupsHourly(ctx context.Context, cfg cleanup.BackupConfig, log *slog.Logger) {
+	prune := func() {
+		pruned, err := cleanup.PruneBackups(cfg.Dir, time.Duration(cfg.Retention), time.Now())
+		for _, b := range pruned {
+			log.Info("backup pruned", "backup", b.ID, "retention", time.Duration(cfg.Retention).String())
+		}
+		if err != nil {
+			log.Error("backup pruning failed", "dir", cfg.Dir, "err", err)
+		}
+	}
+	prune()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			prune()
+		}
+	}
+}
+
+// ageText is a duration for people: 3d4h, 5h12m, 40s.
+func ageText(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return d.Round(time.Second).String()
 }

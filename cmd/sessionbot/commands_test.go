@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -206,5 +207,49 @@ func TestVersion(t *testing.T) {
 		if err != nil || !strings.HasPrefix(stdout.String(), "sessionbot "+version+" (go") {
 			t.Errorf("sessionbot %s = %q, %v; want the stamped version", args[0], stdout.String(), err)
 		}
+	}
+}
+
+// Backups hold live tokens: backup prune removes those older than BACKUP_RETENTION (or
+// --older-than), backup list shows what is left.
+func TestBackupListAndPrune(t *testing.T) {
+	tg := newTarget(t)
+	dir := tg.env["BACKUP_DIR"]
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	for _, name := range []string{"job-old.jsonl.gz", "job-old.r2.jsonl.gz", "job-new.jsonl.gz.age"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(name, "old") {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	inv := tg.run("", "backup", "list")
+	if inv.code != 0 || !strings.Contains(inv.stdout, "job-old") || !regexp.MustCompile(`job-new\s+1\s.*yes \(age\)`).MatchString(inv.stdout) {
+		t.Fatalf("backup list = %d:\n%s%s", inv.code, inv.stdout, inv.stderr)
+	}
+	inv = tg.run("", "backup", "prune", "--dry-run")
+	if inv.code != 0 || !strings.Contains(inv.stdout, "would remove job-old") || strings.Contains(inv.stdout, "job-new") {
+		t.Fatalf("backup prune --dry-run = %d:\n%s%s", inv.code, inv.stdout, inv.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "job-old.jsonl.gz")); err != nil {
+		t.Fatalf("dry run removed a file: %v", err)
+	}
+	inv = tg.run("", "backup", "prune")
+	if inv.code != 0 || !strings.Contains(inv.stdout, "Removed 1 backup(s) older than 7d0h") {
+		t.Fatalf("backup prune = %d:\n%s%s", inv.code, inv.stdout, inv.stderr)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "job-new.jsonl.gz.age" {
+		t.Errorf("left in BACKUP_DIR: %v; want only job-new", left)
+	}
+	if inv := tg.run("", "backup", "prune", "--older-than", "soon"); inv.code != 2 {
+		t.Errorf("prune --older-than soon: exit %d; want 2", inv.code)
 	}
 }

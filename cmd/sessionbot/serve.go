@@ -93,6 +93,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 	defer t.Close()
 	removeStaleKeyLists(c.stderr, cfg.Backup.Dir)
+	if len(cfg.Backup.AgeRecipients) == 0 {
+		log.Warn("backups are written unencrypted and hold live session tokens: set BACKUP_AGE_RECIPIENTS", "dir", cfg.Backup.Dir)
+	}
+	go pruneBackupsHourly(ctx, cfg.Backup, log)
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
 		return err
