@@ -814,6 +814,63 @@ func TestFaultBackupFailsMidBackup(t *testing.T) {
 		})
 	}
 
+	// The disk fills up only when the backup is completed: everything written so far sat in the
+	// writer's buffers. The round's file is then not complete, so nothing of it is deleted —
+	// although a next round's empty files could still be created.
+	t.Run("disk full at close", func(t *testing.T) {
+		mnt := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("cannot mount a 64 KiB tmpfs to fill the disk (the suite runs as root, as CI does): %v %s", err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+				t.Errorf("umount %s: %v %s", mnt, err, out)
+			}
+		})
+		dir := filepath.Join(mnt, "backups")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// Fill the disk, then free one page: room for the key list, not for the backup.
+		filler, err := os.Create(filepath.Join(mnt, "filler"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := make([]byte, 4096)
+		var size int64
+		for {
+			if _, err := filler.Write(page); err != nil {
+				break
+			}
+			size += int64(len(page))
+		}
+		if err := filler.Truncate(size - 4096); err != nil {
+			t.Fatal(err)
+		}
+		filler.Close()
+		s := redistest.Standalone(t)
+		own := NewTarget(s.Client(), prefix, s.Addr())
+		ctx := context.Background()
+		const few = 20
+		for i := range few {
+			tok := make([]byte, 400)
+			_, _ = rand.Read(tok)
+			v := fmt.Sprintf(`{"user_id":"auth0|%d","auth_method":"oauth2","expires_at":"2025-11-26T11:00:00Z","access_token":"%x"}`, i, tok)
+			if err := s.Client().Set(ctx, fmt.Sprintf("%ss%05d", prefix, i), v, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := engine(own).Run(ctx, RunSpec{Filter: Filter{All: true}, MaxValid: -1, Backup: &BackupSpec{Dir: dir, JobID: "job"}})
+		t.Logf("Run = %v", err)
+		if err == nil || rep.Deleted != 0 || !strings.Contains(err.Error(), "no space left on device") {
+			t.Errorf("Run = %v, deleted %d; want the backup's failure (no space left on device) and nothing deleted", err, rep.Deleted)
+		}
+		if left := countPrefix(t, own); left != few {
+			t.Errorf("%d sessions left; want all %d", left, few)
+		}
+		noFinal(t, dir)
+	})
+
 	t.Run("dir replaced by a file", func(t *testing.T) {
 		s, own := setup(t, false)
 		dir := filepath.Join(t.TempDir(), "backups")
