@@ -4,93 +4,153 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
-// HandleAction answers a button press. The transport has already acknowledged it. Every
-// decision is a compare-and-set on the stored request, so a second press, a second approver or
-// a second replica can change nothing once the first has decided; those get an ephemeral note.
-func (b *Bot) HandleAction(ctx context.Context, a Action) {
-	first, err := b.st.firstDelivery(ctx, a.EnvelopeID)
-	if err != nil {
-		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: b.safeText("envelope dedupe", err)})
-		return
-	}
-	if !first {
-		b.log.Info("redelivered action ignored", "envelope", a.EnvelopeID)
-		return
-	}
-	who := Person{ID: a.UserID, Name: a.UserName}
-	refuse := func(reqID, why, text string) {
-		b.refused(who, a.ActionID, reqID, why)
-		if a.ActionID == "approve" || a.ActionID == "reject" {
-			b.metrics.Approval("refused")
-		}
-		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: text})
-	}
-	if b.cfg.TeamID != "" && a.TeamID != b.cfg.TeamID {
-		refuse("", "foreign workspace "+a.TeamID, "This bot serves another Slack workspace; nothing was done.")
-		return
-	}
-	switch a.ActionID {
-	case "run", "approve", "reject", "cancel":
-	default:
-		refuse("", "unknown action", "Unknown button; nothing was done.")
-		return
-	}
-	req, err := b.st.request(ctx, a.Value)
-	if errors.Is(err, errNotFound) {
-		refuse("", "unknown request", "This request no longer exists; nothing was done. Run a fresh preview.")
-		return
-	}
-	if err != nil {
-		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: b.safeText("load request", err)})
-		return
-	}
-	// Expiry is checked on every click, not only by the sweeper.
-	if req.Status == StatusPending && !b.now().Before(req.ExpiresAt) {
-		b.expire(ctx, req)
-		if req, err = b.st.request(ctx, req.ID); err != nil {
-			b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: b.safeText("load request", err)})
-			return
-		}
-	}
+// The approval state machine (SPEC §6, §11 "Who may press what", §13 "Approvals"). A press is
+// decided by decide, a pure function of the request as last read, who pressed, and the time;
+// act performs the decision's transition atomically in Redis and renders the rest. When the
+// request changed in between (another press, another replica, the sweeper), the transition
+// does not happen: act reads the request again and decides again, so every press is judged on
+// the state it actually changes.
 
-	switch a.ActionID {
+// presser is who pressed a button, with the roles the rules ask about.
+type presser struct {
+	Person
+	Team     string // the workspace the press came from
+	Foreign  bool   // Team is not SLACK_TEAM_ID
+	Operator bool   // in OPERATORS
+	Approver bool   // in APPROVERS
+}
+
+// outcome is what a press does.
+type outcome string
+
+const (
+	doRefuse    outcome = "refuse"     // nothing changes; the presser alone is told why
+	doExpire    outcome = "expire"     // the request is past its expiry: expire it, then decide again
+	doRun       outcome = "run"        // pending → approved, no approval needed; the job starts
+	doApprove   outcome = "approve"    // one more approval is counted; Start: it is the last
+	doReject    outcome = "reject"     // pending → rejected
+	doCancel    outcome = "cancel"     // pending → cancelled
+	doCancelJob outcome = "cancel job" // the request's job is asked to stop
+)
+
+// Decision is what a press does to a request: what happens, what to audit, what the request's
+// message becomes and what the presser alone is told. It changes nothing by itself.
+type Decision struct {
+	Do outcome
+	By Person // who pressed
+	// Text is told to the presser alone; "" tells nothing.
+	Text string
+	// Start says the job starts: a Run, or the approval that reaches req.Required (the store
+	// counts an approval only if len(req.Approvals) were counted before it, so it agrees).
+	Start bool
+	// Audit is the decision's line (Refused, Approved, Rejected, Cancelled), written once its
+	// transition has happened (refusals: always); nil: none. The Approved line of the approval
+	// that starts the job is written by startJob, once the job can start.
+	Audit *cleanup.AuditEvent
+	// Card and OriginCard replace the request's message and, when the approval request went
+	// to APPROVAL_CHANNEL, the preview it came from; nil: unchanged.
+	Card, OriginCard *Message
+}
+
+// decide applies the rules of who may press what to req (nil: no such request) as last read.
+// It is pure: the caller performs the transition and renders the rest.
+func decide(req *Request, p presser, action string, now time.Time) Decision {
+	reqID := ""
+	refuse := func(why, text string) Decision {
+		ev := refusedEvent(now, p.Person, action, reqID, why)
+		return Decision{Do: doRefuse, By: p.Person, Text: text, Audit: &ev}
+	}
+	switch {
+	case p.Foreign:
+		return refuse("foreign workspace "+p.Team, "This bot serves another Slack workspace; nothing was done.")
+	case action != "run" && action != "approve" && action != "reject" && action != "cancel":
+		return refuse("unknown action", "Unknown button; nothing was done.")
+	case req == nil:
+		return refuse("unknown request", "This request no longer exists; nothing was done. Run a fresh preview.")
+	case req.Status == StatusPending && !now.Before(req.ExpiresAt):
+		// Expiry is noticed on every click, not only by the sweeper.
+		return Decision{Do: doExpire, By: p.Person}
+	}
+	reqID = req.ID
+	decided := "already " + string(req.Status)
+
+	switch action {
 	case "run":
 		switch {
-		case !b.access.IsOperator(ctx, who.ID):
-			refuse(req.ID, "not in OPERATORS", "Only operators may run cleanups; nothing was done.")
+		case !p.Operator:
+			return refuse("not in OPERATORS", "Only operators may run cleanups; nothing was done.")
 		case req.NeedsApproval:
-			refuse(req.ID, "needs approval", "This request needs an approver's Approve; it cannot be run directly. Nothing was done.")
+			return refuse("needs approval", "This request needs an approver's Approve; it cannot be run directly. Nothing was done.")
 		case req.Status != StatusPending:
-			refuse(req.ID, "already "+string(req.Status), decidedText(req))
-		default:
-			b.startJob(ctx, req, who, nil, a, refuse)
+			return refuse(decided, decidedText(req))
 		}
-	case "approve", "reject":
-		switch {
-		case who.ID == req.Requester.ID:
-			refuse(req.ID, "self-approval", "You made this request: an approver other than you must "+a.ActionID+" it (two-person rule). Nothing was done.")
-		case !b.access.IsApprover(ctx, who.ID):
-			refuse(req.ID, "not in APPROVERS", "Only approvers ("+approversText(req.Approvers)+") may "+a.ActionID+" requests; nothing was done.")
-		case !req.NeedsApproval:
-			refuse(req.ID, "no approval needed", "This request needs no approval; an operator can press Run. Nothing was done.")
-		case req.Status != StatusPending:
-			refuse(req.ID, "already "+string(req.Status), decidedText(req))
-		case a.ActionID == "approve":
-			b.startJob(ctx, req, req.Requester, &who, a, refuse)
-		default:
-			b.reject(ctx, req, who, refuse)
-		}
+		return Decision{Do: doRun, By: p.Person, Start: true}
+
 	case "cancel":
-		if who.ID != req.Requester.ID && !b.access.IsOperator(ctx, who.ID) && !b.access.IsApprover(ctx, who.ID) {
-			refuse(req.ID, "not allowed to cancel", "Only the requester, an operator or an approver may cancel; nothing was done.")
-			return
+		switch {
+		case p.ID != req.Requester.ID && !p.Operator && !p.Approver:
+			return refuse("not allowed to cancel", "Only the requester, an operator or an approver may cancel; nothing was done.")
+		case req.Status == StatusPending:
+			ev := cleanup.Event(now, cleanup.EventCancelled, "User", personText(p.Person), "Request", req.ID,
+				"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope)
+			card := cancelledMessage(req, p.Person)
+			return Decision{Do: doCancel, By: p.Person, Text: "Cancelled; nothing was deleted.", Audit: &ev,
+				Card: &card, OriginCard: &card}
+		case (req.Status == StatusApproved || req.Status == StatusRunning) && req.JobID != "":
+			return Decision{Do: doCancelJob, By: p.Person}
 		}
-		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: b.cancelRequest(ctx, req, who)})
+		return refuse(decided, decidedText(req))
 	}
+
+	// approve, reject: the two-person rule.
+	switch {
+	case p.ID == req.Requester.ID:
+		return refuse("self-approval", "You made this request: an approver other than you must "+action+" it (two-person rule). Nothing was done.")
+	case !p.Approver:
+		return refuse("not in APPROVERS", "Only approvers ("+approversText(req.Approvers)+") may "+action+" requests; nothing was done.")
+	case !req.NeedsApproval:
+		return refuse("no approval needed", "This request needs no approval; an operator can press Run. Nothing was done.")
+	case req.Status != StatusPending:
+		return refuse(decided, decidedText(req))
+	case action == "reject":
+		// Any approver ends the request, one who approved it before included.
+		ev := cleanup.Event(now, cleanup.EventRejected, "User", personText(p.Person), "Request", req.ID,
+			"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope, "Reason", req.Reason)
+		card := rejectedMessage(req, p.Person)
+		return Decision{Do: doReject, By: p.Person, Audit: &ev, Card: &card, OriginCard: &card}
+	case req.approvedBy(p.ID):
+		return refuse("already approved by this approver", "You have already approved this request, and an approval counts once: "+
+			approvalsText(req)+". Another approver must approve; nothing more was done.")
+	}
+	n := len(req.Approvals) + 1
+	ev := cleanup.Event(now, cleanup.EventApproved, "User", personText(p.Person), "Request", req.ID,
+		"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope, "Reason", req.Reason,
+		"Approvals", approvalCount(n, req.Required))
+	d := Decision{Do: doApprove, By: p.Person, Start: n >= req.Required, Audit: &ev}
+	if !d.Start {
+		after := *req
+		after.Approvals = append(slices.Clip(req.Approvals), p.Person)
+		card, origin := approvalMessage(&after), approvalElsewhereMessage(&after, req.Ref.Channel)
+		d.Card, d.OriginCard = &card, &origin
+		d.Text = fmt.Sprintf("Your approval is counted: %s. The job starts on the last one; nothing has been changed yet.", approvalsText(&after))
+	}
+	return d
+}
+
+// refusedEvent is the audit line of a refusal: the person refused, what they tried, and why.
+func refusedEvent(now time.Time, who Person, what, requestID, why string) cleanup.AuditEvent {
+	kv := []string{"User", personText(who), "Action", what}
+	if requestID != "" {
+		kv = append(kv, "Request", requestID)
+	}
+	kv = append(kv, "Why", why)
+	return cleanup.Event(now, cleanup.EventRefused, kv...)
 }
 
 // decidedText tells a late presser what already happened.
@@ -111,58 +171,216 @@ func decidedText(req *Request) string {
 		if req.JobID != "" {
 			job = " (job " + req.JobID + ")"
 		}
+		if len(req.Approvals) > 0 {
+			return "This request was already approved by " + peopleRefs(req.Approvals) + " and started" + job + "; nothing more was done."
+		}
 		return "This request was already started" + by + job + "; nothing more was done."
 	default:
 		return "This request already ran (job " + req.JobID + ", " + string(req.Status) + "); nothing more was done."
 	}
 }
 
-func (b *Bot) reject(ctx context.Context, req *Request, who Person, refuse func(reqID, why, text string)) {
-	ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusRejected, decisionFields(who, b.now())...)
+// HandleAction answers a button press. The transport has already acknowledged it.
+func (b *Bot) HandleAction(ctx context.Context, a Action) {
+	first, err := b.st.firstDelivery(ctx, a.EnvelopeID)
 	if err != nil {
-		b.ephemeral(ctx, req.Channel, who.ID, "", Message{Text: b.safeText("reject", err)})
+		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: b.safeText("envelope dedupe", err)})
 		return
 	}
-	if !ok {
-		req.Status = cur
-		refuse(req.ID, "already "+string(cur), decidedText(req))
+	if !first {
+		b.log.Info("redelivered action ignored", "envelope", a.EnvelopeID)
 		return
 	}
-	b.metrics.Approval("rejected")
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRejected, "User", personText(who), "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
-	b.showDecided(ctx, req, rejectedMessage(req, who))
+	p := b.whoPressed(ctx, Person{ID: a.UserID, Name: a.UserName}, a.TeamID)
+	if text := b.act(ctx, a.Value, p, a.ActionID); text != "" {
+		b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: text})
+	}
 }
 
-// cancelRequest cancels a pending request, or the job of a running one, and says what happened.
-func (b *Bot) cancelRequest(ctx context.Context, req *Request, who Person) string {
-	if req.Status == StatusRunning || req.Status == StatusApproved {
-		j, err := b.st.job(ctx, req.JobID)
+// whoPressed resolves who's roles; a press from a foreign workspace has none.
+func (b *Bot) whoPressed(ctx context.Context, who Person, team string) presser {
+	p := presser{Person: who, Team: team, Foreign: b.cfg.TeamID != "" && team != b.cfg.TeamID}
+	if !p.Foreign {
+		p.Operator = b.access.IsOperator(ctx, who.ID)
+		p.Approver = b.access.IsApprover(ctx, who.ID)
+	}
+	return p
+}
+
+// maxRounds bounds act's decide-again loop. A round is repeated only after someone else changed
+// the request (counted an approval, decided or expired it), which happens at most
+// APPROVALS_REQUIRED + 2 times; the bound only keeps a broken store from spinning.
+const maxRounds = 100
+
+// act decides p's press of action on request id and performs it. It returns what p alone is
+// told ("" for nothing).
+func (b *Bot) act(ctx context.Context, id string, p presser, action string) string {
+	for range maxRounds {
+		req, err := b.st.request(ctx, id)
+		if errors.Is(err, errNotFound) {
+			req = nil
+		} else if err != nil {
+			return b.safeText("load request", err)
+		}
+		d := decide(req, p, action, b.now())
+		if text, done := b.perform(ctx, req, d, action); done {
+			return text
+		}
+	}
+	return b.safeText("decide", fmt.Errorf("request %s changed %d times while deciding", id, maxRounds))
+}
+
+// perform carries out d on req. done is false when req changed since it was read, so that
+// nothing happened and the press must be decided again.
+func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action string) (text string, done bool) {
+	now := b.now()
+	switch d.Do {
+	case doRefuse:
+		_ = b.record(*d.Audit)
+		if action == "approve" || action == "reject" {
+			b.metrics.Approval("refused")
+		}
+		return d.Text, true
+
+	case doExpire:
+		b.expire(ctx, req)
+		return "", false
+
+	case doRun:
+		ok, _, err := b.st.transition(ctx, req.ID, StatusPending, StatusApproved, decisionFields(d.By, now)...)
 		if err != nil {
-			return notFoundText(err, b)
+			return b.safeText("decide", err), true
 		}
-		return b.cancelJob(ctx, j, who)
+		if !ok {
+			return "", false
+		}
+		req.Status, req.DecidedBy = StatusApproved, &d.By
+		return b.startText(ctx, req, d, action), true
+
+	case doApprove:
+		res, err := b.st.approve(ctx, req, d.By, now)
+		if err != nil {
+			return b.safeText("approve", err), true
+		}
+		switch res {
+		case approveCounted:
+			b.metrics.Approval("approved")
+			_ = b.record(*d.Audit)
+			b.showCards(ctx, req, d)
+			b.settleCard(ctx, req.ID, len(req.Approvals)+1)
+			return d.Text, true
+		case approveApproved:
+			req.Status, req.Approvals = StatusApproved, append(req.Approvals, d.By)
+			return b.startText(ctx, req, d, action), true
+		}
+		return "", false
+
+	case doReject, doCancel:
+		to := StatusRejected
+		if d.Do == doCancel {
+			to = StatusCancelled
+		}
+		ok, _, err := b.st.transition(ctx, req.ID, StatusPending, to, decisionFields(d.By, now)...)
+		if err != nil {
+			return b.safeText(string(d.Do), err), true
+		}
+		if !ok {
+			return "", false
+		}
+		if d.Do == doReject {
+			b.metrics.Approval("rejected")
+		}
+		_ = b.record(*d.Audit)
+		b.showCards(ctx, req, d)
+		return d.Text, true
 	}
-	ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusCancelled, decisionFields(who, b.now())...)
+	// doCancelJob
+	j, err := b.st.job(ctx, req.JobID)
 	if err != nil {
-		return b.safeText("cancel request", err)
+		return notFoundText(err, b), true
 	}
-	if !ok {
-		req.Status = cur
-		if cur == StatusRunning {
-			if r, err := b.st.request(ctx, req.ID); err == nil && r.JobID != "" {
-				if j, err := b.st.job(ctx, r.JobID); err == nil {
-					return b.cancelJob(ctx, j, who)
-				}
-			}
+	return b.cancelJob(ctx, j, d.By), true
+}
+
+// startText starts the job of req, just approved by d, and says what the presser is told: nothing
+// when it started, or why it did not.
+func (b *Bot) startText(ctx context.Context, req *Request, d Decision, action string) string {
+	err := b.startJob(ctx, req, d)
+	var r *refusal
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &r):
+		_ = b.record(refusedEvent(b.now(), d.By, action, req.ID, r.why))
+		if d.Do == doApprove {
+			b.metrics.Approval("refused")
 		}
-		b.refused(who, "cancel", req.ID, "already "+string(cur))
-		return decidedText(req)
+		return r.text
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCancelled, "User", personText(who), "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope))
-	b.showDecided(ctx, req, cancelledMessage(req, who))
-	return "Cancelled; nothing was deleted."
+	return b.safeText("start job", err)
+}
+
+// refusal is a press that changed nothing after all, found out once the job was to start.
+type refusal struct{ why, text string }
+
+func (r *refusal) Error() string { return r.why }
+
+// showCards shows d's cards on req's message(s).
+func (b *Bot) showCards(ctx context.Context, req *Request, d Decision) {
+	if d.Card != nil {
+		b.update(ctx, req.Ref, *d.Card)
+	}
+	if d.OriginCard != nil && req.Origin != nil {
+		b.update(ctx, *req.Origin, *d.OriginCard)
+	}
+}
+
+// settleCard follows a counted approval's update of the request's message. That update can land
+// after a decision taken meanwhile on another replica (the last approval, a rejection, an
+// expiry) had updated the message, and would then show a stale count with live buttons. So the
+// request is read again and, unless the message still shows what is true (shown approvals,
+// still pending), shown as it now is. A request whose job is starting or running is left to the
+// job: its progress and report replace the message.
+func (b *Bot) settleCard(ctx context.Context, id string, shown int) {
+	for range maxRounds {
+		req, err := b.st.request(ctx, id)
+		if err != nil {
+			b.log.Warn("settle approval card", "request", id, "err", err)
+			return
+		}
+		var m Message
+		switch {
+		case req.Status == StatusPending && len(req.Approvals) == shown,
+			req.Status == StatusApproved, req.Status == StatusRunning:
+			return
+		case req.Status == StatusPending:
+			shown = len(req.Approvals)
+			card, origin := approvalMessage(req), approvalElsewhereMessage(req, req.Ref.Channel)
+			b.showCards(ctx, req, Decision{Card: &card, OriginCard: &origin})
+			continue
+		case req.Status == StatusExpired:
+			m = expiredMessage(req)
+		case req.JobID == "" && req.DecidedBy != nil && req.Status == StatusRejected:
+			m = rejectedMessage(req, *req.DecidedBy)
+		case req.JobID == "" && req.DecidedBy != nil && req.Status == StatusCancelled:
+			m = cancelledMessage(req, *req.DecidedBy)
+		case req.JobID != "":
+			j, err := b.st.job(ctx, req.JobID)
+			if err != nil {
+				b.log.Warn("settle approval card", "request", id, "job", req.JobID, "err", err)
+				return
+			}
+			if j.Report == nil {
+				m = notStartedMessage(req, j.Error)
+			} else {
+				m = reportMessage(req, j, *j.Report, j.Status, j.Error)
+			}
+		default:
+			return
+		}
+		b.showDecided(ctx, req, m)
+		return
+	}
 }
 
 // cancelJob asks a running job to stop: at once when it runs here, within a progress tick when
@@ -210,7 +428,7 @@ func (b *Bot) expire(ctx context.Context, req *Request) bool {
 		b.metrics.Approval("expired")
 	}
 	_ = b.record(cleanup.Event(b.now(), cleanup.EventExpired, "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope,
+		"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope,
 		"Reason", req.Reason, "Expired-At", req.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")))
 	req.Status = StatusExpired
 	b.showDecided(ctx, req, expiredMessage(req))

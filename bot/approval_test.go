@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -411,4 +412,212 @@ func TestCancelCommand(t *testing.T) {
 	jobID := h.notifier.all()[0].JobID
 	h.command(carol, "cancel "+jobID)
 	wantContains(t, "cancel done job", h.chat.lastEphemeral(carol), "is not running (done)")
+}
+
+// twoApprovals is a harness whose two-person actions need two approvals (APPROVALS_REQUIRED=2).
+func twoApprovals(_ *harness, d *Deps) { d.Config.ApprovalsRequired = 2 }
+
+// N-of-M (SPEC §13): the first approval is counted, audited and shown on the card; the same
+// approver again counts once and is told so; the requester never counts; the second distinct
+// approver starts the job, once.
+func TestTwoOfTwoApprovals(t *testing.T) {
+	h := newHarness(t, twoApprovals, func(_ *harness, d *Deps) {
+		d.Config.Approvers = append(d.Config.Approvers, alice) // alice may approve, but not her own request
+	})
+	h.seed(sessionSpec{n: 6})
+	id, ref := h.requestAll()
+	wantContains(t, "approval request", FormatText(h.chat.msg(ref)), "Approvals: 0 of 2 approvals",
+		"2 approvers other than @"+alice+" must approve")
+	wantContains(t, "Request Created", strings.Join(h.audited("Request Created"), ""), "Approval: required (2 of "+bob+","+dave+","+alice+")")
+
+	h.press(bob, "approve", id)
+	wantContains(t, "first approver", h.chat.lastEphemeral(bob), "Your approval is counted: 1 of 2 approvals (by <@"+bob+">)")
+	card := h.chat.msg(ref)
+	wantContains(t, "card after one approval", FormatText(card), "Approvals: 1 of 2 approvals (by @"+bob+")", "[Approve]")
+	if got := strings.Join(actionIDs(card), ","); got != "approve,reject,cancel" {
+		t.Errorf("card after one approval has buttons %s; want approve,reject,cancel", got)
+	}
+	h.press(bob, "approve", id)
+	wantContains(t, "same approver again", h.chat.lastEphemeral(bob), "already approved", "counts once: 1 of 2 approvals")
+	h.press(alice, "approve", id)
+	wantContains(t, "requester", h.chat.lastEphemeral(alice), "two-person rule")
+	if n := h.sessionCount(); n != 6 {
+		t.Fatalf("%d sessions left before the second approval; want 6", n)
+	}
+	if got := len(h.notifier.all()); got != 0 {
+		t.Fatalf("%d jobs ran on one approval of two", got)
+	}
+
+	h.press(dave, "approve", id)
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Approved by: @"+bob+", @"+dave)
+	if n := h.sessionCount(); n != 0 {
+		t.Errorf("%d sessions left after the second approval", n)
+	}
+	approved := h.audited("Approved")
+	if len(approved) != 2 || !strings.Contains(approved[0], "| User: "+bob+" (bob) | Request: "+id) || !strings.HasSuffix(approved[0], "| Approvals: 1/2") ||
+		!strings.Contains(approved[1], "| User: "+dave+" (dave) |") || !strings.HasSuffix(approved[1], "| Approvals: 2/2") {
+		t.Errorf("Approved lines = %q; want bob's 1/2, then dave's 2/2", approved)
+	}
+	wantContains(t, "Cleanup Started", strings.Join(h.audited("Cleanup Started"), "\n"),
+		"| User: "+alice+" (alice) | Mode: all | Filters: all | Approved-By: "+bob+" (bob), "+dave+" (dave) |")
+	wantContains(t, "Refused", strings.Join(h.audited("Refused"), "\n"),
+		"| User: "+bob+" (bob) | Action: approve | Request: "+id+" | Why: already approved by this approver",
+		"| User: "+alice+" (alice) | Action: approve | Request: "+id+" | Why: self-approval")
+	if outs := h.notifier.all(); len(outs) != 1 || outs[0].Approver == nil || outs[0].Approver.ID != dave {
+		t.Errorf("outcomes = %+v; want one, naming dave (whose approval started it)", outs)
+	}
+	h.press(bob, "approve", id)
+	wantContains(t, "late approval", h.chat.lastEphemeral(bob), "already ran")
+}
+
+// A rejection by any approver ends a request that already has an approval.
+func TestRejectAfterOneOfTwoApprovals(t *testing.T) {
+	h := newHarness(t, twoApprovals)
+	h.seed(sessionSpec{n: 4})
+	id, ref := h.requestAll()
+	h.press(bob, "approve", id)
+	h.press(dave, "reject", id)
+	wantContains(t, "rejected card", FormatText(h.chat.msg(ref)), "Rejected by @"+dave, "1 of 2 approvals (by @"+bob+")", "Nothing was deleted")
+	if len(h.chat.msg(ref).Buttons) != 0 {
+		t.Error("a rejected request still has buttons")
+	}
+	h.press(dave, "approve", id)
+	wantContains(t, "approve after reject", h.chat.lastEphemeral(dave), "already rejected by <@"+dave+">")
+	if n := h.sessionCount(); n != 4 || len(h.notifier.all()) != 0 {
+		t.Errorf("%d sessions left, %d jobs; want 4 and none", n, len(h.notifier.all()))
+	}
+	if n := len(h.audited("Rejected")); n != 1 {
+		t.Errorf("%d Rejected lines; want 1", n)
+	}
+}
+
+// With two approvals required, two approvers pressing at once on two replicas start the job
+// exactly once, and one approver pressing on both replicas never starts it.
+func TestTwoOfTwoConcurrentPresses(t *testing.T) {
+	h := newHarness(t, twoApprovals)
+	h.seed(sessionSpec{n: 30})
+	second := h.newBot(h.deps())
+	storm := func(id string, users ...string) {
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := h.bot
+				if i%2 == 1 {
+					b = second
+				}
+				h.pressOn(b, users[i%len(users)], "approve", id, fmt.Sprintf("storm-%s-%d", id, i))
+			}()
+		}
+		wg.Wait()
+		h.bot.Wait()
+		second.Wait()
+	}
+
+	// One approver only: counted once, never started.
+	alone, ref := h.requestAll()
+	storm(alone, bob)
+	if n := len(h.audited("Approved")); n != 1 {
+		t.Errorf("bob pressing 40 times: %d Approved lines; want 1", n)
+	}
+	if n := h.sessionCount(); n != 30 || len(h.notifier.all()) != 0 {
+		t.Fatalf("bob alone started a job: %d sessions left, %d jobs", n, len(h.notifier.all()))
+	}
+	if r, err := h.bot.st.request(context.Background(), alone); err != nil || r.Status != StatusPending || len(r.Approvals) != 1 {
+		t.Fatalf("request after bob's presses = %+v, %v; want pending with one approval", r, err)
+	}
+	wantContains(t, "card", FormatText(h.chat.msg(ref)), "1 of 2 approvals (by @"+bob+")")
+	h.press(alice, "cancel", alone)
+
+	// Two approvers (bob's presses on one replica, dave's on the other): one job.
+	both, ref := h.requestAll()
+	storm(both, bob, bob, dave, dave) // i%4: 0 bob/first, 1 bob/second, 2 dave/first, 3 dave/second
+	approved := h.audited("Approved")[1:]
+	if len(approved) != 2 || !strings.HasSuffix(approved[0], "Approvals: 1/2") || !strings.HasSuffix(approved[1], "Approvals: 2/2") {
+		t.Errorf("Approved lines = %q; want one 1/2 and one 2/2", approved)
+	}
+	if n := len(h.audited("Cleanup Started")) - 2; n != 1 { // minus the two dry runs
+		t.Errorf("%d jobs started; want 1", n)
+	}
+	if n := len(h.notifier.all()); n != 1 {
+		t.Errorf("%d jobs finished; want 1", n)
+	}
+	if n := h.sessionCount(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all")
+}
+
+// A pending request made before an upgrade (no required count stored) still needs one
+// approval, as its card said, even once APPROVALS_REQUIRED is 2.
+func TestRequestFromBeforeUpgradeIsApprovable(t *testing.T) {
+	h := newHarness(t)
+	h.seed(sessionSpec{n: 5})
+	id, ref := h.requestAll()
+	ctx := context.Background()
+	key := h.bot.st.reqKey(id)
+	data, err := h.rdb.HGet(ctx, key, "data").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old map[string]any
+	if err := json.Unmarshal([]byte(data), &old); err != nil {
+		t.Fatal(err)
+	}
+	delete(old, "required") // as the previous version wrote it
+	raw, _ := json.Marshal(old)
+	if err := h.rdb.HSet(ctx, key, "data", raw).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	d := h.deps()
+	d.Config.ApprovalsRequired = 2
+	h.bot.Close()
+	h.bot = h.newBot(d) // the upgraded replica
+	h.press(bob, "approve", id)
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all")
+	if n := h.sessionCount(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+	if a := h.audited("Approved"); len(a) != 1 || !strings.HasSuffix(a[0], "| Approvals: 1/1") {
+		t.Errorf("Approved lines = %q; want one with Approvals: 1/1", a)
+	}
+}
+
+// A first approval's card update that lands after the job was approved, ran and reported
+// (another replica, a slow Slack) does not leave the stale card: the report is shown again.
+func TestStaleApprovalCardIsSettled(t *testing.T) {
+	h := newHarness(t, twoApprovals)
+	h.seed(sessionSpec{n: 3})
+	id, ref := h.requestAll()
+	h.press(bob, "approve", id)
+	stale := h.chat.msg(ref) // "1 of 2 approvals", as bob's replica rendered it
+	h.press(dave, "approve", id)
+	report := h.chat.msg(ref)
+	wantContains(t, "report", FormatText(report), "Cleanup completed")
+
+	ctx := context.Background()
+	if err := h.chat.Update(ctx, ref, stale); err != nil { // bob's update lands late
+		t.Fatal(err)
+	}
+	h.bot.settleCard(ctx, id, 1)
+	if got := FormatText(h.chat.msg(ref)); got != FormatText(report) {
+		t.Errorf("after settling, the message shows:\n%s\nwant the report:\n%s", got, FormatText(report))
+	}
+
+	// The same for a rejection that overtook the first approval's card.
+	h.seed(sessionSpec{n: 3})
+	id, ref = h.requestAll()
+	h.press(bob, "approve", id)
+	stale = h.chat.msg(ref)
+	h.press(dave, "reject", id)
+	rejected := h.chat.msg(ref)
+	if err := h.chat.Update(ctx, ref, stale); err != nil {
+		t.Fatal(err)
+	}
+	h.bot.settleCard(ctx, id, 1)
+	if got := FormatText(h.chat.msg(ref)); got != FormatText(rejected) {
+		t.Errorf("after settling, the message shows:\n%s\nwant the rejection:\n%s", got, FormatText(rejected))
+	}
 }

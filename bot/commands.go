@@ -110,12 +110,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 // refused audits a refusal: the person refused, what they tried, and why.
 func (b *Bot) refused(who Person, what, requestID, why string) {
-	kv := []string{"User", personText(who), "Action", what}
-	if requestID != "" {
-		kv = append(kv, "Request", requestID)
-	}
-	kv = append(kv, "Why", why)
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRefused, kv...))
+	_ = b.record(refusedEvent(b.now(), who, what, requestID, why))
 }
 
 func (b *Bot) stats(ctx context.Context, c Command) {
@@ -159,12 +154,12 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.Options, ref MessageRef) error {
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
-	mode := "execute"
+	mode := ModeExecute
 	if f.All {
-		mode = "all"
+		mode = ModeAll
 	}
 	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-		"User", personText(who), "Mode", "dry-run", "Filters", scope))
+		"User", personText(who), "Mode", string(ModeDryRun), "Filters", scope))
 
 	var (
 		mu   sync.Mutex
@@ -196,7 +191,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	now := b.now()
 	req := &Request{
 		ID:          newRequestID(),
-		Kind:        "cleanup",
+		Kind:        KindCleanup,
 		Mode:        mode,
 		Filter:      f,
 		Scope:       scope,
@@ -209,6 +204,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		Ref:         ref,
 		Plan:        plan,
 		Approvers:   ids(b.cfg.Approvers),
+		Required:    b.cfg.ApprovalsRequired,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
 	}
@@ -240,12 +236,15 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 		return err
 	}
 	approval := "not required"
-	if req.NeedsApproval {
+	switch {
+	case req.NeedsApproval && req.Required > 1:
+		approval = fmt.Sprintf("required (%d of %s)", req.Required, strings.Join(req.Approvers, ","))
+	case req.NeedsApproval:
 		approval = "required (" + strings.Join(req.Approvers, ",") + ")"
 	}
-	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", req.Mode,
+	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", string(req.Mode),
 		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", req.backupText()}
-	if req.Kind == "restore" {
+	if req.Kind == KindRestore {
 		kv = append(kv, "Backup-ID", req.BackupID, "Sessions", num(req.Restore.Restorable))
 	} else {
 		kv = append(kv, "Matched", num(req.Plan.Matched), "Valid", num(req.Plan.Valid))
@@ -292,12 +291,7 @@ func (b *Bot) status(ctx context.Context, c Command, args []string) {
 func (b *Bot) cancelCommand(ctx context.Context, c Command, who Person, id string) {
 	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
 	if requestIDRe.MatchString(id) {
-		req, err := b.st.request(ctx, id)
-		if err != nil {
-			say(notFoundText(err, b))
-			return
-		}
-		say(b.cancelRequest(ctx, req, who))
+		say(b.act(ctx, id, b.whoPressed(ctx, who, c.TeamID), "cancel"))
 		return
 	}
 	j, err := b.st.job(ctx, id)
@@ -420,7 +414,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
 		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-			"User", personText(who), "Mode", "dry-run", "Filters", scope))
+			"User", personText(who), "Mode", string(ModeDryRun), "Filters", scope))
 		t := b.engine.Target()
 		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(path), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {
@@ -430,11 +424,12 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		}
 		now := b.now()
 		req := &Request{
-			ID: newRequestID(), Kind: "restore", Mode: "restore", Scope: scope, Reason: reason,
+			ID: newRequestID(), Kind: KindRestore, Mode: ModeRestore, Scope: scope, Reason: reason,
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
+			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), Required: b.cfg.ApprovalsRequired,
+			CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {
 			b.update(ctx, ref, Message{Text: "Nothing to restore from " + userText(id), Title: "Restore preview: nothing to restore",

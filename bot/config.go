@@ -23,6 +23,8 @@ type Config struct {
 	Operators []string `env:"OPERATORS"`
 	// Approvers may approve requests that need a second person.
 	Approvers []string `env:"APPROVERS"`
+	// ApprovalsRequired is how many distinct approvers, none of them the requester, must approve a request that needs approval; the job starts on the last approval. More than the users listed in APPROVERS needs a user group there.
+	ApprovalsRequired int `env:"APPROVALS_REQUIRED, default=1"`
 	// ApprovalTTL is how long a request (preview or approval request) stays actionable.
 	ApprovalTTL time.Duration `env:"APPROVAL_TTL, default=15m"`
 	// NotifyChannel receives the notification of every destructive run.
@@ -98,6 +100,9 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if err := c.validateApprovalsRequired(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ApprovalTTL < time.Minute || c.ApprovalTTL > 24*time.Hour {
 		bad("APPROVAL_TTL", "%s is out of range (1m to 24h)", c.ApprovalTTL)
 	}
@@ -114,6 +119,26 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateApprovalsRequired checks that APPROVALS_REQUIRED approvals can be given: by as many
+// listed users, unless a user group is listed (its size is known only at run time).
+func (c Config) validateApprovalsRequired() error {
+	if c.ApprovalsRequired < 1 {
+		return fmt.Errorf("APPROVALS_REQUIRED: %d is out of range (at least 1)", c.ApprovalsRequired)
+	}
+	users := map[string]bool{}
+	for _, id := range ids(c.Approvers) {
+		if strings.HasPrefix(id, "S") {
+			return nil
+		}
+		users[id] = true
+	}
+	if c.ApprovalsRequired > 1 && c.ApprovalsRequired > len(users) {
+		return fmt.Errorf("APPROVALS_REQUIRED: %d approvals can never be given by the %d users in APPROVERS (list more approvers, or a user group)",
+			c.ApprovalsRequired, len(users))
+	}
+	return nil
 }
 
 func validChannel(s string) bool { return channelIDRe.MatchString(s) || channelName.MatchString(s) }

@@ -77,3 +77,37 @@ func TestNewRequiresDeps(t *testing.T) {
 		}
 	}
 }
+
+// APPROVALS_REQUIRED is at least 1, and no more than the approver users listed unless a user
+// group is listed (SPEC §13): otherwise no request could ever be approved.
+func TestConfigApprovalsRequired(t *testing.T) {
+	tests := []struct {
+		required, approvers string
+		want                int
+		err                 string // "" when valid
+	}{
+		{"", "U0BOB,U0DAVE", 1, ""},
+		{"2", "U0BOB,U0DAVE", 2, ""},
+		{"2", "U0BOB, U0BOB", 0, "APPROVALS_REQUIRED: 2 approvals can never be given by the 1 users in APPROVERS"},
+		{"3", "U0BOB,U0DAVE", 0, "APPROVALS_REQUIRED: 3 approvals can never be given by the 2 users in APPROVERS (list more approvers, or a user group)"},
+		{"3", "U0BOB,S0SECURITY", 3, ""},
+		{"0", "U0BOB", 0, "APPROVALS_REQUIRED: 0 is out of range (at least 1)"},
+		{"-1", "U0BOB", 0, "APPROVALS_REQUIRED: -1 is out of range"},
+		{"two", "U0BOB", 0, "APPROVALS_REQUIRED"},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"APPROVERS": tt.approvers}
+		if tt.required != "" {
+			env["APPROVALS_REQUIRED"] = tt.required
+		}
+		c, err := LoadConfig(context.Background(), envconfig.MapLookuper(env))
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("LoadConfig(APPROVALS_REQUIRED=%q, APPROVERS=%q) = %v; want no error", tt.required, tt.approvers, err)
+		case tt.err == "" && c.ApprovalsRequired != tt.want:
+			t.Errorf("LoadConfig(APPROVALS_REQUIRED=%q).ApprovalsRequired = %d; want %d", tt.required, c.ApprovalsRequired, tt.want)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n")):
+			t.Errorf("LoadConfig(APPROVALS_REQUIRED=%q, APPROVERS=%q) = %v; want one line containing %q", tt.required, tt.approvers, err, tt.err)
+		}
+	}
+}

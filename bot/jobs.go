@@ -15,59 +15,42 @@ import (
 // runs even when the Bot is shutting down, so that an interrupted job still gets its report.
 const finishTimeout = 2 * time.Minute
 
-// startJob turns a pending request into a running job: it moves the request pending →
-// approved (the decision: of two presses arriving together — two approvers, two replicas, a
-// double click — exactly one gets past this), takes the target's lease (one destructive job per
-// target), moves the request on to running, and writes the audit intent. Nothing is deleted
-// unless all of it succeeds; a request that cannot start now is put back to pending. executor
-// is the person on whose behalf the job runs (the requester when approved); approver is nil for
-// a plain run.
-func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, approver *Person, a Action, refuse func(reqID, why, text string)) {
-	presser := Person{ID: a.UserID, Name: a.UserName}
-	say := func(text string) { b.ephemeral(ctx, a.ChannelID, a.UserID, a.ResponseURL, Message{Text: text}) }
+// startJob runs the job of a request that d has just moved to approved — a Run, or the
+// approval that brought the count to Required — and that only this call did (of two presses
+// arriving together, two approvers, two replicas, a double click, exactly one gets here). It
+// takes the target's lease (one destructive job per target), writes the approval's audit line
+// and the intent, and moves the request on to running. Nothing is deleted unless all of it
+// succeeds. A request that cannot start now goes back to pending, with the approval that
+// approved it withdrawn so that its approver can press again; the error says why, for the
+// presser: a *refusal (audited as such) or a failure.
+func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	now := b.now()
 	target := b.engine.Target().Name()
 	bg := context.WithoutCancel(ctx)
-	alreadyDecided := func(cur Status) {
-		if r, err := b.st.request(ctx, req.ID); err == nil {
-			req = r
-		}
-		req.Status = cur
-		refuse(req.ID, "already "+string(cur), decidedText(req))
-	}
-
-	ok, cur, err := b.st.transition(ctx, req.ID, StatusPending, StatusApproved, decisionFields(presser, now)...)
-	if err != nil {
-		say(b.safeText("decide", err))
-		return
-	}
-	if !ok {
-		alreadyDecided(cur)
-		return
-	}
 	reopen := func() {
-		if err := b.st.reopen(bg, req); err != nil {
+		last := ""
+		if d.Do == doApprove {
+			last = d.By.ID
+		}
+		if err := b.st.reopen(bg, req, last); err != nil {
 			b.log.Error("reopen request", "request", req.ID, "err", err)
 		}
 	}
 	jobID, err := b.st.newJobID(ctx, now)
 	if err != nil {
 		reopen()
-		say(b.safeText("job id", err))
-		return
+		return err
 	}
 	leasedAt := time.Now() // the lease runs from no earlier than this
 	ok, holder, err := b.st.acquireLease(ctx, target, jobID, b.leaseTTL)
 	if err != nil {
 		reopen()
-		say(b.safeText("lease", err))
-		return
+		return err
 	}
 	if !ok {
 		reopen()
-		refuse(req.ID, "another cleanup is running: "+holder,
-			fmt.Sprintf("Another cleanup is running: %s. Nothing was done; press again when it has finished (`%s status %s`).", holder, b.cfg.Command, holder))
-		return
+		return &refusal{why: "another cleanup is running: " + holder,
+			text: fmt.Sprintf("Another cleanup is running: %s. Nothing was done; press again when it has finished (`%s status %s`).", holder, b.cfg.Command, holder)}
 	}
 	release := func() {
 		if err := b.st.releaseLease(bg, target, jobID); err != nil {
@@ -75,51 +58,55 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 		}
 	}
 
-	if approver != nil {
+	if d.Audit != nil {
 		b.metrics.Approval("approved")
-		_ = b.record(cleanup.Event(now, cleanup.EventApproved, "User", personText(*approver), "Request", req.ID,
-			"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
+		_ = b.record(*d.Audit)
 	}
-	ok, cur, err = b.st.transition(ctx, req.ID, StatusApproved, StatusRunning, "job", jobID)
+	ok, cur, err := b.st.transition(ctx, req.ID, StatusApproved, StatusRunning, "job", jobID)
 	if err != nil || !ok {
 		release()
 		if err != nil {
-			say(b.safeText("start job", err))
-			return
+			return err
 		}
-		alreadyDecided(cur)
-		return
+		if r, err := b.st.request(ctx, req.ID); err == nil {
+			req = r
+		}
+		req.Status = cur
+		return &refusal{why: "already " + string(cur), text: decidedText(req)}
 	}
 	req.Status, req.JobID = StatusRunning, jobID
 
+	// Approved requests run on behalf of their requester; a run, of whoever pressed Run.
+	executor := d.By
+	if len(req.Approvals) > 0 {
+		executor = req.Requester
+	}
 	job := &Job{
 		ID: jobID, RequestID: req.ID, Mode: req.Mode, Scope: req.Scope, Reason: req.Reason,
-		Requester: req.Requester, Executor: executor, Approver: approver,
+		Requester: req.Requester, Executor: executor, Approvals: req.Approvals,
 		Target: target, Ref: req.Ref, StartedAt: now,
 	}
 	if err := b.st.createJob(ctx, job); err != nil {
 		release()
 		b.abortRequest(bg, req, job, b.safeText("store job", err)+"; nothing was deleted.")
-		return
+		return nil
 	}
 
 	// The intent is on record before anything is deleted, or nothing is.
-	kv := []string{"User", personText(executor), "Mode", req.Mode, "Filters", req.Scope}
-	if approver != nil {
-		kv = append(kv, "Approved-By", personText(*approver))
-	}
-	if approver == nil && presser.ID != req.Requester.ID {
+	kv := []string{"User", personText(executor), "Mode", string(req.Mode), "Filters", req.Scope}
+	if len(req.Approvals) > 0 {
+		kv = append(kv, "Approved-By", peopleText(req.Approvals))
+	} else if executor.ID != req.Requester.ID {
 		kv = append(kv, "Requester", personText(req.Requester))
 	}
 	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", req.backupText())
-	if req.Kind == "restore" {
+	if req.Kind == KindRestore {
 		kv = append(kv, "Backup-ID", req.BackupID)
 	}
 	if err := b.record(cleanup.Event(now, cleanup.EventCleanupStarted, kv...)); err != nil {
 		release()
 		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
-		say("Not started: the audit log could not be written. Nothing was deleted.")
-		return
+		return userErrorf("Not started: the audit log could not be written. Nothing was deleted.")
 	}
 
 	b.update(ctx, req.Ref, runningMessage(req, job, nil))
@@ -134,6 +121,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 		release()
 		b.abortRequest(bg, req, job, "The bot is shutting down, so the job was not started. Nothing was deleted.")
 	}
+	return nil
 }
 
 // abortRequest ends a job that never started.
@@ -147,8 +135,8 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 		b.log.Error("fail request", "request", req.ID, "err", err)
 	}
 	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupFailed, "User", personText(job.Executor),
-		"Mode", job.Mode, "Filters", job.Scope, "Job", job.ID, "Deleted", "0", "Error", why))
-	b.metrics.CleanupFinished(job.Mode, "failed", 0, 0)
+		"Mode", string(job.Mode), "Filters", job.Scope, "Job", job.ID, "Deleted", "0", "Error", why))
+	b.metrics.CleanupFinished(string(job.Mode), "failed", 0, 0)
 	b.showDecided(ctx, req, notStartedMessage(req, why))
 }
 
@@ -229,7 +217,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 		rep cleanup.Report
 		err error
 	)
-	if req.Kind == "restore" {
+	if req.Kind == KindRestore {
 		rep, err = b.runRestore(jctx, req, setProgress)
 	} else {
 		spec := cleanup.RunSpec{
@@ -300,7 +288,7 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	default:
 		status, result = StatusFailed, "failed"
 		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(rep.Deleted), b.safeText("job "+job.ID, runErr))
-		if rep.Deleted == 0 && req.Backup && rep.Backup == "" && req.Kind != "restore" {
+		if rep.Deleted == 0 && req.Backup && rep.Backup == "" && req.Kind != KindRestore {
 			errText = "Failed before deleting anything (the backup could not be written): " + b.safeText("job "+job.ID, runErr)
 		}
 	}
@@ -323,7 +311,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		b.log.Error("finish request", "request", req.ID, "err", err)
 	}
 
-	if req.Kind == "restore" {
+	if req.Kind == KindRestore {
 		_ = b.record(cleanup.Event(now, cleanup.EventRestoreCompleted, "User", personText(job.Executor),
 			"Job", job.ID, "Backup-ID", req.BackupID, "Restored", num(rep.Deleted), "Skipped", num(rep.Skipped),
 			"Errors", num(rep.Errors), "Result", result))
@@ -333,7 +321,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	}
 	switch status {
 	case StatusDone:
-		if req.Kind != "restore" {
+		if req.Kind != KindRestore {
 			_ = b.record(cleanup.Event(now, cleanup.EventCleanupCompleted, "Deleted", num(rep.Deleted),
 				"Kept", num(rep.Kept), "Errors", num(rep.Errors), "Skipped", num(rep.Skipped),
 				"Job", job.ID, "Duration", shortDuration(rep.Duration()), "Backup", orDash(rep.Backup)))
@@ -344,9 +332,9 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 			canceller = personText(*by)
 		}
 		_ = b.record(cleanup.Event(now, cleanup.EventCancelled, "User", canceller, "Job", job.ID,
-			"Mode", job.Mode, "Filters", job.Scope, "Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors)))
+			"Mode", string(job.Mode), "Filters", job.Scope, "Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors)))
 	default:
-		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", job.Mode, "Filters", job.Scope,
+		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", string(job.Mode), "Filters", job.Scope,
 			"Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors), "Job", job.ID, "Error", errText))
 	}
 
@@ -355,15 +343,19 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	if req.Origin != nil {
 		b.showReport(ctx, *req.Origin, msg, job.ID)
 	}
-	b.metrics.CleanupFinished(job.Mode, result, rep.Deleted, rep.Duration())
+	b.metrics.CleanupFinished(string(job.Mode), result, rep.Deleted, rep.Duration())
 
 	if b.notify != nil {
 		o := JobOutcome{
-			JobID: job.ID, Mode: job.Mode, Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
-			Requester: job.Requester, Approver: job.Approver, Executor: job.Executor,
+			JobID: job.ID, Mode: string(job.Mode), Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
+			Requester: job.Requester, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,
 			Target:  job.Target, Thread: req.Ref, At: now,
+		}
+		if n := len(job.Approvals); n > 0 {
+			// Notifications name one approver: the one whose approval started the job.
+			o.Approver = &job.Approvals[n-1]
 		}
 		if req.Filter.UserID != "" {
 			for _, u := range rep.Users {
@@ -478,10 +470,10 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 		req, err := b.st.request(ctx, j.RequestID)
 		if err != nil {
 			b.log.Warn("request of an interrupted job", "job", j.ID, "request", j.RequestID, "err", err)
-			req = &Request{ID: j.RequestID, Kind: "cleanup", Mode: j.Mode, Scope: j.Scope, Reason: j.Reason,
-				Requester: j.Requester, Ref: j.Ref, Filter: cleanup.Filter{All: j.Mode == "all"}}
-			if j.Mode == "restore" {
-				req.Kind = "restore"
+			req = &Request{ID: j.RequestID, Kind: KindCleanup, Mode: j.Mode, Scope: j.Scope, Reason: j.Reason,
+				Requester: j.Requester, Ref: j.Ref, Filter: cleanup.Filter{All: j.Mode == ModeAll}}
+			if j.Mode == ModeRestore {
+				req.Kind = KindRestore
 				req.Restore = &RestorePlan{}
 			}
 		}
@@ -492,7 +484,7 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 // interruptedReport is the report of a job whose replica died, from the last progress it
 // stored.
 func interruptedReport(j *Job) cleanup.Report {
-	rep := cleanup.Report{Mode: j.Mode, Start: j.StartedAt, End: j.Heartbeat, Remaining: -1, Stopped: stoppedInterrupted}
+	rep := cleanup.Report{Mode: string(j.Mode), Start: j.StartedAt, End: j.Heartbeat, Remaining: -1, Stopped: stoppedInterrupted}
 	if p := j.Progress; p != nil {
 		rep.Scanned, rep.Matched, rep.Deleted, rep.Skipped, rep.Errors = p.Scanned, p.Matched, p.Deleted, p.Skipped, p.Errors
 		rep.Kept = max(p.Scanned-p.Matched, 0)
@@ -509,7 +501,7 @@ func (b *Bot) runRestore(ctx context.Context, req *Request, progress func(cleanu
 	start := time.Now()
 	t := b.engine.Target()
 	toReport := func(r cleanup.RestoreReport) cleanup.Report {
-		return cleanup.Report{Mode: "restore", Start: start, End: time.Now(), Scanned: r.Read, Matched: r.Read,
+		return cleanup.Report{Mode: string(ModeRestore), Start: start, End: time.Now(), Scanned: r.Read, Matched: r.Read,
 			Deleted: r.Restored, Skipped: r.SkippedExpired + r.SkippedExists + r.SkippedPrefix,
 			Errors: r.Errors, Remaining: -1}
 	}

@@ -553,6 +553,71 @@ func TestReplicasConcurrentApprovalsRunOneJob(t *testing.T) {
 	}
 }
 
+// Two replicas and APPROVALS_REQUIRED=2 (SPEC §13): Bob's and Carol's approvals reach different
+// replicas at the same moment, each is redelivered to the other replica, and Bob presses once
+// more. Exactly one job runs, started by the second distinct approval; Bob's second press
+// counts once; the card showed "1 of 2 approvals" on the way and ends with the report.
+func TestReplicasTwoOfTwoApprovalsRunOneJob(t *testing.T) {
+	f := newFleet(t, fleetOptions{replicas: 2, sessions: 2000, maxRate: 8000, config: func(c *Config) { c.ApprovalsRequired = 2 }})
+	req := f.requestMassLogout()
+	if !strings.Contains(string(req.Blocks), "0 of 2 approvals") {
+		t.Errorf("approval request does not say 0 of 2 approvals: %s", blocksText(string(req.Blocks), req.Text))
+	}
+
+	envs := make([]string, 3)
+	for i, user := range []string{flBob, flCarol, flBob} {
+		f.slack.SetRoute(slacktest.Connection(i % 2))
+		envs[i] = f.click(user, "", req.TS, "approve")
+	}
+	for i, env := range envs[:2] {
+		f.slack.SetRoute(slacktest.Connection(1 - i))
+		f.slack.Redeliver(env)
+	}
+	for i, env := range envs {
+		want := 2 - i/2 // the first two were delivered twice
+		slacktest.WaitFor(t, func() bool { return f.slack.Acks(env) == want }, flWait)
+	}
+	f.awaitMessage(req.TS, "Cleanup completed")
+	slacktest.WaitFor(t, func() bool { return len(f.pd.ChangeEvents()) >= 1 }, flWait)
+	for _, r := range f.replicas {
+		r.stop()
+	}
+
+	if n := f.sessionCount(); n != 0 {
+		t.Errorf("%d sessions left after the mass logout", n)
+	}
+	if got := f.executed(); len(got) != 1 || !strings.Contains(got[0], "Approved-By: ") {
+		t.Errorf("destructive Cleanup Started lines = %q; want 1, naming both approvers", got)
+	} else if !strings.Contains(got[0], flBob+" (bob)") || !strings.Contains(got[0], flCarol+" (carol)") {
+		t.Errorf("Cleanup Started = %q; want Approved-By naming bob and carol", got[0])
+	}
+	approved := f.audited(cleanup.EventApproved) // from both replicas' files
+	var counts []string
+	for _, l := range approved {
+		counts = append(counts, l[strings.LastIndex(l, "| ")+2:])
+	}
+	slices.Sort(counts)
+	if strings.Join(counts, ",") != "Approvals: 1/2,Approvals: 2/2" {
+		t.Errorf("Approved lines = %q; want one with Approvals: 1/2 and one with Approvals: 2/2", approved)
+	}
+	if got := f.audited(cleanup.EventCleanupCompleted); len(got) != 1 {
+		t.Errorf("Cleanup Completed lines = %q; want 1", got)
+	}
+	refused := f.audited(cleanup.EventRefused)
+	if len(refused) != 1 || !strings.Contains(refused[0], "| User: "+flBob+" (bob) |") || !strings.Contains(refused[0], "Why: already ") {
+		t.Errorf("Refused lines = %q; want Bob's second press, refused as already approved or decided", refused)
+	}
+	if n := len(f.pd.ChangeEvents()); n != 1 {
+		t.Errorf("%d PagerDuty change events; want 1", n)
+	}
+	if len(f.slack.RequestsContaining("1 of 2 approvals (by <@")) == 0 {
+		t.Error(`the card never said "1 of 2 approvals" and who gave it`)
+	}
+	if m, _ := f.slack.Message(f.ops, req.TS); !strings.Contains(string(m.Blocks), "Cleanup completed") {
+		t.Errorf("the message no longer shows the report: %s", blocksText(string(m.Blocks), m.Text))
+	}
+}
+
 // A replica dies mid-job (its Redis, Slack and PagerDuty traffic cut, its socket gone): the
 // surviving replica's sweeper notices the dead heartbeat and the expired lease, marks the job
 // failed and reports it everywhere — the message shows what was deleted before the crash,

@@ -134,12 +134,13 @@ func previewMessage(req *Request) Message {
 }
 
 // approvalMessage is a request that needs a second person: Approve, Reject and Cancel, never Run.
+// When more than one approval is needed it shows how many were given, and by whom.
 func approvalMessage(req *Request) Message {
 	title := "Approval needed: cleanup of " + userText(req.Scope)
 	what := fmt.Sprintf("%s sessions (%s still valid)", num(req.Plan.Matched), num(req.Plan.Valid))
 	var lines []string
 	switch {
-	case req.Kind == "restore":
+	case req.Kind == KindRestore:
 		title = "Approval needed: restore " + userText(req.BackupID)
 		lines = restoreLines(req)
 		what = fmt.Sprintf("%s sessions restored", num(req.Restore.Restorable))
@@ -150,29 +151,56 @@ func approvalMessage(req *Request) Message {
 	default:
 		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 	}
-	m := Message{
-		Text:  title + " — requested by " + req.Requester.ID,
-		Title: title,
-		Lines: lines,
-		Fields: []Field{
-			{"Requested by", userRef(req.Requester.ID)},
-			{"Reason", orDash(userText(req.Reason))},
-			{"Scope", "`" + userText(req.Scope) + "`"},
-			{"Would affect", what},
-			{"Backup", backupPlan(req)},
-			{"Approvers", approversText(req.Approvers)},
-			{"Expires", stamp(req.ExpiresAt)},
-		},
-		Context: []string{"Two-person rule: an approver other than " + userRef(req.Requester.ID) +
-			" must approve. Approve starts it at once; nothing has been changed yet."},
+	fields := []Field{
+		{"Requested by", userRef(req.Requester.ID)},
+		{"Reason", orDash(userText(req.Reason))},
+		{"Scope", "`" + userText(req.Scope) + "`"},
+		{"Would affect", what},
+		{"Backup", backupPlan(req)},
+		{"Approvers", approversText(req.Approvers)},
+	}
+	rule := "Two-person rule: an approver other than " + userRef(req.Requester.ID) +
+		" must approve. Approve starts it at once; nothing has been changed yet."
+	confirm := "Approve and start now: " + what + "?"
+	if req.Required > 1 {
+		fields = append(fields, Field{"Approvals", approvalsText(req)})
+		rule = fmt.Sprintf("Two-person rule: %d approvers other than %s must approve; the job starts on the last approval. Nothing has been changed yet.",
+			req.Required, userRef(req.Requester.ID))
+		if n := len(req.Approvals) + 1; n < req.Required {
+			confirm = fmt.Sprintf("Approve (%d of %d approvals; the job starts on the last): %s?", n, req.Required, what)
+		}
+	}
+	return Message{
+		Text:    title + " — requested by " + req.Requester.ID,
+		Title:   title,
+		Lines:   lines,
+		Fields:  append(fields, Field{"Expires", stamp(req.ExpiresAt)}),
+		Context: []string{rule},
 		Buttons: []Button{
-			{ActionID: "approve", Label: "Approve", Value: req.ID, Style: "danger",
-				Confirm: "Approve and start now: " + what + "?"},
+			{ActionID: "approve", Label: "Approve", Value: req.ID, Style: "danger", Confirm: confirm},
 			{ActionID: "reject", Label: "Reject", Value: req.ID},
 			{ActionID: "cancel", Label: "Cancel request", Value: req.ID},
 		},
 	}
-	return m
+}
+
+// approvalsText says how many of the approvals a request needs were given, and by whom:
+// "1 of 2 approvals (by <@U…>)".
+func approvalsText(req *Request) string {
+	s := fmt.Sprintf("%d of %d approvals", len(req.Approvals), req.Required)
+	if len(req.Approvals) > 0 {
+		s += " (by " + peopleRefs(req.Approvals) + ")"
+	}
+	return s
+}
+
+// peopleRefs mentions people: "<@U1>, <@U2>".
+func peopleRefs(ps []Person) string {
+	refs := make([]string, len(ps))
+	for i, p := range ps {
+		refs[i] = userRef(p.ID)
+	}
+	return strings.Join(refs, ", ")
 }
 
 func restoreLines(req *Request) []string {
@@ -260,8 +288,8 @@ func runningMessage(req *Request, job *Job, p *cleanup.Progress) Message {
 
 func jobFields(job *Job) []Field {
 	f := []Field{{"Requested by", userRef(job.Requester.ID)}}
-	if job.Approver != nil {
-		f = append(f, Field{"Approved by", userRef(job.Approver.ID)})
+	if len(job.Approvals) > 0 {
+		f = append(f, Field{"Approved by", peopleRefs(job.Approvals)})
 	} else {
 		f = append(f, Field{"Run by", userRef(job.Executor.ID)})
 	}

@@ -76,7 +76,7 @@ func goldenCases() map[string]Message {
 		NeedsApproval: true, Approvers: []string{"UBOB0001"}, CreatedAt: goldenNow, ExpiresAt: goldenNow.Add(15 * time.Minute),
 	}
 	job := &Job{ID: "job-20251126-7f3a9c2b", RequestID: all.ID, Mode: "all", Scope: "all", Reason: all.Reason,
-		Requester: all.Requester, Executor: all.Requester, Approver: &Person{ID: "UBOB0001", Name: "bob"},
+		Requester: all.Requester, Executor: all.Requester, Approvals: []Person{{ID: "UBOB0001", Name: "bob"}},
 		Target: "127.0.0.1:6379", StartedAt: goldenNow.Add(time.Minute)}
 	runJob := &Job{ID: "job-20251126-00000001", RequestID: expired.ID, Mode: "execute", Scope: "expired_only",
 		Requester: expired.Requester, Executor: Person{ID: "UCAROL01"}, StartedAt: goldenNow.Add(time.Minute)}
@@ -92,40 +92,51 @@ func goldenCases() map[string]Message {
 		{ID: "job-20251126-00000001", Mode: "execute", Scope: "expired_only", Requester: Person{ID: "UCAROL01"}, Status: StatusDone,
 			StartedAt: goldenNow.Add(-time.Hour), Report: &small},
 	}
+	// APPROVALS_REQUIRED=2: the card before any approval, after one, and the job they started.
+	noneOfTwo := *all
+	noneOfTwo.Required = 2
+	oneOfTwo := noneOfTwo
+	oneOfTwo.Approvals = []Person{{ID: "UBOB0001", Name: "bob"}}
+	twoApproved := *job
+	twoApproved.Approvals = []Person{{ID: "UBOB0001", Name: "bob"}, {ID: "UDAVE001", Name: "dave"}}
 	stats := cleanup.Stats{Prefix: "session:", Total: 1500, Orphans: 12, Expired: 300, Malformed: 2,
 		ByAuthMethod: map[string]int64{"oauth2": 1200, "mtls_fallback": 298, "": 2},
 		TTL:          cleanup.TTLHistogram{NoTTL: 12, Buckets: [5]int64{50, 200, 500, 738, 0}}, Bytes: 801000, UsedMemory: 52428800, Nodes: 1, Complete: true}
 
 	return map[string]Message{
-		"help":                   helpMessage(DefaultConfig(), defaultPolicy),
-		"previewing":             previewingMessage("expired_only", Person{ID: "UALICE01"}),
-		"preview_expired":        previewMessage(expired),
-		"preview_auth_method":    previewMessage(basic),
-		"preview_user_older":     previewMessage(user),
-		"nothing_to_do":          nothingToDoMessage(goldenRequest(cleanup.Filter{}, cleanup.Plan{Found: 10, Kept: 10}, false)),
-		"approval_all":           approvalMessage(all),
-		"approval_threshold":     approvalMessage(big),
-		"approval_restore":       approvalMessage(restore),
-		"approval_elsewhere":     approvalElsewhereMessage(all, "C0APPROVAL"),
-		"expired":                expiredMessage(all),
-		"rejected":               rejectedMessage(all, Person{ID: "UBOB0001"}),
-		"cancelled":              cancelledMessage(expired, Person{ID: "UALICE01"}),
-		"running_all":            runningMessage(all, job, progress),
-		"report_all":             reportMessage(all, job, rep, StatusDone, ""),
-		"report_expired":         reportMessage(expired, runJob, small, StatusDone, ""),
-		"report_failed":          reportMessage(all, job, rep, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
-		"report_restore":         reportMessage(restore, runJob, cleanup.Report{Start: goldenNow, End: goldenNow.Add(2 * time.Second), Deleted: 890, Skipped: 110, Remaining: -1}, StatusDone, ""),
-		"not_started":            notStartedMessage(all, "The audit log could not be written, so the job was not started. Nothing was deleted."),
-		"status":                 statusMessage(jobs, goldenNow),
-		"status_empty":           statusMessage(nil, goldenNow),
-		"stats":                  statsMessage(stats),
-		"template_mass_logout":   {Text: "template", Lines: []string{templates.MassLogout(templates.MassLogoutData{Timestamp: "2025-11-26T10:00:00Z", AffectedUsers: "All active users", Reason: "Security incident\n*Fake section*"})}},
-		"template_user_notice":   {Text: "template", Lines: []string{templates.UserNotice(templates.UserNoticeData{Timestamp: "2025-11-26T10:00:00Z"})}},
-		"preview_progress":       previewProgressMessage("all", Person{ID: "UALICE01"}, *progress),
-		"job_detail":             jobDetailMessage(jobs[1], goldenNow),
-		"running_restore_start":  runningMessage(restore, runJob, nil),
-		"approval_no_approvers":  approvalMessage(&Request{ID: all.ID, Kind: "cleanup", Mode: "all", Filter: all.Filter, Scope: "all", Plan: all.Plan, Requester: all.Requester, NeedsApproval: true, ExpiresAt: all.ExpiresAt}),
-		"report_cancelled_local": reportMessage(expired, runJob, small, StatusCancelled, "Cancelled after deleting 44 sessions; those stay deleted."),
+		"help":                     helpMessage(DefaultConfig(), defaultPolicy),
+		"previewing":               previewingMessage("expired_only", Person{ID: "UALICE01"}),
+		"preview_expired":          previewMessage(expired),
+		"preview_auth_method":      previewMessage(basic),
+		"preview_user_older":       previewMessage(user),
+		"nothing_to_do":            nothingToDoMessage(goldenRequest(cleanup.Filter{}, cleanup.Plan{Found: 10, Kept: 10}, false)),
+		"approval_all":             approvalMessage(all),
+		"approval_threshold":       approvalMessage(big),
+		"approval_restore":         approvalMessage(restore),
+		"approval_elsewhere":       approvalElsewhereMessage(all, "C0APPROVAL"),
+		"expired":                  expiredMessage(all),
+		"rejected":                 rejectedMessage(all, Person{ID: "UBOB0001"}),
+		"cancelled":                cancelledMessage(expired, Person{ID: "UALICE01"}),
+		"running_all":              runningMessage(all, job, progress),
+		"report_all":               reportMessage(all, job, rep, StatusDone, ""),
+		"report_expired":           reportMessage(expired, runJob, small, StatusDone, ""),
+		"report_failed":            reportMessage(all, job, rep, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
+		"report_restore":           reportMessage(restore, runJob, cleanup.Report{Start: goldenNow, End: goldenNow.Add(2 * time.Second), Deleted: 890, Skipped: 110, Remaining: -1}, StatusDone, ""),
+		"not_started":              notStartedMessage(all, "The audit log could not be written, so the job was not started. Nothing was deleted."),
+		"status":                   statusMessage(jobs, goldenNow),
+		"status_empty":             statusMessage(nil, goldenNow),
+		"stats":                    statsMessage(stats),
+		"template_mass_logout":     {Text: "template", Lines: []string{templates.MassLogout(templates.MassLogoutData{Timestamp: "2025-11-26T10:00:00Z", AffectedUsers: "All active users", Reason: "Security incident\n*Fake section*"})}},
+		"template_user_notice":     {Text: "template", Lines: []string{templates.UserNotice(templates.UserNoticeData{Timestamp: "2025-11-26T10:00:00Z"})}},
+		"preview_progress":         previewProgressMessage("all", Person{ID: "UALICE01"}, *progress),
+		"job_detail":               jobDetailMessage(jobs[1], goldenNow),
+		"running_restore_start":    runningMessage(restore, runJob, nil),
+		"approval_no_approvers":    approvalMessage(&Request{ID: all.ID, Kind: "cleanup", Mode: "all", Filter: all.Filter, Scope: "all", Plan: all.Plan, Requester: all.Requester, NeedsApproval: true, ExpiresAt: all.ExpiresAt}),
+		"report_cancelled_local":   reportMessage(expired, runJob, small, StatusCancelled, "Cancelled after deleting 44 sessions; those stay deleted."),
+		"approval_0_of_2":          approvalMessage(&noneOfTwo),
+		"approval_1_of_2":          approvalMessage(&oneOfTwo),
+		"waiting_elsewhere_1_of_2": approvalElsewhereMessage(&oneOfTwo, "C0APPROVAL"),
+		"running_two_approvals":    runningMessage(all, &twoApproved, progress),
 	}
 }
 

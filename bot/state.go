@@ -34,72 +34,16 @@ const (
 	StatusCancelled Status = "cancelled"
 )
 
-// Request is a previewed cleanup (or restore) waiting for someone to run or approve it. Its
-// fields are written once, when the preview is shown: what an approver approves is exactly what
-// runs. Only Status and the decision fields change afterwards.
-type Request struct {
-	ID            string         `json:"id"`
-	Kind          string         `json:"kind"` // cleanup or restore
-	Mode          string         `json:"mode"` // execute, all or restore
-	Filter        cleanup.Filter `json:"filter"`
-	Scope         string         `json:"scope"`
-	Reason        string         `json:"reason"`
-	NoBackup      bool           `json:"no_backup"`
-	ForceBackup   bool           `json:"force_backup"`
-	BackupID      string         `json:"backup_id,omitempty"` // restore
-	Requester     Person         `json:"requester"`
-	TeamID        string         `json:"team_id"`
-	Channel       string         `json:"channel"`
-	Ref           MessageRef     `json:"ref"`              // the message with the buttons
-	Origin        *MessageRef    `json:"origin,omitempty"` // the preview, when the approval went elsewhere
-	Plan          cleanup.Plan   `json:"plan"`
-	Restore       *RestorePlan   `json:"restore,omitempty"`
-	NeedsApproval bool           `json:"needs_approval"`
-	Backup        bool           `json:"backup"` // a backup is written before deleting
-	// MaxValid is the most still-valid sessions the run may log out (cleanup.Policy); negative:
-	// unbounded. A request stored without it (0) logs out none.
-	MaxValid  int64     `json:"max_valid"`
-	Approvers []string  `json:"approvers"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-
-	// Mutable, stored apart from the immutable JSON.
-	Status    Status    `json:"-"`
-	DecidedBy *Person   `json:"-"`
-	DecidedAt time.Time `json:"-"`
-	JobID     string    `json:"-"`
-}
-
-// backupText is the audit log's Backup: field for the request.
-func (r *Request) backupText() string {
-	switch {
-	case r.Backup:
-		return "yes"
-	case r.NoBackup:
-		return "skipped (--no-backup)"
-	}
-	return "no"
-}
-
-// RestorePlan is the dry-run of a restore, counted from the backup file.
-type RestorePlan struct {
-	Path       string `json:"path"`
-	Records    int64  `json:"records"`
-	Expired    int64  `json:"expired"`    // skipped: their TTL ran out since the backup
-	Restorable int64  `json:"restorable"` // would be put back
-	OutsidePfx int64  `json:"outside_prefix"`
-}
-
 // Job is one execution of a request.
 type Job struct {
 	ID        string     `json:"id"`
 	RequestID string     `json:"request_id"`
-	Mode      string     `json:"mode"`
+	Mode      Mode       `json:"mode"`
 	Scope     string     `json:"scope"`
 	Reason    string     `json:"reason"`
 	Requester Person     `json:"requester"`
 	Executor  Person     `json:"executor"`
-	Approver  *Person    `json:"approver,omitempty"`
+	Approvals []Person   `json:"approvals,omitempty"` // empty when no approval was needed
 	Target    string     `json:"target"`
 	Ref       MessageRef `json:"ref"`
 	StartedAt time.Time  `json:"started_at"`
@@ -112,6 +56,24 @@ type Job struct {
 	EndedAt   time.Time         `json:"-"`
 	Heartbeat time.Time         `json:"-"`
 	Cancel    bool              `json:"-"`
+}
+
+// UnmarshalJSON reads a stored job, those written before approvals were counted included: they
+// name their one approver as "approver".
+func (j *Job) UnmarshalJSON(data []byte) error {
+	type stored Job // without this method
+	var s struct {
+		stored
+		Approver *Person `json:"approver"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	*j = Job(s.stored)
+	if len(j.Approvals) == 0 && s.Approver != nil {
+		j.Approvals = []Person{*s.Approver}
+	}
+	return nil
 }
 
 // store keeps requests, jobs, envelope ids and leases in Redis under one key prefix. In a
@@ -215,11 +177,25 @@ func (s *store) request(ctx context.Context, id string) (*Request, error) {
 	}
 	r.Status = Status(h["status"])
 	r.JobID = h["job"]
+	// Approvals are the fields approval:1 … approval:N, N = approvals (approveScript).
+	n, _ := strconv.Atoi(h["approvals"])
+	for i := 1; i <= n; i++ {
+		var p Person
+		if json.Unmarshal([]byte(h["approval:"+strconv.Itoa(i)]), &p) == nil {
+			r.Approvals = append(r.Approvals, p)
+		}
+	}
 	if d := h["decided_by"]; d != "" {
 		var p Person
 		if json.Unmarshal([]byte(d), &p) == nil {
 			r.DecidedBy = &p
 		}
+	}
+	// Before approvals were counted, decided_by held whoever moved the request out of pending,
+	// the approver included: of a request that needed approval and started a job, that was its
+	// one approval.
+	if n == 0 && r.DecidedBy != nil && r.NeedsApproval && r.JobID != "" {
+		r.Approvals, r.DecidedBy = []Person{*r.DecidedBy}, nil
 	}
 	if ms, err := strconv.ParseInt(h["decided_at"], 10, 64); err == nil {
 		r.DecidedAt = time.UnixMilli(ms).UTC()
@@ -256,19 +232,78 @@ func (s *store) transition(ctx context.Context, id string, from, to Status, fiel
 	return false, Status(cur), nil
 }
 
+// approveScript counts one approval of a request (SPEC §13 "Approvals"), atomically: only while
+// the request is pending and not past its expiry, only once per approver (approver:<id> marks
+// who is counted), and only when the count is still the one the approver's decision was made
+// on, so that what was decided (and audited: "Approvals: 2/3") is what happened. The approval
+// that brings the count to the required number moves the request to approved: of any number of
+// presses on any number of replicas, exactly one does, and only it starts the job.
+//
+// KEYS: request hash, pending set. ARGV: approver id, approver (JSON), now (ms), expires at
+// (ms), required, expected count, request id. It returns {result, count}.
+var approveScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+local n = tonumber(redis.call('HGET', KEYS[1], 'approvals') or '0')
+if st ~= 'pending' then return {'not_pending', n} end
+if tonumber(ARGV[3]) >= tonumber(ARGV[4]) then return {'expired', n} end
+if redis.call('HEXISTS', KEYS[1], 'approver:' .. ARGV[1]) == 1 then return {'duplicate', n} end
+if n ~= tonumber(ARGV[6]) then return {'stale', n} end
+n = n + 1
+redis.call('HSET', KEYS[1], 'approvals', n, 'approval:' .. n, ARGV[2], 'approver:' .. ARGV[1], n)
+if n < tonumber(ARGV[5]) then return {'counted', n} end
+redis.call('HSET', KEYS[1], 'status', 'approved', 'decided_at', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[7])
+return {'approved', n}
+`)
+
+// approveResult is what approveScript did.
+type approveResult string
+
+const (
+	approveCounted    approveResult = "counted"     // counted; more approvals are needed
+	approveApproved   approveResult = "approved"    // counted, the last one: the request is approved
+	approveNotPending approveResult = "not_pending" // decided meanwhile (or gone)
+	approveExpired    approveResult = "expired"     // still pending, but past its expiry
+	approveDuplicate  approveResult = "duplicate"   // this approver is already counted
+	approveStale      approveResult = "stale"       // another approval was counted since r was read
+)
+
+// approve counts who's approval of r, expecting len(r.Approvals) approvals to be counted
+// already. Only approveCounted and approveApproved changed anything; on the others the caller
+// reads the request again and decides again.
+func (s *store) approve(ctx context.Context, r *Request, who Person, now time.Time) (approveResult, error) {
+	p, _ := json.Marshal(who)
+	res, err := approveScript.Run(ctx, s.rdb, []string{s.reqKey(r.ID), s.pendingKey()},
+		who.ID, p, now.UnixMilli(), r.ExpiresAt.UnixMilli(), r.Required, len(r.Approvals), r.ID).Slice()
+	if err != nil {
+		return "", fmt.Errorf("approve request %s: %w", r.ID, err)
+	}
+	got, _ := res[0].(string)
+	return approveResult(got), nil
+}
+
 // reopenScript puts an approved request back to pending (its job could not start), forgetting
-// the decision and listing it again for the expiry sweeper.
+// the decision and listing it again for the expiry sweeper. The approval that approved it (by
+// ARGV[3], when given) is withdrawn, so that its approver can give it again once the job can
+// start; earlier approvals stay counted.
 var reopenScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'status') ~= 'approved' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'pending')
 redis.call('HDEL', KEYS[1], 'decided_by', 'decided_at')
+local n = tonumber(redis.call('HGET', KEYS[1], 'approvals') or '0')
+if ARGV[3] ~= '' and n > 0 and tonumber(redis.call('HGET', KEYS[1], 'approver:' .. ARGV[3]) or '0') == n then
+  redis.call('HDEL', KEYS[1], 'approval:' .. n, 'approver:' .. ARGV[3])
+  redis.call('HSET', KEYS[1], 'approvals', n - 1)
+end
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 `)
 
-// reopen moves r from approved back to pending; it does nothing when r is elsewhere.
-func (s *store) reopen(ctx context.Context, r *Request) error {
-	err := reopenScript.Run(ctx, s.rdb, []string{s.reqKey(r.ID), s.pendingKey()}, r.ExpiresAt.UnixMilli(), r.ID).Err()
+// reopen moves r from approved back to pending, withdrawing the last approval when it is
+// lastApprover's ("" for a request that was run, not approved); it does nothing when r is
+// elsewhere.
+func (s *store) reopen(ctx context.Context, r *Request, lastApprover string) error {
+	err := reopenScript.Run(ctx, s.rdb, []string{s.reqKey(r.ID), s.pendingKey()}, r.ExpiresAt.UnixMilli(), r.ID, lastApprover).Err()
 	if err != nil {
 		return fmt.Errorf("reopen request %s: %w", r.ID, err)
 	}

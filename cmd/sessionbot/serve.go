@@ -33,10 +33,11 @@ Usage: sessionbot serve
 
 Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, APPROVERS
 Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
-Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, NOTIFY_CHANNEL,
-            APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS, PAGERDUTY_ROUTING_KEY,
-            PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
-            AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090: /metrics, /healthz, /readyz)
+Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPROVALS_REQUIRED,
+            NOTIFY_CHANNEL, APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS,
+            PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR,
+            BACKUP_AGE_RECIPIENTS, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090:
+            /metrics, /healthz, /readyz)
 See README.md, "Configuration", for every variable.
 
 Example (the tokens come from the Slack app; see README.md, "Deploying"):
@@ -67,7 +68,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return v, v != ""
 	})
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
-	bcfg, botErr := bot.LoadConfig(ctx, look)
+	// Decoded variable by variable, so that one bad value (APPROVALS_REQUIRED=two) neither hides
+	// the others nor empties OPERATORS and APPROVERS.
+	var bcfg bot.Config
+	botErr := errors.Join(append(decodeEnv(ctx, &bcfg, c.getenv), bcfg.Validate())...)
 	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
 	var sv serveConfig
 	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)

@@ -128,3 +128,21 @@ func TestServeConfigErrorsAllAtOnce(t *testing.T) {
 		t.Error("a token value was printed")
 	}
 }
+
+// A bad APPROVALS_REQUIRED (more approvals than the listed approvers can give, or not a number)
+// stops start-up with one line naming it, and only it: the other settings are fine.
+func TestServeRefusesBadApprovalsRequired(t *testing.T) {
+	for value, want := range map[string]string{
+		"3":   "APPROVALS_REQUIRED: 3 approvals can never be given by the 2 users in APPROVERS",
+		"two": `APPROVALS_REQUIRED: "two" is not valid (want a whole number)`,
+	} {
+		inv := runWith(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "SLACK_APP_TOKEN": "xapp-1-A0-1-abc",
+			"SLACK_BOT_TOKEN": "xoxb-1-abc", "OPERATORS": "U0OPS", "APPROVERS": "U0BOB,U0DAVE", "APPROVALS_REQUIRED": value}, "", "serve")
+		if inv.code != exitUsage {
+			t.Fatalf("APPROVALS_REQUIRED=%s: exit %d; want %d (stderr %q)", value, inv.code, exitUsage, inv.stderr)
+		}
+		if lines := strings.Split(strings.TrimSpace(inv.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Errorf("APPROVALS_REQUIRED=%s: stderr = %q; want one line containing %q", value, inv.stderr, want)
+		}
+	}
+}
