@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"filippo.io/age"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -366,33 +362,26 @@ func parseRestoreArgs(args []string) (id, reason string, err error) {
 	return id, reason, nil
 }
 
-// backupPath finds the file of backup id in BACKUP_DIR.
-func (b *Bot) backupPath(id string) (string, error) {
-	for _, ext := range []string{".jsonl.gz", ".jsonl.gz.age"} {
-		p := filepath.Join(b.backup.Dir, id+ext)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
-		}
+// findBackup finds backup id in BACKUP_DIR, with every file of its job (sessions rewritten
+// while the job ran are in later rounds' files).
+func (b *Bot) findBackup(id string) (cleanup.Backup, error) {
+	bk, err := cleanup.FindBackup(b.backup.Dir, id)
+	if err != nil {
+		b.log.Info("find backup", "backup", id, "err", err)
+		return cleanup.Backup{}, userErrorf("no backup %q in BACKUP_DIR", id)
 	}
-	return "", userErrorf("no backup %q in BACKUP_DIR", id)
+	return bk, nil
 }
 
-// backupReader returns a reader of the records in the backup at path, for cleanup.Restore.
-func (b *Bot) backupReader(path string) func(fn func(cleanup.BackupRecord) error) error {
+// backupReader returns a reader of bk's records for cleanup.Restore: newest round first, so
+// that a session in two rounds is restored with its newest value.
+func (b *Bot) backupReader(bk cleanup.Backup) func(fn func(cleanup.BackupRecord) error) error {
 	return func(fn func(cleanup.BackupRecord) error) error {
-		var ids []age.Identity
-		if b.backup.AgeIdentityFile != "" {
-			var err error
-			if ids, err = cleanup.LoadAgeIdentities(b.backup.AgeIdentityFile); err != nil {
-				return fmt.Errorf("BACKUP_AGE_IDENTITY_FILE: %w", err)
-			}
-		}
-		f, err := os.Open(path)
+		ids, err := b.backup.Identities()
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		return cleanup.ReadBackup(f, ids, fn)
+		return bk.Reader(ids)(fn)
 	}
 }
 
@@ -405,7 +394,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		say(b.safeText("parse restore", err) + ". Nothing was done. Usage: `" + b.cfg.Command + " restore BACKUP_ID --reason TEXT`.")
 		return
 	}
-	path, err := b.backupPath(id)
+	bk, err := b.findBackup(id)
 	if err != nil {
 		say(b.safeText("find backup", err) + ". Nothing was done.")
 		return
@@ -422,7 +411,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
 			"User", personText(who), "Mode", "dry-run", "Filters", scope))
 		t := b.engine.Target()
-		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(path), cleanup.RestoreOptions{DryRun: true, Now: b.now})
+		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {
 			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + userText(id),
 				Lines: []string{b.safeText("restore preview", err)}, Context: []string{"Nothing was changed."}})
@@ -432,7 +421,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		req := &Request{
 			ID: newRequestID(), Kind: "restore", Mode: "restore", Scope: scope, Reason: reason,
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
-			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
+			Restore: &RestorePlan{Path: bk.Files[len(bk.Files)-1], Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
 			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}

@@ -105,8 +105,13 @@ func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cle
 // the prefix (the shape the job store keeps).
 func (b *Bot) runRestore(ctx context.Context, req *Request, progress func(cleanup.Progress)) (outcome, error) {
 	start := time.Now()
+	// Path is one of the backup's files (its first round's); FindBackup adds the others.
+	bk, err := cleanup.FindBackup(b.backup.Dir, req.Restore.Path)
+	if err != nil {
+		return newRestoreOutcome(cleanup.RestoreReport{}, start, time.Now()), err
+	}
 	t := b.engine.Target()
-	rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(req.Restore.Path), cleanup.RestoreOptions{
+	rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{
 		Now: b.now,
 		Progress: func(r cleanup.RestoreReport) {
 			progress(cleanup.Progress{Phase: "restore", Scanned: r.Read, Deleted: r.Restored,

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +57,28 @@ func TestRestoreFailureIsAuditedAsRestore(t *testing.T) {
 	}
 	if o := h.notifier.all(); len(o) != 1 || !o[0].Failed || o[0].Mode != "restore" {
 		t.Errorf("outcomes = %+v; want one failed restore", o)
+	}
+}
+
+// A job's backup may be several files (sessions rewritten while the job ran are backed up
+// again in later rounds): a restore reads them all and puts each session back once, with its
+// newest value.
+func TestRestoreReadsEveryRound(t *testing.T) {
+	h := newHarness(t)
+	rec := func(key, value string) cleanup.BackupRecord {
+		return cleanup.BackupRecord{Key: key, Value: []byte(value), PTTL: time.Hour}
+	}
+	writeBackup(t, h.backupDir, "job-n", rec("session:rewritten", `{"v":1}`), rec("session:once", `{"v":1}`))
+	writeBackup(t, h.backupDir, "job-n.r2", rec("session:rewritten", `{"v":2}`), rec("session:late", `{"v":2}`))
+	h.command(carol, "restore job-n --reason 'undo drill'")
+	ref, m := h.chat.latest(-1)
+	wantContains(t, "restore request", FormatText(m), "Found 3 sessions in backup job-n", "3 sessions will be restored")
+	h.press(bob, "approve", button(t, m, "approve"))
+
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Restore completed: job-n", "Restored: 3", "Skipped: 0")
+	for k, want := range map[string]string{"session:rewritten": `{"v":2}`, "session:once": `{"v":1}`, "session:late": `{"v":2}`} {
+		if got, err := h.rdb.Get(context.Background(), k).Result(); err != nil || got != want {
+			t.Errorf("GET %s = %q, %v; want %q", k, got, err, want)
+		}
 	}
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
-
-	"filippo.io/age"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -25,7 +22,11 @@ to type that number (unless --yes), then writes each session back with its remai
 It never overwrites a key that exists, never writes a key outside SESSION_KEY_PREFIX, and skips
 sessions that have expired since the backup. Running it twice is safe.
 
-Usage: sessionbot restore FILE --reason TEXT [--dry-run] [--yes]
+FILE is any file of the backup, or its job id to find it in BACKUP_DIR. A job whose sessions
+were rewritten while it ran has more files (<job-id>.r2.jsonl.gz, …); all of them are read, and
+each session is restored with its newest value.
+
+Usage: sessionbot restore FILE|JOB_ID --reason TEXT [--dry-run] [--yes]
 
 Flags:
   --reason TEXT    why; recorded in the audit log (required, except with --dry-run)
@@ -37,6 +38,7 @@ Flags:
 Examples:
   sessionbot restore ./backups/cli-20251126T100000Z-a1b2c3.jsonl.gz --dry-run
   sessionbot restore ./backups/cli-20251126T100000Z-a1b2c3.jsonl.gz --reason "mass logout rolled back (INC-1234)"
+  sessionbot restore job-20251126-7f3a9c2b --reason "wrong target"
   BACKUP_AGE_IDENTITY_FILE=~/.age/sessionbot.key sessionbot restore ./backups/job.jsonl.gz.age --reason "..."
 
 Audit: Cleanup Started (Mode: restore) and Restore Completed (or Cleanup Failed) lines go to
@@ -70,7 +72,7 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	if file == "" {
-		return c.asUsage(errors.New("which backup? give the file: sessionbot restore FILE --reason TEXT"))
+		return c.asUsage(errors.New("which backup? give a file or the job id: sessionbot restore FILE|JOB_ID --reason TEXT"))
 	}
 	if strings.TrimSpace(reason) == "" && !dryRun {
 		return c.asUsage(errors.New(`restore needs --reason "TEXT" (it is audited)`))
@@ -79,23 +81,15 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(file); err != nil {
+	bk, err := cleanup.FindBackup(cfg.Backup.Dir, file)
+	if err != nil {
 		return fmt.Errorf("cannot read the backup: %w", err)
 	}
-	var ids []age.Identity
-	if cfg.Backup.AgeIdentityFile != "" {
-		if ids, err = cleanup.LoadAgeIdentities(cfg.Backup.AgeIdentityFile); err != nil {
-			return err
-		}
+	ids, err := cfg.Backup.Identities()
+	if err != nil {
+		return err
 	}
-	read := func(fn func(cleanup.BackupRecord) error) error {
-		fh, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		return cleanup.ReadBackup(fh, ids, fn)
-	}
+	read := bk.Reader(ids)
 
 	audit, t, err := c.openAuditAndConnect(ctx, cfg)
 	if err != nil {
