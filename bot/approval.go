@@ -129,8 +129,8 @@ func (b *Bot) reject(ctx context.Context, req *Request, who Person, refuse func(
 		return
 	}
 	b.metrics.Approval("rejected")
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRejected, "User", personText(who), "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
+	_ = b.record(cleanup.Rejected{User: personText(who), Request: req.ID,
+		Requester: personText(req.Requester), Mode: req.Mode, Filters: req.Scope, Reason: req.Reason}.Event(b.now()))
 	b.showDecided(ctx, req, rejectedMessage(req, who))
 }
 
@@ -159,8 +159,8 @@ func (b *Bot) cancelRequest(ctx context.Context, req *Request, who Person) strin
 		b.refused(who, "cancel", req.ID, "already "+string(cur))
 		return decidedText(req)
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCancelled, "User", personText(who), "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope))
+	_ = b.record(cleanup.Cancelled{User: personText(who), Request: req.ID,
+		Requester: personText(req.Requester), Mode: req.Mode, Filters: req.Scope}.Event(b.now(), num))
 	b.showDecided(ctx, req, cancelledMessage(req, who))
 	return "Cancelled; nothing was deleted."
 }
@@ -209,9 +209,9 @@ func (b *Bot) expire(ctx context.Context, req *Request) bool {
 	if req.NeedsApproval {
 		b.metrics.Approval("expired")
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventExpired, "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope,
-		"Reason", req.Reason, "Expired-At", req.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")))
+	_ = b.record(cleanup.Expired{Request: req.ID,
+		Requester: personText(req.Requester), Mode: req.Mode, Filters: req.Scope,
+		Reason: req.Reason, ExpiresAt: req.ExpiresAt}.Event(b.now()))
 	req.Status = StatusExpired
 	b.showDecided(ctx, req, expiredMessage(req))
 	return true

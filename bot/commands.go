@@ -106,12 +106,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 // refused audits a refusal: the person refused, what they tried, and why.
 func (b *Bot) refused(who Person, what, requestID, why string) {
-	kv := []string{"User", personText(who), "Action", what}
-	if requestID != "" {
-		kv = append(kv, "Request", requestID)
-	}
-	kv = append(kv, "Why", why)
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRefused, kv...))
+	_ = b.record(cleanup.Refused{User: personText(who), Action: what, Request: requestID, Why: why}.Event(b.now()))
 }
 
 func (b *Bot) stats(ctx context.Context, c Command) {
@@ -159,8 +154,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	if f.All {
 		mode = "all"
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-		"User", personText(who), "Mode", "dry-run", "Filters", scope))
+	_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: "dry-run", Filters: scope}.Event(b.now()))
 
 	var (
 		mu   sync.Mutex
@@ -185,9 +179,8 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	if err != nil {
 		return fmt.Errorf("preview %s: %w", scope, err)
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventSessionsScanned,
-		"Total", num(plan.Found), "Matched", num(plan.Matched), "Kept", num(plan.Kept),
-		"Valid", num(plan.Valid), "Malformed", num(plan.Malformed)))
+	_ = b.record(cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
+		Breakdown: &cleanup.ScanBreakdown{Valid: plan.Valid, Malformed: plan.Malformed}}.Event(b.now(), num))
 
 	now := b.now()
 	req := &Request{
@@ -239,14 +232,13 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if req.NeedsApproval {
 		approval = "required (" + strings.Join(req.Approvers, ",") + ")"
 	}
-	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", req.Mode,
-		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", req.backupText()}
+	created := cleanup.RequestCreated{User: personText(req.Requester), Request: req.ID, Mode: req.Mode,
+		Filters: req.Scope, Reason: req.Reason, Approval: approval, Backup: req.backupText(),
+		Matched: req.Plan.Matched, Valid: req.Plan.Valid}
 	if req.Kind == "restore" {
-		kv = append(kv, "Backup-ID", req.BackupID, "Sessions", num(req.Restore.Restorable))
-	} else {
-		kv = append(kv, "Matched", num(req.Plan.Matched), "Valid", num(req.Plan.Valid))
+		created.BackupID, created.Sessions = req.BackupID, req.Restore.Restorable
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRequestCreated, kv...))
+	_ = b.record(created.Event(b.now(), num))
 
 	if !req.NeedsApproval {
 		b.update(ctx, req.Ref, previewMessage(req))
@@ -408,8 +400,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
-		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-			"User", personText(who), "Mode", "dry-run", "Filters", scope))
+		_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: "dry-run", Filters: scope}.Event(b.now()))
 		t := b.engine.Target()
 		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {

@@ -77,8 +77,8 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 
 	if approver != nil {
 		b.metrics.Approval("approved")
-		_ = b.record(cleanup.Event(now, cleanup.EventApproved, "User", personText(*approver), "Request", req.ID,
-			"Requester", personText(req.Requester), "Mode", req.Mode, "Filters", req.Scope, "Reason", req.Reason))
+		_ = b.record(cleanup.Approved{User: personText(*approver), Request: req.ID,
+			Requester: personText(req.Requester), Mode: req.Mode, Filters: req.Scope, Reason: req.Reason}.Event(now))
 	}
 	ok, cur, err = b.st.transition(ctx, req.ID, StatusApproved, StatusRunning, "job", jobID)
 	if err != nil || !ok {
@@ -104,18 +104,15 @@ func (b *Bot) startJob(ctx context.Context, req *Request, executor Person, appro
 	}
 
 	// The intent is on record before anything is deleted, or nothing is.
-	kv := []string{"User", personText(executor), "Mode", req.Mode, "Filters", req.Scope}
+	intent := cleanup.CleanupStarted{User: personText(executor), Mode: req.Mode, Filters: req.Scope,
+		Reason: req.Reason, Job: jobID, Request: req.ID, Backup: req.backupText(), BackupID: req.BackupID}
 	if approver != nil {
-		kv = append(kv, "Approved-By", personText(*approver))
+		intent.ApprovedBy = personText(*approver)
 	}
 	if approver == nil && presser.ID != req.Requester.ID {
-		kv = append(kv, "Requester", personText(req.Requester))
+		intent.Requester = personText(req.Requester)
 	}
-	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", req.backupText())
-	if req.Kind == "restore" {
-		kv = append(kv, "Backup-ID", req.BackupID)
-	}
-	if err := b.record(cleanup.Event(now, cleanup.EventCleanupStarted, kv...)); err != nil {
+	if err := b.record(intent.Event(now)); err != nil {
 		release()
 		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
 		say("Not started: the audit log could not be written. Nothing was deleted.")
@@ -146,8 +143,8 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, StatusFailed); err != nil {
 		b.log.Error("fail request", "request", req.ID, "err", err)
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupFailed, "User", personText(job.Executor),
-		"Mode", job.Mode, "Filters", job.Scope, "Job", job.ID, "Deleted", "0", "Error", why))
+	_ = b.record(cleanup.CleanupFailed{User: personText(job.Executor),
+		Mode: job.Mode, Filters: job.Scope, Done: cleanup.Report{}, Job: job.ID, Error: why}.Event(b.now(), num))
 	b.metrics.CleanupFinished(job.Mode, "failed", 0, 0)
 	b.showDecided(ctx, req, notStartedMessage(req, why))
 }
@@ -357,8 +354,8 @@ func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID s
 	}
 	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
 	b.metrics.NotificationFailed("slack")
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventNotificationFailed, "Channel", ref.Channel,
-		"Error", truncate("report update: "+err.Error(), 500), "Job", jobID))
+	_ = b.record(cleanup.NotificationFailed{Channel: ref.Channel,
+		Error: truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
 	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
 		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)
 	}

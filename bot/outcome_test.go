@@ -81,4 +81,10 @@ func TestRestoreReadsEveryRound(t *testing.T) {
 			t.Errorf("GET %s = %q, %v; want %q", k, got, err, want)
 		}
 	}
+	done := h.audited(cleanup.EventRestoreCompleted)
+	if len(done) != 1 {
+		t.Fatalf("Restore Completed lines = %q; want 1", done)
+	}
+	wantContains(t, "Restore Completed", done[0], "| User: "+carol+" (carol) | Job: job-",
+		" | Backup-ID: job-n | Restored: 3 | Skipped-Expired: 0 | Skipped-Exists: 0 | Skipped-Prefix: 0 | Errors: 0")
 }

@@ -116,16 +116,17 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 		return nil
 	}
 	who := c.operator(as)
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupStarted, "User", who, "Mode", "restore",
-		"Filters", "backup="+file, "Reason", reason)); err != nil {
+	scope := "backup=" + file
+	if err := audit.Log(cleanup.CleanupStarted{User: who, Mode: "restore",
+		Filters: scope, Reason: reason}.Event(time.Now())); err != nil {
 		return fmt.Errorf("cannot write the audit log, nothing restored: %w", err)
 	}
 	if !yes {
 		q := fmt.Sprintf("This writes %d sessions back into %s: those users are logged in again.", plan.Restored, t.Name())
 		abort := &exitError{code: exitFailed, err: errors.New("aborted, nothing restored")}
 		if err := c.confirmCount(ctx, q, plan.Restored, abort); err != nil {
-			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", "restore",
-				"Filters", "backup="+file, "Reason", "not confirmed at the prompt"))
+			_ = audit.Log(cleanup.Cancelled{User: who, Mode: "restore",
+				Filters: scope, Reason: "not confirmed at the prompt"}.Event(time.Now(), itoa))
 			return err
 		}
 	}
@@ -133,18 +134,16 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	rep, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), read, cleanup.RestoreOptions{})
 	fmt.Fprintf(c.stdout, "Restored %d %s in %s\n", rep.Restored, sessions(rep.Restored), time.Since(start).Round(time.Millisecond))
 	printRestoreSkips(c, rep)
-	fields := []string{"Restored", itoa(rep.Restored), "Skipped-Expired", itoa(rep.SkippedExpired),
-		"Skipped-Exists", itoa(rep.SkippedExists), "Skipped-Prefix", itoa(rep.SkippedPrefix), "Errors", itoa(rep.Errors)}
 	if err != nil || rep.Errors > 0 {
 		why := "Redis refused some keys"
 		if err != nil {
 			why = cleanup.RedactKeys(err.Error(), t.Prefix())
 		}
-		_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed,
-			append([]string{"User", who, "Mode", "restore"}, append(fields, "Error", why)...)...))
+		_ = audit.Log(cleanup.CleanupFailed{User: who, Mode: "restore",
+			Filters: scope, Done: rep, Error: why}.Event(time.Now(), itoa))
 		return &exitError{code: exitFailed, err: fmt.Errorf("restore incomplete: %s", why)}
 	}
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventRestoreCompleted, fields...)); err != nil {
+	if err := audit.Log(cleanup.RestoreCompleted{User: who, BackupID: bk.ID, Report: rep}.Event(time.Now(), itoa)); err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("the restore completed but its audit line could not be written: %w", err)}
 	}
 	return nil

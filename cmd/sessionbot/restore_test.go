@@ -57,6 +57,8 @@ func TestRestoreReadsEveryRound(t *testing.T) {
 					t.Errorf("GET %s = %q, %v; want %q", k, got, err, want)
 				}
 			}
+			lines := tg.auditLines()
+			wantAudit(t, lines[len(lines)-1], `Restore Completed \| User: alice \| Backup-ID: job-n \| Restored: 3 \| Skipped-Expired: 0 \| Skipped-Exists: 0 \| Skipped-Prefix: 0 \| Errors: 0$`)
 		})
 	}
 }
