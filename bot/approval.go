@@ -26,23 +26,23 @@ type presser struct {
 	Approver bool   // in APPROVERS
 }
 
-// outcome is what a press does.
-type outcome string
+// effect is what a press does.
+type effect string
 
 const (
-	doRefuse    outcome = "refuse"     // nothing changes; the presser alone is told why
-	doExpire    outcome = "expire"     // the request is past its expiry: expire it, then decide again
-	doRun       outcome = "run"        // pending → approved, no approval needed; the job starts
-	doApprove   outcome = "approve"    // one more approval is counted; Start: it is the last
-	doReject    outcome = "reject"     // pending → rejected
-	doCancel    outcome = "cancel"     // pending → cancelled
-	doCancelJob outcome = "cancel job" // the request's job is asked to stop
+	doRefuse    effect = "refuse"     // nothing changes; the presser alone is told why
+	doExpire    effect = "expire"     // the request is past its expiry: expire it, then decide again
+	doRun       effect = "run"        // pending → approved, no approval needed; the job starts
+	doApprove   effect = "approve"    // one more approval is counted; Start: it is the last
+	doReject    effect = "reject"     // pending → rejected
+	doCancel    effect = "cancel"     // pending → cancelled
+	doCancelJob effect = "cancel job" // the request's job is asked to stop
 )
 
 // Decision is what a press does to a request: what happens, what to audit, what the request's
 // message becomes and what the presser alone is told. It changes nothing by itself.
 type Decision struct {
-	Do outcome
+	Do effect
 	By Person // who pressed
 	// Text is told to the presser alone; "" tells nothing.
 	Text string
@@ -97,8 +97,8 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 		case p.ID != req.Requester.ID && !p.Operator && !p.Approver:
 			return refuse("not allowed to cancel", "Only the requester, an operator or an approver may cancel; nothing was done.")
 		case req.Status == StatusPending:
-			ev := cleanup.Event(now, cleanup.EventCancelled, "User", personText(p.Person), "Request", req.ID,
-				"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope)
+			ev := cleanup.Cancelled{User: personText(p.Person), Request: req.ID,
+				Requester: personText(req.Requester), Mode: string(req.Mode), Filters: req.Scope}.Event(now, num)
 			card := cancelledMessage(req, p.Person)
 			return Decision{Do: doCancel, By: p.Person, Text: "Cancelled; nothing was deleted.", Audit: &ev,
 				Card: &card, OriginCard: &card}
@@ -120,8 +120,8 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 		return refuse(decided, decidedText(req))
 	case action == "reject":
 		// Any approver ends the request, one who approved it before included.
-		ev := cleanup.Event(now, cleanup.EventRejected, "User", personText(p.Person), "Request", req.ID,
-			"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope, "Reason", req.Reason)
+		ev := cleanup.Rejected{User: personText(p.Person), Request: req.ID,
+			Requester: personText(req.Requester), Mode: string(req.Mode), Filters: req.Scope, Reason: req.Reason}.Event(now)
 		card := rejectedMessage(req, p.Person)
 		return Decision{Do: doReject, By: p.Person, Audit: &ev, Card: &card, OriginCard: &card}
 	case req.approvedBy(p.ID):
@@ -129,9 +129,9 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 			approvalsText(req)+". Another approver must approve; nothing more was done.")
 	}
 	n := len(req.Approvals) + 1
-	ev := cleanup.Event(now, cleanup.EventApproved, "User", personText(p.Person), "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope, "Reason", req.Reason,
-		"Approvals", approvalCount(n, req.Required))
+	ev := cleanup.Approved{User: personText(p.Person), Request: req.ID,
+		Requester: personText(req.Requester), Mode: string(req.Mode), Filters: req.Scope, Reason: req.Reason,
+		Approvals: approvalCount(n, req.Required)}.Event(now)
 	d := Decision{Do: doApprove, By: p.Person, Start: n >= req.Required, Audit: &ev}
 	if !d.Start {
 		after := *req
@@ -145,12 +145,7 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 
 // refusedEvent is the audit line of a refusal: the person refused, what they tried, and why.
 func refusedEvent(now time.Time, who Person, what, requestID, why string) cleanup.AuditEvent {
-	kv := []string{"User", personText(who), "Action", what}
-	if requestID != "" {
-		kv = append(kv, "Request", requestID)
-	}
-	kv = append(kv, "Why", why)
-	return cleanup.Event(now, cleanup.EventRefused, kv...)
+	return cleanup.Refused{User: personText(who), Action: what, Request: requestID, Why: why}.Event(now)
 }
 
 // decidedText tells a late presser what already happened.
@@ -373,7 +368,7 @@ func (b *Bot) settleCard(ctx context.Context, id string, shown int) {
 			if j.Report == nil {
 				m = notStartedMessage(req, j.Error)
 			} else {
-				m = reportMessage(req, j, *j.Report, j.Status, j.Error)
+				m = reportMessage(req, j, storedOutcome(req, *j.Report), j.Status, j.Error)
 			}
 		default:
 			return
@@ -427,9 +422,8 @@ func (b *Bot) expire(ctx context.Context, req *Request) bool {
 	if req.NeedsApproval {
 		b.metrics.Approval("expired")
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventExpired, "Request", req.ID,
-		"Requester", personText(req.Requester), "Mode", string(req.Mode), "Filters", req.Scope,
-		"Reason", req.Reason, "Expired-At", req.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")))
+	_ = b.record(cleanup.Expired{Request: req.ID, Requester: personText(req.Requester), Mode: string(req.Mode),
+		Filters: req.Scope, Reason: req.Reason, ExpiresAt: req.ExpiresAt}.Event(b.now()))
 	req.Status = StatusExpired
 	b.showDecided(ctx, req, expiredMessage(req))
 	return true

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"filippo.io/age"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -158,8 +154,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	if f.All {
 		mode = ModeAll
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-		"User", personText(who), "Mode", string(ModeDryRun), "Filters", scope))
+	_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
 
 	var (
 		mu   sync.Mutex
@@ -184,9 +179,8 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	if err != nil {
 		return fmt.Errorf("preview %s: %w", scope, err)
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventSessionsScanned,
-		"Total", num(plan.Found), "Matched", num(plan.Matched), "Kept", num(plan.Kept),
-		"Valid", num(plan.Valid), "Malformed", num(plan.Malformed)))
+	_ = b.record(cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
+		Breakdown: &cleanup.ScanBreakdown{Valid: plan.Valid, Malformed: plan.Malformed}}.Event(b.now(), num))
 
 	now := b.now()
 	req := &Request{
@@ -242,14 +236,13 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	case req.NeedsApproval:
 		approval = "required (" + strings.Join(req.Approvers, ",") + ")"
 	}
-	kv := []string{"User", personText(req.Requester), "Request", req.ID, "Mode", string(req.Mode),
-		"Filters", req.Scope, "Reason", req.Reason, "Approval", approval, "Backup", req.backupText()}
+	created := cleanup.RequestCreated{User: personText(req.Requester), Request: req.ID, Mode: string(req.Mode),
+		Filters: req.Scope, Reason: req.Reason, Approval: approval, Backup: req.backupText(),
+		Matched: req.Plan.Matched, Valid: req.Plan.Valid}
 	if req.Kind == KindRestore {
-		kv = append(kv, "Backup-ID", req.BackupID, "Sessions", num(req.Restore.Restorable))
-	} else {
-		kv = append(kv, "Matched", num(req.Plan.Matched), "Valid", num(req.Plan.Valid))
+		created.BackupID, created.Sessions = req.BackupID, req.Restore.Restorable
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventRequestCreated, kv...))
+	_ = b.record(created.Event(b.now(), num))
 
 	if !req.NeedsApproval {
 		b.update(ctx, req.Ref, previewMessage(req))
@@ -360,33 +353,26 @@ func parseRestoreArgs(args []string) (id, reason string, err error) {
 	return id, reason, nil
 }
 
-// backupPath finds the file of backup id in BACKUP_DIR.
-func (b *Bot) backupPath(id string) (string, error) {
-	for _, ext := range []string{".jsonl.gz", ".jsonl.gz.age"} {
-		p := filepath.Join(b.backup.Dir, id+ext)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
-		}
+// findBackup finds backup id in BACKUP_DIR, with every file of its job (sessions rewritten
+// while the job ran are in later rounds' files).
+func (b *Bot) findBackup(id string) (cleanup.Backup, error) {
+	bk, err := cleanup.FindBackup(b.backup.Dir, id)
+	if err != nil {
+		b.log.Info("find backup", "backup", id, "err", err)
+		return cleanup.Backup{}, userErrorf("no backup %q in BACKUP_DIR", id)
 	}
-	return "", userErrorf("no backup %q in BACKUP_DIR", id)
+	return bk, nil
 }
 
-// backupReader returns a reader of the records in the backup at path, for cleanup.Restore.
-func (b *Bot) backupReader(path string) func(fn func(cleanup.BackupRecord) error) error {
+// backupReader returns a reader of bk's records for cleanup.Restore: newest round first, so
+// that a session in two rounds is restored with its newest value.
+func (b *Bot) backupReader(bk cleanup.Backup) func(fn func(cleanup.BackupRecord) error) error {
 	return func(fn func(cleanup.BackupRecord) error) error {
-		var ids []age.Identity
-		if b.backup.AgeIdentityFile != "" {
-			var err error
-			if ids, err = cleanup.LoadAgeIdentities(b.backup.AgeIdentityFile); err != nil {
-				return fmt.Errorf("BACKUP_AGE_IDENTITY_FILE: %w", err)
-			}
-		}
-		f, err := os.Open(path)
+		ids, err := b.backup.Identities()
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		return cleanup.ReadBackup(f, ids, fn)
+		return bk.Reader(ids)(fn)
 	}
 }
 
@@ -399,7 +385,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		say(b.safeText("parse restore", err) + ". Nothing was done. Usage: `" + b.cfg.Command + " restore BACKUP_ID --reason TEXT`.")
 		return
 	}
-	path, err := b.backupPath(id)
+	bk, err := b.findBackup(id)
 	if err != nil {
 		say(b.safeText("find backup", err) + ". Nothing was done.")
 		return
@@ -413,10 +399,9 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 	b.spawnPreview(ctx, c, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
-		_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupStarted,
-			"User", personText(who), "Mode", string(ModeDryRun), "Filters", scope))
+		_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
 		t := b.engine.Target()
-		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(path), cleanup.RestoreOptions{DryRun: true, Now: b.now})
+		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {
 			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + userText(id),
 				Lines: []string{b.safeText("restore preview", err)}, Context: []string{"Nothing was changed."}})
@@ -426,7 +411,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		req := &Request{
 			ID: newRequestID(), Kind: KindRestore, Mode: ModeRestore, Scope: scope, Reason: reason,
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
-			Restore: &RestorePlan{Path: path, Records: rr.Read, Expired: rr.SkippedExpired,
+			Restore: &RestorePlan{Path: bk.Files[len(bk.Files)-1], Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
 			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), Required: b.cfg.ApprovalsRequired,
 			CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),

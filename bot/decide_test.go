@@ -53,7 +53,7 @@ func TestDecide(t *testing.T) {
 		who    presser
 		action string
 
-		do    outcome
+		do    effect
 		start bool
 		audit string   // "" when nothing is audited; else what the line contains
 		text  []string // what the presser alone is told

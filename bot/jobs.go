@@ -93,17 +93,14 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	}
 
 	// The intent is on record before anything is deleted, or nothing is.
-	kv := []string{"User", personText(executor), "Mode", string(req.Mode), "Filters", req.Scope}
+	intent := cleanup.CleanupStarted{User: personText(executor), Mode: string(req.Mode), Filters: req.Scope,
+		Reason: req.Reason, Job: jobID, Request: req.ID, Backup: req.backupText(), BackupID: req.BackupID}
 	if len(req.Approvals) > 0 {
-		kv = append(kv, "Approved-By", peopleText(req.Approvals))
+		intent.ApprovedBy = peopleText(req.Approvals)
 	} else if executor.ID != req.Requester.ID {
-		kv = append(kv, "Requester", personText(req.Requester))
+		intent.Requester = personText(req.Requester)
 	}
-	kv = append(kv, "Reason", req.Reason, "Job", jobID, "Request", req.ID, "Backup", req.backupText())
-	if req.Kind == KindRestore {
-		kv = append(kv, "Backup-ID", req.BackupID)
-	}
-	if err := b.record(cleanup.Event(now, cleanup.EventCleanupStarted, kv...)); err != nil {
+	if err := b.record(intent.Event(now)); err != nil {
 		release()
 		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
 		return userErrorf("Not started: the audit log could not be written. Nothing was deleted.")
@@ -134,8 +131,8 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, StatusFailed); err != nil {
 		b.log.Error("fail request", "request", req.ID, "err", err)
 	}
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventCleanupFailed, "User", personText(job.Executor),
-		"Mode", string(job.Mode), "Filters", job.Scope, "Job", job.ID, "Deleted", "0", "Error", why))
+	_ = b.record(cleanup.CleanupFailed{User: personText(job.Executor),
+		Mode: string(job.Mode), Filters: job.Scope, Done: cleanup.Report{}, Job: job.ID, Error: why}.Event(b.now(), num))
 	b.metrics.CleanupFinished(string(job.Mode), "failed", 0, 0)
 	b.showDecided(ctx, req, notStartedMessage(req, why))
 }
@@ -213,24 +210,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 		}
 	})
 
-	var (
-		rep cleanup.Report
-		err error
-	)
-	if req.Kind == KindRestore {
-		rep, err = b.runRestore(jctx, req, setProgress)
-	} else {
-		spec := cleanup.RunSpec{
-			Filter:   req.Filter,
-			MaxValid: req.MaxValid,
-			Progress: setProgress,
-			Verify:   true,
-		}
-		if req.Backup {
-			spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}
-		}
-		rep, err = b.engine.Run(jctx, spec)
-	}
+	out, err := b.run(jctx, req, job, setProgress)
 	stopProgress()
 	stopLease()
 	// Nothing more is deleted: the next job may start while this one is being reported.
@@ -239,7 +219,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 	if jctx.Err() != nil {
 		stopped = context.Cause(jctx)
 	}
-	b.finishJob(bg, req, job, rep, err, stopped)
+	b.finishJob(bg, req, job, out, err, stopped)
 }
 
 // Why a job's context was cancelled, besides the Bot shutting down.
@@ -256,16 +236,11 @@ const stoppedInterrupted = "interrupted"
 // metrics. stopped is why the job's context was cancelled (nil when it was not): a person's
 // cancel is a cancellation; a shutdown or a lost lease is a failure (nobody asked the run to
 // stop half-way, and PagerDuty must hear of it).
-func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, runErr, stopped error) {
+func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome, runErr, stopped error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	now := b.now()
-	if rep.End.IsZero() {
-		rep.End = now
-	}
-	if rep.Start.IsZero() {
-		rep.Start = job.StartedAt
-	}
+	rep := out.report()
 	by, _ := b.st.cancelledBy(ctx, job.ID)
 
 	status, result, errText := StatusDone, "completed", ""
@@ -273,22 +248,22 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 	case runErr == nil && rep.Stopped == "":
 	case by != nil || errors.Is(stopped, errCancelRequested):
 		status, result = StatusCancelled, "cancelled"
-		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(rep.Deleted))
+		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(out.changed()))
 	case errors.Is(stopped, errLeaseLost):
 		status, result = StatusFailed, "failed"
 		errText = fmt.Sprintf("Stopped after deleting %s sessions: this bot lost the target's lease (it could not renew it in Redis), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
-			num(rep.Deleted))
+			num(out.changed()))
 	case stopped != nil || errors.Is(runErr, context.Canceled):
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Interrupted after deleting %s sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish.", num(rep.Deleted))
+		errText = fmt.Sprintf("Interrupted after deleting %s sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish.", num(out.changed()))
 	case errors.Is(runErr, cleanup.ErrBoundReached):
 		status, result = StatusFailed, "stopped"
 		errText = fmt.Sprintf("Stopped: more still-valid sessions match than the %s previewed (limit %s). %s were deleted; run a fresh preview.",
-			num(req.Plan.Valid), num(req.MaxValid), num(rep.Deleted))
+			num(req.Plan.Valid), num(req.MaxValid), num(out.changed()))
 	default:
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(rep.Deleted), b.safeText("job "+job.ID, runErr))
-		if rep.Deleted == 0 && req.Backup && rep.Backup == "" && req.Kind != KindRestore {
+		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(out.changed()), b.safeText("job "+job.ID, runErr))
+		if out.changed() == 0 && req.Backup && rep.Backup == "" {
 			errText = "Failed before deleting anything (the backup could not be written): " + b.safeText("job "+job.ID, runErr)
 		}
 	}
@@ -300,57 +275,49 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		// (the real outcome) follows it.
 		b.log.Warn("job was already marked finished; reporting its real outcome", "job", job.ID, "status", status)
 	}
-	b.reportJob(ctx, req, job, rep, status, result, errText, by)
+	b.reportJob(ctx, req, job, out, status, result, errText, by)
 }
 
 // reportJob tells everyone how a job ended, once its status is stored: the request's status,
 // the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone.
-func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, status Status, result, errText string, by *Person) {
+func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome, status Status, result, errText string, by *Person) {
 	now := b.now()
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
 		b.log.Error("finish request", "request", req.ID, "err", err)
 	}
 
-	if req.Kind == KindRestore {
-		_ = b.record(cleanup.Event(now, cleanup.EventRestoreCompleted, "User", personText(job.Executor),
-			"Job", job.ID, "Backup-ID", req.BackupID, "Restored", num(rep.Deleted), "Skipped", num(rep.Skipped),
-			"Errors", num(rep.Errors), "Result", result))
-	} else {
-		_ = b.record(cleanup.Event(now, cleanup.EventSessionsScanned, "Total", num(rep.Scanned),
-			"Matched", num(rep.Matched), "Kept", num(rep.Kept), "Job", job.ID))
-	}
+	events := out.audit(now, req, job, status == StatusDone)
 	switch status {
 	case StatusDone:
-		if req.Kind != KindRestore {
-			_ = b.record(cleanup.Event(now, cleanup.EventCleanupCompleted, "Deleted", num(rep.Deleted),
-				"Kept", num(rep.Kept), "Errors", num(rep.Errors), "Skipped", num(rep.Skipped),
-				"Job", job.ID, "Duration", shortDuration(rep.Duration()), "Backup", orDash(rep.Backup)))
-		}
 	case StatusCancelled:
 		canceller := "shutdown"
 		if by != nil {
 			canceller = personText(*by)
 		}
-		_ = b.record(cleanup.Event(now, cleanup.EventCancelled, "User", canceller, "Job", job.ID,
-			"Mode", string(job.Mode), "Filters", job.Scope, "Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors)))
+		events = append(events, cleanup.Cancelled{User: canceller, Job: job.ID, Mode: string(job.Mode), Filters: job.Scope,
+			Done: out.counts()}.Event(now, num))
 	default:
-		_ = b.record(cleanup.Event(now, cleanup.EventCleanupFailed, "Mode", string(job.Mode), "Filters", job.Scope,
-			"Deleted", num(rep.Deleted), "Kept", num(rep.Kept), "Errors", num(rep.Errors), "Job", job.ID, "Error", errText))
+		events = append(events, cleanup.CleanupFailed{Mode: string(job.Mode), Filters: job.Scope, Done: out.counts(),
+			Job: job.ID, Error: errText}.Event(now, num))
+	}
+	for _, ev := range events {
+		_ = b.record(ev)
 	}
 
-	msg := reportMessage(req, job, rep, status, errText)
+	rep := out.report()
+	msg := reportMessage(req, job, out, status, errText)
 	b.showReport(ctx, req.Ref, msg, job.ID)
 	if req.Origin != nil {
 		b.showReport(ctx, *req.Origin, msg, job.ID)
 	}
-	b.metrics.CleanupFinished(string(job.Mode), result, rep.Deleted, rep.Duration())
+	b.metrics.CleanupFinished(string(job.Mode), result, out.changed(), rep.Duration())
 
 	if b.notify != nil {
 		o := JobOutcome{
 			JobID: job.ID, Mode: string(job.Mode), Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
 			Requester: job.Requester, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
-			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,
+			Partial: req.Filter.All && status != StatusDone && out.changed() > 0,
 			Target:  job.Target, Thread: req.Ref, At: now,
 		}
 		if n := len(job.Approvals); n > 0 {
@@ -379,8 +346,8 @@ func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID s
 	}
 	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
 	b.metrics.NotificationFailed("slack")
-	_ = b.record(cleanup.Event(b.now(), cleanup.EventNotificationFailed, "Channel", ref.Channel,
-		"Error", truncate("report update: "+err.Error(), 500), "Job", jobID))
+	_ = b.record(cleanup.NotificationFailed{Channel: ref.Channel,
+		Error: truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
 	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
 		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)
 	}
@@ -477,7 +444,7 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 				req.Restore = &RestorePlan{}
 			}
 		}
-		b.reportJob(ctx, req, j, rep, StatusFailed, "failed", why, nil)
+		b.reportJob(ctx, req, j, storedOutcome(req, rep), StatusFailed, "failed", why, nil)
 	}
 }
 
@@ -493,24 +460,4 @@ func interruptedReport(j *Job) cleanup.Report {
 		rep.End = rep.Start
 	}
 	return rep
-}
-
-// runRestore puts a backup's sessions back, reporting in a cleanup.Report: Deleted counts the
-// sessions restored, Skipped those expired, present or outside the prefix.
-func (b *Bot) runRestore(ctx context.Context, req *Request, progress func(cleanup.Progress)) (cleanup.Report, error) {
-	start := time.Now()
-	t := b.engine.Target()
-	toReport := func(r cleanup.RestoreReport) cleanup.Report {
-		return cleanup.Report{Mode: string(ModeRestore), Start: start, End: time.Now(), Scanned: r.Read, Matched: r.Read,
-			Deleted: r.Restored, Skipped: r.SkippedExpired + r.SkippedExists + r.SkippedPrefix,
-			Errors: r.Errors, Remaining: -1}
-	}
-	rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(req.Restore.Path), cleanup.RestoreOptions{
-		Now: b.now,
-		Progress: func(r cleanup.RestoreReport) {
-			progress(cleanup.Progress{Phase: "restore", Scanned: r.Read, Deleted: r.Restored,
-				Skipped: r.SkippedExpired + r.SkippedExists + r.SkippedPrefix, Errors: r.Errors, Elapsed: time.Since(start)})
-		},
-	})
-	return toReport(rr), err
 }

@@ -246,8 +246,8 @@ func (n *Announcer) failed(ctx context.Context, o JobOutcome, kind, channel stri
 	n.log.Warn("notification failed", "job", o.JobID, "channel", channel, "err", msg)
 	n.metrics.NotificationFailed(kind)
 	if n.audit != nil {
-		if aerr := n.audit.Log(cleanup.Event(n.now(), cleanup.EventNotificationFailed,
-			"Channel", channel, "Error", msg, "Job", o.JobID)); aerr != nil {
+		if aerr := n.audit.Log(cleanup.NotificationFailed{
+			Channel: channel, Error: msg, Job: o.JobID}.Event(n.now())); aerr != nil {
 			n.log.Error("audit of a failed notification failed", "job", o.JobID, "err", aerr)
 		}
 	}

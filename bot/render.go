@@ -297,14 +297,12 @@ func jobFields(job *Job) []Field {
 }
 
 // reportMessage is the final report; it replaces the preview.
-func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errText string) Message {
+func reportMessage(req *Request, job *Job, out outcome, st Status, errText string) Message {
 	var title string
-	switch {
-	case st == StatusDone && req.Kind == "restore":
-		title = ":white_check_mark: Restore completed: " + userText(req.BackupID)
-	case st == StatusDone:
-		title = ":white_check_mark: Cleanup completed: " + userText(req.Scope)
-	case st == StatusCancelled:
+	switch st {
+	case StatusDone:
+		title = ":white_check_mark: " + out.completedTitle(req)
+	case StatusCancelled:
 		title = ":octagonal_sign: Cancelled: " + userText(req.Scope)
 	default:
 		title = ":x: Failed: " + userText(req.Scope)
@@ -313,59 +311,67 @@ func reportMessage(req *Request, job *Job, rep cleanup.Report, st Status, errTex
 	if errText != "" {
 		lines = append(lines, "*"+errText+"*")
 	}
-	if req.Kind == "restore" {
-		lines = append(lines, codeBlock([]string{
-			fmt.Sprintf("Previewed: %s to restore", num(req.Restore.Restorable)),
-			fmt.Sprintf("Restored: %s", num(rep.Deleted)),
-			fmt.Sprintf("Skipped: %s (expired or already present)", num(rep.Skipped)),
-			fmt.Sprintf("Errors: %s", num(rep.Errors)),
-			fmt.Sprintf("Duration: %s", shortDuration(rep.Duration())),
-		}))
-	} else {
-		deleted := fmt.Sprintf("Deleted:   %s (%s still valid)", num(rep.Deleted), num(rep.DeletedValid))
-		if rep.Stopped == stoppedInterrupted {
-			// From the last progress the dead replica stored: a lower bound.
-			deleted = fmt.Sprintf("Deleted:   at least %s (as of the last progress report)", num(rep.Deleted))
-		}
-		rows := []string{
-			fmt.Sprintf("Previewed: %s to delete (%s still valid) of %s", num(req.Plan.Matched), num(req.Plan.Valid), num(req.Plan.Found)),
-			fmt.Sprintf("Actual:    %s matched of %s scanned", num(rep.Matched), num(rep.Scanned)),
-			deleted,
-			fmt.Sprintf("Kept:      %s", num(rep.Kept)),
-			fmt.Sprintf("Skipped:   %s (changed since read)", num(rep.Skipped)),
-			fmt.Sprintf("Malformed: %s", num(rep.Malformed)),
-			fmt.Sprintf("Errors:    %s", num(rep.Errors)),
-			fmt.Sprintf("Duration:  %s", shortDuration(rep.Duration())),
-		}
-		if rep.Remaining >= 0 {
-			rows = append(rows, fmt.Sprintf("Remaining: %s session keys", num(rep.Remaining)))
-		}
-		lines = append(lines, codeBlock(rows))
+	lines = append(lines, out.reportLines(req)...)
+	return Message{
+		Text:    fmt.Sprintf("%s (job %s): %s %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, out.verb(), num(out.changed())),
+		Title:   title,
+		Lines:   lines,
+		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
+		Context: []string{"Started " + stamp(job.StartedAt) + " · ended " + stamp(out.report().End)},
 	}
-	if rep.Backup != "" {
+}
+
+func (o cleanupOutcome) completedTitle(req *Request) string {
+	return "Cleanup completed: " + userText(req.Scope)
+}
+
+func (o cleanupOutcome) reportLines(req *Request) []string {
+	rep := o.rep
+	deleted := fmt.Sprintf("Deleted:   %s (%s still valid)", num(rep.Deleted), num(rep.DeletedValid))
+	if rep.Stopped == stoppedInterrupted {
+		// From the last progress the dead replica stored: a lower bound.
+		deleted = fmt.Sprintf("Deleted:   at least %s (as of the last progress report)", num(rep.Deleted))
+	}
+	rows := []string{
+		fmt.Sprintf("Previewed: %s to delete (%s still valid) of %s", num(req.Plan.Matched), num(req.Plan.Valid), num(req.Plan.Found)),
+		fmt.Sprintf("Actual:    %s matched of %s scanned", num(rep.Matched), num(rep.Scanned)),
+		deleted,
+		fmt.Sprintf("Kept:      %s", num(rep.Kept)),
+		fmt.Sprintf("Skipped:   %s (changed since read)", num(rep.Skipped)),
+		fmt.Sprintf("Malformed: %s", num(rep.Malformed)),
+		fmt.Sprintf("Errors:    %s", num(rep.Errors)),
+		fmt.Sprintf("Duration:  %s", shortDuration(rep.Duration())),
+	}
+	if rep.Remaining >= 0 {
+		rows = append(rows, fmt.Sprintf("Remaining: %s session keys", num(rep.Remaining)))
+	}
+	lines := []string{codeBlock(rows)}
+	switch {
+	case rep.Backup != "":
 		lines = append(lines, "Backup: `"+rep.Backup+"`")
-	} else if req.Backup {
+	case req.Backup:
 		lines = append(lines, "Backup: none written")
-	} else if req.NoBackup {
+	case req.NoBackup:
 		lines = append(lines, "Backup: skipped (--no-backup)")
 	}
 	if len(rep.Restarted) > 0 {
 		lines = append(lines, "Rescanned after a node restart: "+strings.Join(rep.Restarted, ", "))
 	}
-	if req.Kind != "restore" {
-		lines = append(lines, "Keys outside the session prefix were not touched.")
-	}
-	done := "deleted"
-	if req.Kind == "restore" {
-		done = "restored" // a restore's Report.Deleted counts the sessions it put back
-	}
-	return Message{
-		Text:    fmt.Sprintf("%s (job %s): %s %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, done, num(rep.Deleted)),
-		Title:   title,
-		Lines:   lines,
-		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
-		Context: []string{"Started " + stamp(job.StartedAt) + " · ended " + stamp(rep.End)},
-	}
+	return append(lines, "Keys outside the session prefix were not touched.")
+}
+
+func (o restoreOutcome) completedTitle(req *Request) string {
+	return "Restore completed: " + userText(req.BackupID)
+}
+
+func (o restoreOutcome) reportLines(req *Request) []string {
+	return []string{codeBlock([]string{
+		fmt.Sprintf("Previewed: %s to restore", num(req.Restore.Restorable)),
+		fmt.Sprintf("Restored: %s", num(o.rr.Restored)),
+		fmt.Sprintf("Skipped: %s (expired or already present)", num(o.rep.Skipped)),
+		fmt.Sprintf("Errors: %s", num(o.rr.Errors)),
+		fmt.Sprintf("Duration: %s", shortDuration(o.rep.Duration())),
+	})}
 }
 
 // notStartedMessage replaces a request whose job could not start (its audit intent could not

@@ -85,6 +85,8 @@ func goldenCases() map[string]Message {
 		DeletedValid: 1000100, Kept: 10, Skipped: 10, Errors: 0, Backup: "backups/job-20251126-7f3a9c2b.jsonl.gz", Remaining: 42}
 	small := cleanup.Report{Start: goldenNow.Add(time.Minute), End: goldenNow.Add(time.Minute + 1200*time.Millisecond),
 		Scanned: 150, Matched: 45, Deleted: 44, Kept: 106, Skipped: 1, Malformed: 7, Remaining: 106}
+	restored := newRestoreOutcome(cleanup.RestoreReport{Read: 1000, Restored: 890, SkippedExpired: 100, SkippedExists: 10},
+		goldenNow, goldenNow.Add(2*time.Second))
 	progress := &cleanup.Progress{Phase: "delete", Scanned: 600000, Matched: 600000, Deleted: 580000, Elapsed: 14 * time.Second}
 	jobs := []*Job{
 		{ID: "job-20251126-7f3a9c2b", Mode: "all", Scope: "all", Requester: Person{ID: "UALICE01"}, Status: StatusRunning,
@@ -118,10 +120,10 @@ func goldenCases() map[string]Message {
 		"rejected":                 rejectedMessage(all, Person{ID: "UBOB0001"}),
 		"cancelled":                cancelledMessage(expired, Person{ID: "UALICE01"}),
 		"running_all":              runningMessage(all, job, progress),
-		"report_all":               reportMessage(all, job, rep, StatusDone, ""),
-		"report_expired":           reportMessage(expired, runJob, small, StatusDone, ""),
-		"report_failed":            reportMessage(all, job, rep, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
-		"report_restore":           reportMessage(restore, runJob, cleanup.Report{Start: goldenNow, End: goldenNow.Add(2 * time.Second), Deleted: 890, Skipped: 110, Remaining: -1}, StatusDone, ""),
+		"report_all":               reportMessage(all, job, cleanupOutcome{rep}, StatusDone, ""),
+		"report_expired":           reportMessage(expired, runJob, cleanupOutcome{small}, StatusDone, ""),
+		"report_failed":            reportMessage(all, job, cleanupOutcome{rep}, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
+		"report_restore":           reportMessage(restore, runJob, restored, StatusDone, ""),
 		"not_started":              notStartedMessage(all, "The audit log could not be written, so the job was not started. Nothing was deleted."),
 		"status":                   statusMessage(jobs, goldenNow),
 		"status_empty":             statusMessage(nil, goldenNow),
@@ -132,7 +134,7 @@ func goldenCases() map[string]Message {
 		"job_detail":               jobDetailMessage(jobs[1], goldenNow),
 		"running_restore_start":    runningMessage(restore, runJob, nil),
 		"approval_no_approvers":    approvalMessage(&Request{ID: all.ID, Kind: "cleanup", Mode: "all", Filter: all.Filter, Scope: "all", Plan: all.Plan, Requester: all.Requester, NeedsApproval: true, ExpiresAt: all.ExpiresAt}),
-		"report_cancelled_local":   reportMessage(expired, runJob, small, StatusCancelled, "Cancelled after deleting 44 sessions; those stay deleted."),
+		"report_cancelled_local":   reportMessage(expired, runJob, cleanupOutcome{small}, StatusCancelled, "Cancelled after deleting 44 sessions; those stay deleted."),
 		"approval_0_of_2":          approvalMessage(&noneOfTwo),
 		"approval_1_of_2":          approvalMessage(&oneOfTwo),
 		"waiting_elsewhere_1_of_2": approvalElsewhereMessage(&oneOfTwo, "C0APPROVAL"),

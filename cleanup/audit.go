@@ -16,7 +16,8 @@ import (
 )
 
 // Audit event names, in the runbook's spelling. Mode and filter values are spelled by callers
-// (SPEC §11: Mode is dry-run, execute, all or restore).
+// (SPEC §11: Mode is dry-run, execute, all or restore). The typed events of events.go write
+// them.
 const (
 	EventCleanupStarted     = "Cleanup Started"
 	EventSessionsScanned    = "Sessions Scanned"
@@ -30,6 +31,7 @@ const (
 	EventCancelled          = "Cancelled"
 	EventNotificationFailed = "Notification Failed"
 	EventRestoreCompleted   = "Restore Completed"
+	EventBackupCompleted    = "Backup Completed"
 )
 
 // maxAuditValue bounds one field value (in runes) so a pasted essay as --reason cannot turn an

@@ -116,17 +116,28 @@ func FindBackup(dir, ref string) (Backup, error) {
 	return Backup{}, fmt.Errorf("no backup %q in %s", id, dir)
 }
 
-// Reader returns a reader of the backup's records for Restore: newest round first, so that a
-// session recorded twice (rewritten while the job ran) is restored with its newest value —
-// Restore never overwrites a key it has written.
+// Reader returns a reader of the backup's records for Restore: newest round first, and each
+// session once, with its newest value (a session rewritten while the job ran is recorded in the
+// first round and again in a later one). Only the later rounds' keys are remembered to skip the
+// older copies; they are the small ones.
 func (b Backup) Reader(identities []age.Identity) func(fn func(BackupRecord) error) error {
 	return func(fn func(BackupRecord) error) error {
-		for _, path := range b.Files {
+		newer := map[string]struct{}{}
+		for i, path := range b.Files {
+			oldest := i == len(b.Files)-1
 			f, err := os.Open(path)
 			if err != nil {
 				return err
 			}
-			err = ReadBackup(f, identities, fn)
+			err = ReadBackup(f, identities, func(rec BackupRecord) error {
+				if _, ok := newer[rec.Key]; ok {
+					return nil
+				}
+				if !oldest {
+					newer[rec.Key] = struct{}{}
+				}
+				return fn(rec)
+			})
 			f.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", filepath.Base(path), err)
@@ -134,6 +145,15 @@ func (b Backup) Reader(identities []age.Identity) func(fn func(BackupRecord) err
 		}
 		return nil
 	}
+}
+
+// Identities loads the age identities that decrypt backups (BACKUP_AGE_IDENTITY_FILE); none
+// when it is not set.
+func (c BackupConfig) Identities() ([]age.Identity, error) {
+	if c.AgeIdentityFile == "" {
+		return nil, nil
+	}
+	return LoadAgeIdentities(c.AgeIdentityFile)
 }
 
 // PruneBackups removes the backups in dir last written before now − retention (they hold live

@@ -107,11 +107,8 @@ func runBackup(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("backup failed, no file written: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
-	fields := []string{"User", who, "Filters", f.Scope(), "Sessions", itoa(rep.Matched), "File", rep.Backup}
-	if opts.Reason != "" {
-		fields = append(fields, "Reason", opts.Reason)
-	}
-	if err := audit.Log(cleanup.Event(time.Now(), "Backup Completed", fields...)); err != nil {
+	done := cleanup.BackupCompleted{User: who, Filters: f.Scope(), Sessions: rep.Matched, File: rep.Backup, Reason: opts.Reason}
+	if err := audit.Log(done.Event(time.Now(), itoa)); err != nil {
 		return fmt.Errorf("the backup was written to %s but its audit line could not be: %w", rep.Backup, err)
 	}
 	fmt.Fprintf(c.stdout, "Backed up %d %s matching %s to %s\n", rep.Matched, sessions(rep.Matched), f.Scope(), rep.Backup)

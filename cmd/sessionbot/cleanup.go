@@ -133,14 +133,11 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	engine := cleanup.NewEngine(t, cfg.Engine).WithPacing(opts.BatchSize, pacingOverride(opts.Pause), pacingOverride(opts.MaxRate))
 
 	who := c.operator(as)
-	started := []string{"User", who, "Mode", mode, "Filters", f.Scope()}
-	if opts.Reason != "" {
-		started = append(started, "Reason", opts.Reason)
-	}
+	started := cleanup.CleanupStarted{User: who, Mode: mode, Filters: f.Scope(), Reason: opts.Reason}
 	if opts.NoBackup {
-		started = append(started, "Backup", "skipped (--no-backup)")
+		started.Backup = "skipped (--no-backup)"
 	}
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupStarted, started...)); err != nil {
+	if err := audit.Log(started.Event(time.Now())); err != nil {
 		return fmt.Errorf("cannot write the audit log, nothing done: %w", err)
 	}
 
@@ -166,8 +163,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	for _, line := range planDetails(plan) {
 		fmt.Fprintln(c.stdout, line)
 	}
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventSessionsScanned,
-		"Total", itoa(plan.Found), "Matched", itoa(plan.Matched), "Kept", itoa(plan.Kept))); err != nil {
+	if err := audit.Log(cleanup.SessionsScanned{
+		Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept}.Event(time.Now(), itoa)); err != nil {
 		return fmt.Errorf("cannot write the audit log, nothing deleted: %w", err)
 	}
 
@@ -177,8 +174,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	}
 	if plan.Matched == 0 {
 		fmt.Fprintln(c.stdout, "Nothing to delete.")
-		return audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupCompleted,
-			"Deleted", "0", "Kept", itoa(plan.Kept), "Errors", "0"))
+		return audit.Log(cleanup.CleanupCompleted{Kept: plan.Kept}.Event(time.Now(), itoa))
 	}
 
 	// Approval on the command line is the operator typing the number of sessions (or --yes).
@@ -189,8 +185,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 			question = fmt.Sprintf("MASS LOGOUT: this deletes ALL %d sessions on %s; every user must log in again.", plan.Matched, t.Name())
 		}
 		if err := c.confirmCount(ctx, question, plan.Matched, errAborted); err != nil {
-			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", mode,
-				"Filters", f.Scope(), "Reason", "not confirmed at the prompt"))
+			_ = audit.Log(cleanup.Cancelled{User: who, Mode: mode,
+				Filters: f.Scope(), Reason: "not confirmed at the prompt"}.Event(time.Now(), itoa))
 			return err
 		}
 	}
@@ -219,11 +215,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		return &exitError{code: exitFailed, err: fmt.Errorf("cleanup failed after deleting %d sessions: %s",
 			rep.Deleted, cleanup.RedactKeys(err.Error(), t.Prefix()))}
 	}
-	completed := []string{"Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept), "Errors", itoa(rep.Errors)}
-	if rep.Backup != "" {
-		completed = append(completed, "Backup", rep.Backup)
-	}
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupCompleted, completed...)); err != nil {
+	completed := cleanup.CleanupCompleted{Deleted: rep.Deleted, Kept: rep.Kept, Errors: rep.Errors, Backup: rep.Backup}
+	if err := audit.Log(completed.Event(time.Now(), itoa)); err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("the cleanup completed but its audit line could not be written: %w", err)}
 	}
 	if f.All && rep.Remaining > 0 {
@@ -241,9 +234,9 @@ func (c *cli) logFailed(audit *cleanup.Auditor, who, mode string, f cleanup.Filt
 	if err != nil {
 		why = cleanup.RedactKeys(err.Error(), prefix)
 	}
-	_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed, "User", who, "Mode", mode,
-		"Filters", f.Scope(), "Deleted", itoa(rep.Deleted), "Kept", itoa(rep.Kept),
-		"Errors", itoa(max(rep.Errors, 1)), "Error", why))
+	rep.Errors = max(rep.Errors, 1) // it failed: at least one error
+	_ = audit.Log(cleanup.CleanupFailed{User: who, Mode: mode,
+		Filters: f.Scope(), Done: rep, Error: why}.Event(time.Now(), itoa))
 }
 
 // pacingOverride maps a pacing flag (-1: not given, 0: off) to RunSpec's convention (0: the

@@ -116,7 +116,7 @@ func TestBackupThenRestore(t *testing.T) {
 		}
 	}
 	lines := tg.auditLines()
-	wantAudit(t, lines[len(lines)-1], `Restore Completed \| Restored: 105 \| Skipped-Expired: 45 \| Skipped-Exists: 0 \| Skipped-Prefix: 0 \| Errors: 0$`)
+	wantAudit(t, lines[len(lines)-1], `Restore Completed \| User: alice \| Backup-ID: incident \| Restored: 105 \| Skipped-Expired: 45 \| Skipped-Exists: 0 \| Skipped-Prefix: 0 \| Errors: 0$`)
 }
 
 // A restore that loses Redis midway fails naming the key it was writing, shortened like every

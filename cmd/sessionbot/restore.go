@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
-
-	"filippo.io/age"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -25,7 +22,11 @@ to type that number (unless --yes), then writes each session back with its remai
 It never overwrites a key that exists, never writes a key outside SESSION_KEY_PREFIX, and skips
 sessions that have expired since the backup. Running it twice is safe.
 
-Usage: sessionbot restore FILE --reason TEXT [--dry-run] [--yes]
+FILE is any file of the backup, or its job id to find it in BACKUP_DIR. A job whose sessions
+were rewritten while it ran has more files (<job-id>.r2.jsonl.gz, …); all of them are read, and
+each session is restored with its newest value.
+
+Usage: sessionbot restore FILE|JOB_ID --reason TEXT [--dry-run] [--yes]
 
 Flags:
   --reason TEXT    why; recorded in the audit log (required, except with --dry-run)
@@ -37,6 +38,7 @@ Flags:
 Examples:
   sessionbot restore ./backups/cli-20251126T100000Z-a1b2c3.jsonl.gz --dry-run
   sessionbot restore ./backups/cli-20251126T100000Z-a1b2c3.jsonl.gz --reason "mass logout rolled back (INC-1234)"
+  sessionbot restore job-20251126-7f3a9c2b --reason "wrong target"
   BACKUP_AGE_IDENTITY_FILE=~/.age/sessionbot.key sessionbot restore ./backups/job.jsonl.gz.age --reason "..."
 
 Audit: Cleanup Started (Mode: restore) and Restore Completed (or Cleanup Failed) lines go to
@@ -70,7 +72,7 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	if file == "" {
-		return c.asUsage(errors.New("which backup? give the file: sessionbot restore FILE --reason TEXT"))
+		return c.asUsage(errors.New("which backup? give a file or the job id: sessionbot restore FILE|JOB_ID --reason TEXT"))
 	}
 	if strings.TrimSpace(reason) == "" && !dryRun {
 		return c.asUsage(errors.New(`restore needs --reason "TEXT" (it is audited)`))
@@ -79,23 +81,15 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(file); err != nil {
+	bk, err := cleanup.FindBackup(cfg.Backup.Dir, file)
+	if err != nil {
 		return fmt.Errorf("cannot read the backup: %w", err)
 	}
-	var ids []age.Identity
-	if cfg.Backup.AgeIdentityFile != "" {
-		if ids, err = cleanup.LoadAgeIdentities(cfg.Backup.AgeIdentityFile); err != nil {
-			return err
-		}
+	ids, err := cfg.Backup.Identities()
+	if err != nil {
+		return err
 	}
-	read := func(fn func(cleanup.BackupRecord) error) error {
-		fh, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		return cleanup.ReadBackup(fh, ids, fn)
-	}
+	read := bk.Reader(ids)
 
 	audit, t, err := c.openAuditAndConnect(ctx, cfg)
 	if err != nil {
@@ -122,16 +116,17 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 		return nil
 	}
 	who := c.operator(as)
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupStarted, "User", who, "Mode", "restore",
-		"Filters", "backup="+file, "Reason", reason)); err != nil {
+	scope := "backup=" + file
+	if err := audit.Log(cleanup.CleanupStarted{User: who, Mode: "restore",
+		Filters: scope, Reason: reason}.Event(time.Now())); err != nil {
 		return fmt.Errorf("cannot write the audit log, nothing restored: %w", err)
 	}
 	if !yes {
 		q := fmt.Sprintf("This writes %d sessions back into %s: those users are logged in again.", plan.Restored, t.Name())
 		abort := &exitError{code: exitFailed, err: errors.New("aborted, nothing restored")}
 		if err := c.confirmCount(ctx, q, plan.Restored, abort); err != nil {
-			_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCancelled, "User", who, "Mode", "restore",
-				"Filters", "backup="+file, "Reason", "not confirmed at the prompt"))
+			_ = audit.Log(cleanup.Cancelled{User: who, Mode: "restore",
+				Filters: scope, Reason: "not confirmed at the prompt"}.Event(time.Now(), itoa))
 			return err
 		}
 	}
@@ -139,18 +134,16 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	rep, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), read, cleanup.RestoreOptions{})
 	fmt.Fprintf(c.stdout, "Restored %d %s in %s\n", rep.Restored, sessions(rep.Restored), time.Since(start).Round(time.Millisecond))
 	printRestoreSkips(c, rep)
-	fields := []string{"Restored", itoa(rep.Restored), "Skipped-Expired", itoa(rep.SkippedExpired),
-		"Skipped-Exists", itoa(rep.SkippedExists), "Skipped-Prefix", itoa(rep.SkippedPrefix), "Errors", itoa(rep.Errors)}
 	if err != nil || rep.Errors > 0 {
 		why := "Redis refused some keys"
 		if err != nil {
 			why = cleanup.RedactKeys(err.Error(), t.Prefix())
 		}
-		_ = audit.Log(cleanup.Event(time.Now(), cleanup.EventCleanupFailed,
-			append([]string{"User", who, "Mode", "restore"}, append(fields, "Error", why)...)...))
+		_ = audit.Log(cleanup.CleanupFailed{User: who, Mode: "restore",
+			Filters: scope, Done: rep, Error: why}.Event(time.Now(), itoa))
 		return &exitError{code: exitFailed, err: fmt.Errorf("restore incomplete: %s", why)}
 	}
-	if err := audit.Log(cleanup.Event(time.Now(), cleanup.EventRestoreCompleted, fields...)); err != nil {
+	if err := audit.Log(cleanup.RestoreCompleted{User: who, BackupID: bk.ID, Report: rep}.Event(time.Now(), itoa)); err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("the restore completed but its audit line could not be written: %w", err)}
 	}
 	return nil

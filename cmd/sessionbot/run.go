@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"os/user"
+	"runtime"
 	"slices"
 	"strings"
 
