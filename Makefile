@@ -43,7 +43,9 @@ gofmt:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/sessionbot ./cmd/sessionbot
 
-## bench: the §10 benchmark (starts its own redis-server, seeds 1,000,000 sessions)
+## bench: the §10 benchmark (starts its own redis-server, seeds 1,000,000 sessions): the engine,
+## the sessionbot CLI end to end and the bot from button to report, each × the runbook's xargs
+## method (measured twice), with what Redis allows (ceilings) below the table
 bench:
 	$(GO) run ./cmd/sessionbench
 

@@ -9,8 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -19,229 +19,403 @@ import (
 )
 
 type options struct {
-	n, unrelated, clusterN int
-	loopSample             int
-	skipBaselines, json    bool
+	n, unrelated, clusterN       int
+	loopSample                   int
+	skipBaselines, skipBot, json bool
 }
 
-// row is one line of the table.
+// row is one line of the table (or of the ceilings below it).
 type row struct {
 	Scenario   string        `json:"scenario"`
-	Keys       int64         `json:"keys"`    // session keys processed
+	Keys       int64         `json:"keys"`    // session keys processed (considered)
 	Deleted    int64         `json:"deleted"` // session keys deleted
 	Wall       time.Duration `json:"wall_ns"`
 	KeysPerSec float64       `json:"keys_per_sec"`
+	XArgs      float64       `json:"x_xargs,omitempty"` // KeysPerSec over the xargs baseline's
 	RSSMB      float64       `json:"peak_rss_mb,omitempty"`
+	TenthRSSMB float64       `json:"peak_rss_mb_at_tenth,omitempty"` // the same command over n/10 sessions
 	P50        time.Duration `json:"probe_p50_ns"`
 	P99        time.Duration `json:"probe_p99_ns"`
 	Max        time.Duration `json:"probe_max_ns"`
 	Target     string        `json:"target,omitempty"`
 	Verdict    string        `json:"verdict,omitempty"` // ok, MISS
 	Note       string        `json:"note,omitempty"`
+
+	goal goal
 }
 
-// childResult is what a child process reports back.
+// report is the -json output.
+type report struct {
+	Sessions int       `json:"sessions"`
+	Baseline *baseline `json:"xargs_baseline,omitempty"`
+	Rows     []row     `json:"rows"`
+	Ceilings []row     `json:"ceilings"`
+}
+
+// baseline is the runbook's `redis-cli --scan | xargs -L 1000 redis-cli DEL`, measured twice
+// in the run (once before the other scenarios, once after); ratios divide by the mean.
+type baseline struct {
+	KeysPerSec float64         `json:"keys_per_sec"` // sessions / mean wall
+	Walls      []time.Duration `json:"walls_ns"`
+}
+
+// childResult is what an engine child process reports back.
 type childResult struct {
 	Keys, Deleted int64
 	Wall          time.Duration
 }
 
+// db is one seeded database of the bench's redis-server and its counts after seeding.
+type db struct {
+	url    string
+	tgt    *cleanup.Target
+	seed   cleanup.SeedResult
+	before keyCounts
+}
+
+// runner holds one run of the benchmark: the server, the snapshot every scenario starts from,
+// the probe, and what was measured and verified so far.
+type runner struct {
+	ctx  context.Context
+	o    options
+	logf func(format string, a ...any)
+
+	self      string // this binary: the engine children
+	bin       string // the sessionbot binary: CLI and bot scenarios
+	dir       string // audit log of the CLI and bot runs
+	backupDir string // emptied after every scenario
+
+	srv   *redistest.Server
+	admin *redis.Client
+	full  *db // n sessions and the unrelated keys
+	tenth *db // n/10 sessions: the RSS flatness runs
+	p     *probe
+
+	rows, ceilings []row
+	xargs          []time.Duration
+	failures       []error
+}
+
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "# "+format+"\n", a...) }
-	self, err := os.Executable()
-	if err != nil {
+	r := &runner{ctx: ctx, o: o, logf: func(format string, a ...any) { fmt.Fprintf(stderr, "# "+format+"\n", a...) }}
+	var err error
+	if r.self, err = os.Executable(); err != nil {
 		return err
 	}
-	srv, err := redistest.Start(redistest.Options{})
-	if err != nil {
+	if r.dir, err = os.MkdirTemp("", "sessionbench-"); err != nil {
 		return err
 	}
-	defer srv.Stop()
-	c := srv.Client()
-
-	logf("seeding %d sessions and %d unrelated keys on %s", o.n, o.unrelated, srv.Addr())
-	now := time.Now()
-	t0 := time.Now()
-	seed, err := cleanup.Seed(ctx, c, cleanup.SeedSpec{Count: o.n, Now: now, Seed: 1, Expired: 0.3, NoTTL: 0.1, Unrelated: o.unrelated})
-	if err != nil {
-		return fmt.Errorf("seed: %w", err)
+	defer os.RemoveAll(r.dir)
+	r.backupDir = filepath.Join(r.dir, "backups")
+	r.logf("building the sessionbot binary…")
+	if r.bin, err = buildSessionbot(ctx, r.dir); err != nil {
+		return err
 	}
-	small := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: 1})
-	defer small.Close()
-	if _, err := cleanup.Seed(ctx, small, cleanup.SeedSpec{Count: max(o.n/10, 1), Now: now, Seed: 2, Expired: 0.3, NoTTL: 0.1}); err != nil {
-		return fmt.Errorf("seed db 1: %w", err)
+	if r.srv, err = redistest.Start(redistest.Options{}); err != nil {
+		return err
 	}
-	logf("seeded in %s; snapshotting so every scenario starts from the same data", time.Since(t0).Round(time.Millisecond))
+	defer r.srv.Stop()
 	// SAVE and DEBUG RELOAD of a million keys take seconds: a client without the 3 s read timeout.
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: -1})
-	defer admin.Close()
-	if err := admin.Save(ctx).Err(); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	tgt := cleanup.NewTarget(c, "session:", srv.Addr())
-	before, err := counts(ctx, tgt)
-	if err != nil {
+	r.admin = redis.NewClient(&redis.Options{Addr: r.srv.Addr(), ReadTimeout: -1})
+	defer r.admin.Close()
+	if err := r.seed(); err != nil {
 		return err
 	}
-	if before.sessions != int64(o.n) {
-		return fmt.Errorf("seeded %d session keys; want %d", before.sessions, o.n)
-	}
-	reset := func() error {
-		if err := admin.Do(ctx, "DEBUG", "RELOAD", "NOSAVE").Err(); err != nil {
-			return fmt.Errorf("reload snapshot: %w", err)
-		}
-		got, err := counts(ctx, tgt)
-		if err == nil && got != before {
-			err = fmt.Errorf("reload gave %+v; want %+v", got, before)
-		}
-		return err
-	}
+	r.p = newProbe(r.srv.Addr(), unrelatedProbeKey(ctx, r.srv.Client()))
+	defer r.p.close()
 
-	p := newProbe(srv.Addr(), unrelatedProbeKey(ctx, c))
-	defer p.close()
-	var rows []row
-	var failures []error
-	check := func(name string, wantDeleted int64) {
-		got, err := counts(ctx, tgt)
-		switch {
-		case err != nil:
-			failures = append(failures, fmt.Errorf("%s: %w", name, err))
-		case got.others != before.others:
-			failures = append(failures, fmt.Errorf("%s: %d unrelated keys left; want all %d", name, got.others, before.others))
-		case before.sessions-got.sessions != wantDeleted:
-			failures = append(failures, fmt.Errorf("%s: %d session keys deleted; want exactly %d", name, before.sessions-got.sessions, wantDeleted))
-		}
-	}
-
-	idle := p.record(func() { sleepCtx(ctx, 2*time.Second) })
-	rows = append(rows, row{Scenario: "idle (probe only)", P50: idle.p50, P99: idle.p99, Max: idle.max})
-
-	url := srv.URL()
-	engineRows := []struct {
-		name, mode string
-		args       []string
-		wantDel    int64
-		target     func(r row) (string, bool)
-	}{
-		{"engine: dry-run preview (expired)", "preview", nil, 0, func(r row) (string, bool) {
-			return "≥200k keys/s", r.KeysPerSec >= 200_000
-		}},
-		{"engine: cleanup expired, default pacing", "expired", []string{"-paced"}, seed.Expired, func(r row) (string, bool) {
-			return "p99 ≤1ms, ≥40k keys/s", r.P99 <= time.Millisecond && r.KeysPerSec >= 40_000
-		}},
-		{"engine: cleanup expired, pacing off", "expired", nil, seed.Expired, func(r row) (string, bool) {
-			return "≥100k keys/s", r.KeysPerSec >= 100_000
-		}},
-		{"engine: --all with backup, pacing off", "all", []string{"-backup"}, int64(o.n), nil},
-		{"engine: --all without backup, pacing off", "all", nil, int64(o.n), func(r row) (string, bool) {
-			return "≥300k keys/s", r.KeysPerSec >= 300_000
-		}},
-	}
-	backupDir, err := os.MkdirTemp("", "sessionbench-backup-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(backupDir)
-	for _, sc := range engineRows {
-		if err := reset(); err != nil {
+	idle := r.p.record(func() { sleepCtx(ctx, 2*time.Second) })
+	r.rows = append(r.rows, row{Scenario: "idle (probe only)", P50: idle.p50, P99: idle.p99, Max: idle.max})
+	// The baseline brackets the other scenarios: once first, once last.
+	steps := []func() error{r.xargsRun, r.engine, r.cli, r.bot, r.ceilingRuns, r.perKeyLoop, r.xargsRun, r.cluster}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return err
 		}
-		logf("%s…", sc.name)
-		args := append([]string{"child", "-url", url, "-mode", sc.mode, "-backup-dir", backupDir}, sc.args...)
-		r, err := p.child(ctx, self, args)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
-		}
-		r.Scenario = sc.name
-		if sc.target != nil {
-			t, ok := sc.target(r)
-			r.Target, r.Verdict = t, verdict(ok)
-		}
-		if r.RSSMB > 64 {
-			r.Verdict, r.Note = "MISS", "RSS over 64 MB"
-		}
-		rows = append(rows, r)
-		check(sc.name, sc.wantDel)
 	}
 
-	// Peak RSS must not grow with the key count: the same preview over a tenth of the keys.
-	{
-		logf("RSS check: preview over %d sessions…", max(o.n/10, 1))
-		r, err := p.child(ctx, self, []string{"child", "-url", "redis://" + srv.Addr() + "/1", "-mode", "preview"})
-		if err != nil {
-			return err
-		}
-		r.Scenario = fmt.Sprintf("engine: preview at %d keys (RSS flatness)", max(o.n/10, 1))
-		rows = append(rows, r)
-	}
-
-	if !o.skipBaselines {
-		if err := reset(); err != nil {
-			return err
-		}
-		logf("runbook: redis-cli --scan | xargs -L 1000 redis-cli DEL…")
-		host, port, _ := net.SplitHostPort(srv.Addr())
-		cli := fmt.Sprintf("redis-cli -h %s -p %s", host, port)
-		r, err := p.shell(ctx, fmt.Sprintf("%s --scan --pattern 'session:*' | xargs -L 1000 %s DEL >/dev/null", cli, cli), int64(o.n))
-		if err != nil {
-			return err
-		}
-		r.Scenario = "runbook: --scan | xargs -L 1000 DEL"
-		rows = append(rows, r)
-		check(r.Scenario, int64(o.n))
-
-		if err := reset(); err != nil {
-			return err
-		}
-		sample := int64(min(o.loopSample, o.n))
-		logf("runbook: per-key TTL/DEL shell loop on %d keys…", sample)
-		r, err = p.shell(ctx, fmt.Sprintf(`%s --scan --pattern 'session:*' | head -%d | while read key; do ttl=$(%s TTL "$key"); %s DEL "$key" >/dev/null; done`, cli, sample, cli, cli), sample)
-		if err != nil {
-			return err
-		}
-		perKey := r.Wall / time.Duration(sample)
-		r.Scenario = fmt.Sprintf("runbook: per-key shell loop (%d keys, extrapolated)", sample)
-		r.Note = fmt.Sprintf("measured %s for %d keys", r.Wall.Round(time.Millisecond), sample)
-		r.Wall = perKey * time.Duration(o.n)
-		r.Keys, r.Deleted = int64(o.n), int64(o.n)
-		rows = append(rows, r)
-		check("per-key loop", sample)
-	}
-
-	if o.clusterN > 0 {
-		r, err := clusterScenario(ctx, self, o, p.interval, logf)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r...)
-	}
-
+	rep := r.report()
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
+		if err := enc.Encode(rep); err != nil {
 			return err
 		}
 	} else {
-		printTable(stdout, rows, o)
+		printTable(stdout, rep, o)
 	}
-	for _, r := range rows {
-		if r.Verdict == "MISS" {
-			fmt.Fprintf(stderr, "# target missed: %s (%s)\n", r.Scenario, r.Target+r.Note)
+	for _, row := range rep.Rows {
+		if row.Verdict == "MISS" {
+			fmt.Fprintf(stderr, "# target missed: %s (target %s: %s)\n", row.Scenario, row.Target, row.Note)
 		}
 	}
-	if len(failures) > 0 {
-		return fmt.Errorf("verification failed:\n  %w", errors.Join(failures...))
+	if len(r.failures) > 0 {
+		return fmt.Errorf("verification failed:\n  %w", errors.Join(r.failures...))
 	}
 	fmt.Fprintln(stderr, "# verified: every unrelated key survived; exactly the expected session keys were deleted")
 	return nil
 }
 
-func verdict(ok bool) string {
-	if ok {
-		return "ok"
+// seed fills db 0 with the sessions and unrelated keys and db 1 with a tenth of the sessions,
+// and saves the snapshot every scenario starts from.
+func (r *runner) seed() error {
+	ctx, o := r.ctx, r.o
+	r.logf("seeding %d sessions and %d unrelated keys on %s", o.n, o.unrelated, r.srv.Addr())
+	now := time.Now()
+	t0 := time.Now()
+	c := r.srv.Client()
+	seed, err := cleanup.Seed(ctx, c, cleanup.SeedSpec{Count: o.n, Now: now, Seed: 1, Expired: 0.3, NoTTL: 0.1, Unrelated: o.unrelated})
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
 	}
-	return "MISS"
+	small := redis.NewClient(&redis.Options{Addr: r.srv.Addr(), DB: 1})
+	seed1, err := cleanup.Seed(ctx, small, cleanup.SeedSpec{Count: r.tenthN(), Now: now, Seed: 2, Expired: 0.3, NoTTL: 0.1})
+	if err != nil {
+		return fmt.Errorf("seed db 1: %w", err)
+	}
+	r.logf("seeded in %s; snapshotting so every scenario starts from the same data", time.Since(t0).Round(time.Millisecond))
+	if err := r.admin.Save(ctx).Err(); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	r.full = &db{url: r.srv.URL(), tgt: cleanup.NewTarget(c, "session:", r.srv.Addr()), seed: seed}
+	r.tenth = &db{url: "redis://" + r.srv.Addr() + "/1", tgt: cleanup.NewTarget(small, "session:", r.srv.Addr()+"/1"), seed: seed1}
+	for _, d := range []*db{r.full, r.tenth} {
+		if d.before, err = counts(ctx, d.tgt); err != nil {
+			return err
+		}
+		if d.before.sessions != d.seed.Count {
+			return fmt.Errorf("seeded %d session keys on %s; want %d", d.before.sessions, d.url, d.seed.Count)
+		}
+	}
+	return nil
+}
+
+func (r *runner) tenthN() int { return max(r.o.n/10, 1) }
+
+// reset restores the snapshot (both databases) and empties the backup directory.
+func (r *runner) reset() error {
+	if err := os.RemoveAll(r.backupDir); err != nil {
+		return err
+	}
+	if err := r.admin.Do(r.ctx, "DEBUG", "RELOAD", "NOSAVE").Err(); err != nil {
+		return fmt.Errorf("reload snapshot: %w", err)
+	}
+	for _, d := range []*db{r.full, r.tenth} {
+		got, err := counts(r.ctx, d.tgt)
+		if err == nil && got != d.before {
+			err = fmt.Errorf("reload gave %+v on %s; want %+v", got, d.url, d.before)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verify records a failure unless exactly wantDeleted session keys went from d since the
+// snapshot and every other key survived.
+func (r *runner) verify(name string, d *db, wantDeleted int64) {
+	got, err := counts(r.ctx, d.tgt)
+	switch {
+	case err != nil:
+		r.failures = append(r.failures, fmt.Errorf("%s: %w", name, err))
+	case got.others != d.before.others:
+		r.failures = append(r.failures, fmt.Errorf("%s: %d unrelated keys left on %s; want all %d", name, got.others, d.url, d.before.others))
+	case d.before.sessions-got.sessions != wantDeleted:
+		r.failures = append(r.failures, fmt.Errorf("%s: %d session keys deleted on %s; want exactly %d", name, d.before.sessions-got.sessions, d.url, wantDeleted))
+	}
+}
+
+// Expected deletions of a scenario, from what was seeded.
+func none(cleanup.SeedResult) int64      { return 0 }
+func expired(s cleanup.SeedResult) int64 { return s.Expired }
+func every(s cleanup.SeedResult) int64   { return s.Count }
+
+// engine measures the engine alone, each scenario in a child process of this binary.
+func (r *runner) engine() error {
+	scenarios := []struct {
+		name, mode string
+		args       []string
+		wantDel    func(cleanup.SeedResult) int64
+		goal       goal
+	}{
+		{"engine: dry-run preview (expired)", "preview", nil, none, goal{minRate: 200_000}},
+		{"engine: cleanup expired, default pacing", "expired", []string{"-paced"}, expired, goal{maxP99: time.Millisecond, minRate: 40_000}},
+		{"engine: cleanup expired, pacing off", "expired", nil, expired, goal{minRate: 100_000}},
+		{"engine: --all with backup, pacing off", "all", []string{"-backup"}, every, goal{}},
+		{"engine: --all without backup, pacing off", "all", nil, every, goal{minRate: 300_000}},
+	}
+	for _, sc := range scenarios {
+		if err := r.reset(); err != nil {
+			return err
+		}
+		r.logf("%s…", sc.name)
+		args := append([]string{"child", "-url", r.full.url, "-mode", sc.mode, "-backup-dir", r.backupDir}, sc.args...)
+		row, err := r.p.child(r.ctx, r.self, args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		row.Scenario, row.goal = sc.name, sc.goal
+		r.rows = append(r.rows, row)
+		r.verify(sc.name, r.full, sc.wantDel(r.full.seed))
+	}
+	// Peak RSS must not grow with the key count: the same preview over a tenth of the keys.
+	r.logf("RSS check: preview over %d sessions…", r.tenthN())
+	row, err := r.p.child(r.ctx, r.self, []string{"child", "-url", r.tenth.url, "-mode", "preview"})
+	if err != nil {
+		return err
+	}
+	row.Scenario = fmt.Sprintf("engine: preview at %d keys (RSS flatness)", r.tenthN())
+	r.rows = append(r.rows, row)
+	return nil
+}
+
+// xargsRun measures the runbook's mass deletion, the baseline of every ratio.
+func (r *runner) xargsRun() error {
+	if r.o.skipBaselines {
+		return nil
+	}
+	if err := r.reset(); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("runbook: --scan | xargs -L 1000 DEL (run %d of 2)", len(r.xargs)+1)
+	r.logf("%s…", name)
+	cli := r.redisCLI()
+	row, err := r.p.shell(r.ctx, fmt.Sprintf("%s --scan --pattern 'session:*' | xargs -L 1000 %s DEL >/dev/null", cli, cli), int64(r.o.n))
+	if err != nil {
+		return err
+	}
+	row.Scenario = name
+	r.rows = append(r.rows, row)
+	r.xargs = append(r.xargs, row.Wall)
+	r.verify(name, r.full, r.full.seed.Count)
+	return nil
+}
+
+// perKeyLoop measures the runbook's per-key shell loop on a sample and extrapolates.
+func (r *runner) perKeyLoop() error {
+	if r.o.skipBaselines {
+		return nil
+	}
+	if err := r.reset(); err != nil {
+		return err
+	}
+	sample := int64(min(r.o.loopSample, r.o.n))
+	r.logf("runbook: per-key TTL/DEL shell loop on %d keys…", sample)
+	cli := r.redisCLI()
+	row, err := r.p.shell(r.ctx, fmt.Sprintf(`%s --scan --pattern 'session:*' | head -%d | while read key; do ttl=$(%s TTL "$key"); %s DEL "$key" >/dev/null; done`, cli, sample, cli, cli), sample)
+	if err != nil {
+		return err
+	}
+	perKey := row.Wall / time.Duration(sample)
+	row.Scenario = fmt.Sprintf("runbook: per-key shell loop (%d keys, extrapolated)", sample)
+	row.Note = fmt.Sprintf("measured %s for %d keys", row.Wall.Round(time.Millisecond), sample)
+	row.Wall = perKey * time.Duration(r.o.n)
+	row.Keys, row.Deleted = int64(r.o.n), int64(r.o.n)
+	row.KeysPerSec = perSec(row.Keys, row.Wall)
+	r.rows = append(r.rows, row)
+	r.verify("per-key loop", r.full, sample)
+	return nil
+}
+
+func (r *runner) redisCLI() string {
+	host, port, _ := net.SplitHostPort(r.srv.Addr())
+	return fmt.Sprintf("redis-cli -h %s -p %s", host, port)
+}
+
+func (r *runner) cluster() error {
+	if r.o.clusterN <= 0 {
+		return nil
+	}
+	rows, err := clusterScenario(r.ctx, r.self, r.o, r.p.interval, r.logf)
+	r.rows = append(r.rows, rows...)
+	return err
+}
+
+// report computes the baseline, every row's ratio to it and the verdicts.
+func (r *runner) report() report {
+	rep := report{Sessions: r.o.n, Rows: r.rows, Ceilings: r.ceilings}
+	if len(r.xargs) > 0 {
+		var sum time.Duration
+		for _, w := range r.xargs {
+			sum += w
+		}
+		rep.Baseline = &baseline{KeysPerSec: perSec(int64(r.o.n), sum/time.Duration(len(r.xargs))), Walls: r.xargs}
+	}
+	for _, rows := range [][]row{rep.Rows, rep.Ceilings} {
+		for i := range rows {
+			rows[i].judge(rep.Baseline, int64(r.o.n))
+		}
+	}
+	return rep
+}
+
+// rssFlatSlack is how much higher the peak RSS over n sessions may be than over n/10 and still
+// count as flat: GC timing moves it by a few MB, anything kept per key grows it several times.
+const rssFlatSlack = 1.25
+
+// goal is a row's target: SPEC §10's absolute rates, issue 11's ratios to the xargs baseline,
+// the probe's p99, and peak RSS ≤ 64 MB not growing from n/10 to n sessions.
+type goal struct {
+	minRatio float64       // × xargs
+	maxP99   time.Duration // the probe's
+	minRate  float64       // keys/s
+	flatRSS  bool
+}
+
+func (g goal) String() string {
+	var parts []string
+	if g.minRatio > 0 {
+		parts = append(parts, fmt.Sprintf("≥%.1f×", g.minRatio))
+	}
+	if g.maxP99 > 0 {
+		parts = append(parts, "p99 ≤"+g.maxP99.String())
+	}
+	if g.minRate > 0 {
+		parts = append(parts, fmt.Sprintf("≥%.0fk keys/s", g.minRate/1000))
+	}
+	if g.flatRSS {
+		parts = append(parts, "RSS ≤64 MB flat")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// judge sets the row's ratio to the baseline (rows over the n sessions of db 0 only), its
+// target, its verdict and, on a MISS, what missed.
+func (r *row) judge(base *baseline, n int64) {
+	if base != nil && r.Keys == n && r.Wall > 0 {
+		r.XArgs = r.KeysPerSec / base.KeysPerSec
+	}
+	g := r.goal
+	r.Target = g.String()
+	var missed []string
+	if g.minRatio > 0 && base == nil {
+		r.Note = "ratio not judged: no baseline"
+	} else if g.minRatio > 0 && r.XArgs < g.minRatio {
+		missed = append(missed, fmt.Sprintf("%.2f×", r.XArgs))
+	}
+	if g.maxP99 > 0 && r.P99 > g.maxP99 {
+		missed = append(missed, "p99 "+ms(r.P99))
+	}
+	if g.minRate > 0 && r.KeysPerSec < g.minRate {
+		missed = append(missed, fmt.Sprintf("%.0f keys/s", r.KeysPerSec))
+	}
+	switch {
+	case r.RSSMB > 64:
+		missed = append(missed, "RSS over 64 MB")
+	case g.flatRSS && r.TenthRSSMB > 64:
+		missed = append(missed, "RSS over 64 MB at n/10")
+	case g.flatRSS && r.RSSMB > r.TenthRSSMB*rssFlatSlack:
+		missed = append(missed, fmt.Sprintf("RSS grows with the key count: %.1f MB at n/10", r.TenthRSSMB))
+	}
+	switch {
+	case len(missed) > 0 && r.Note != "":
+		r.Verdict, r.Note = "MISS", r.Note+"; "+strings.Join(missed, ", ")
+	case len(missed) > 0:
+		r.Verdict, r.Note = "MISS", strings.Join(missed, ", ")
+	case r.Target != "" && r.Note == "":
+		r.Verdict = "ok"
+	}
 }
 
 type keyCounts struct{ sessions, others int64 }
@@ -273,50 +447,33 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // child runs this binary as an engine child process under the probe and collects its result and
-// peak RSS.
+// peak RSS. The wall time is the engine's own, without the process start.
 func (p *probe) child(ctx context.Context, self string, args []string) (row, error) {
-	var (
-		res  childResult
-		rss  float64
-		cerr error
-	)
-	lat := p.record(func() {
-		cmd := exec.CommandContext(ctx, self, args...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			cerr = fmt.Errorf("child %v: %w", args, err)
-			return
-		}
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = float64(ru.Maxrss) / 1024
-		}
-		cerr = json.Unmarshal(out, &res)
-	})
-	if cerr != nil {
-		return row{}, cerr
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	var out strings.Builder
+	cmd.Stdout = &out
+	pr, err := p.process(cmd)
+	if err != nil {
+		return row{}, fmt.Errorf("child %v: %w", args, err)
+	}
+	var res childResult
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return row{}, fmt.Errorf("child %v: %w", args, err)
 	}
 	return row{Keys: res.Keys, Deleted: res.Deleted, Wall: res.Wall, KeysPerSec: perSec(res.Keys, res.Wall),
-		RSSMB: rss, P50: lat.p50, P99: lat.p99, Max: lat.max}, nil
+		RSSMB: pr.rssMB, P50: pr.lat.p50, P99: pr.lat.p99, Max: pr.lat.max}, nil
 }
 
 // shell times a runbook shell pipeline under the probe.
 func (p *probe) shell(ctx context.Context, script string, keys int64) (row, error) {
-	var (
-		wall time.Duration
-		cerr error
-	)
-	lat := p.record(func() {
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; "+script+" || [ $? -eq 141 ]")
-		cmd.Stderr = os.Stderr
-		cerr = cmd.Run()
-		wall = time.Since(start)
-	})
-	if cerr != nil {
-		return row{}, fmt.Errorf("%s: %w", script, cerr)
+	cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; "+script+" || [ $? -eq 141 ]")
+	cmd.Stderr = os.Stderr
+	pr, err := p.process(cmd)
+	if err != nil {
+		return row{}, fmt.Errorf("%s: %w", script, err)
 	}
-	return row{Keys: keys, Deleted: keys, Wall: wall, KeysPerSec: perSec(keys, wall), P50: lat.p50, P99: lat.p99, Max: lat.max}, nil
+	return row{Keys: keys, Deleted: keys, Wall: pr.wall, KeysPerSec: perSec(keys, pr.wall), P50: pr.lat.p50, P99: pr.lat.p99, Max: pr.lat.max}, nil
 }
 
 func perSec(n int64, d time.Duration) float64 {

@@ -1,9 +1,17 @@
-// Command sessionbench is the benchmark behind `make bench` (SPEC §10): it starts its own
-// redis-server, seeds sessions plus unrelated keys, and measures every way of cleaning them up —
-// the engine's and the runbook's own — in one run, with a concurrent client doing a GET every
-// millisecond to show what each costs other Redis users. Each engine scenario runs in a child
-// process so its peak RSS is its own. It verifies afterwards that exactly the expected keys were
-// deleted and every unrelated key survived, and exits non-zero otherwise.
+// Command sessionbench is the benchmark behind `make bench` (SPEC §10, issue 11): it starts its
+// own redis-server, seeds sessions plus unrelated keys, and measures every way of cleaning them
+// up in one run, each scenario from the same snapshot, with a concurrent client doing a GET
+// every millisecond to show what each costs other Redis users:
+//   - the engine alone, each scenario in a child process so its peak RSS is its own;
+//   - what operators run: the sessionbot binary end to end (cleanup --dry-run, --yes with and
+//     without pacing, --all with and without backup), and `sessionbot serve` driven through the
+//     fake Slack from the button press to the final report;
+//   - the runbook's own methods, `redis-cli --scan | xargs -L 1000 redis-cli DEL` twice (the
+//     baseline of every "× xargs" ratio: before and after the rest) and its per-key shell loop;
+//   - ceilings: plain SCAN, SCAN+MGET, UNLINK and GETDEL loops, what Redis allows on the machine.
+//
+// It verifies after every scenario that exactly the expected session keys were deleted and every
+// unrelated key survived, and exits non-zero otherwise.
 package main
 
 import (
@@ -35,11 +43,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.n, "n", 1_000_000, "sessions to seed")
 	fs.IntVar(&o.unrelated, "unrelated", 10_000, "unrelated keys (cb:*, feature:*) that must survive")
 	fs.IntVar(&o.clusterN, "cluster-n", 0, "sessions for the 3-master Cluster scenario (default n×0.3; -1 skips it)")
-	fs.BoolVar(&o.skipBaselines, "skip-baselines", false, "skip the runbook's redis-cli methods")
+	fs.BoolVar(&o.skipBaselines, "skip-baselines", false, "skip the runbook's redis-cli methods (and so every × xargs ratio)")
+	fs.BoolVar(&o.skipBot, "skip-bot", false, "skip the bot rows (sessionbot serve through the fake Slack)")
 	fs.IntVar(&o.loopSample, "loop-sample", 2000, "keys the runbook's per-key shell loop deletes (extrapolated to -n)")
-	fs.BoolVar(&o.json, "json", false, "print the table as JSON")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON (xargs baseline, rows, ceilings)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-skip-baselines] [-json]\n\nMeasures preview, race-safe cleanup and mass logout against the runbook's redis-cli methods.")
+		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-skip-baselines] [-skip-bot] [-json]\n\nMeasures preview, race-safe cleanup and mass logout (engine, CLI and bot) against the runbook's redis-cli methods.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
