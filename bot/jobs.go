@@ -226,8 +226,9 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 	})
 
 	var (
-		rep cleanup.Report
-		err error
+		rep   cleanup.Report
+		err   error
+		users *userIDSet // the distinct user_ids deleted, when a sink wants them
 	)
 	if req.Kind == "restore" {
 		rep, err = b.runRestore(jctx, req, setProgress)
@@ -241,6 +242,10 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 		if req.Backup {
 			spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}
 		}
+		if b.notify != nil && b.notify.WantsUserIDs() {
+			users = newUserIDSet()
+			spec.Deleted = users.add
+		}
 		rep, err = b.engine.Run(jctx, spec)
 	}
 	stopProgress()
@@ -251,7 +256,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 	if jctx.Err() != nil {
 		stopped = context.Cause(jctx)
 	}
-	b.finishJob(bg, req, job, rep, err, stopped)
+	b.finishJob(bg, req, job, rep, users, err, stopped)
 }
 
 // Why a job's context was cancelled, besides the Bot shutting down.
@@ -267,8 +272,9 @@ const stoppedInterrupted = "interrupted"
 // finishJob records the outcome of a run everywhere: state, audit, message, notifications,
 // metrics. stopped is why the job's context was cancelled (nil when it was not): a person's
 // cancel is a cancellation; a shutdown or a lost lease is a failure (nobody asked the run to
-// stop half-way, and PagerDuty must hear of it).
-func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, runErr, stopped error) {
+// stop half-way, and PagerDuty must hear of it). users are the distinct user_ids it deleted,
+// nil unless a sink wants them.
+func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, users *userIDSet, runErr, stopped error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	now := b.now()
@@ -312,12 +318,14 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, rep cleanup
 		// (the real outcome) follows it.
 		b.log.Warn("job was already marked finished; reporting its real outcome", "job", job.ID, "status", status)
 	}
-	b.reportJob(ctx, req, job, rep, status, result, errText, by)
+	b.reportJob(ctx, req, job, rep, users, status, result, errText, by)
 }
 
 // reportJob tells everyone how a job ended, once its status is stored: the request's status,
-// the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone.
-func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, status Status, result, errText string, by *Person) {
+// the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone;
+// users are for the sinks that want them (nil when nobody collected them), listed only once the
+// report is shown: a million of them take a moment to sort.
+func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup.Report, users *userIDSet, status Status, result, errText string, by *Person) {
 	now := b.now()
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
 		b.log.Error("finish request", "request", req.ID, "err", err)
@@ -363,7 +371,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, rep cleanup
 			Requester: job.Requester, Approver: job.Approver, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && rep.Deleted > 0,
-			Target:  job.Target, Thread: req.Ref, At: now,
+			Target:  job.Target, Thread: req.Ref, UserIDs: users.sorted(), At: now,
 		}
 		if req.Filter.UserID != "" {
 			for _, u := range rep.Users {
@@ -485,7 +493,7 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 				req.Restore = &RestorePlan{}
 			}
 		}
-		b.reportJob(ctx, req, j, rep, StatusFailed, "failed", why, nil)
+		b.reportJob(ctx, req, j, rep, nil, StatusFailed, "failed", why, nil)
 	}
 }
 

@@ -20,6 +20,7 @@ var update = flag.Bool("update", false, "rewrite generated README sections")
 var configSources = []string{
 	"../../bot/slackconfig.go",
 	"../../bot/config.go",
+	"../../bot/pagerduty/config.go",
 	"../../cleanup/policy.go",
 	"../../cleanup/config.go",
 	"config.go",

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/pagerduty"
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
@@ -300,7 +301,7 @@ func TestServeReplicaStoppedMidJobReportsIt(t *testing.T) {
 			severity = ev.Payload.Severity
 		}
 	}
-	if severity != bot.SeverityCritical {
+	if severity != pagerduty.SeverityCritical {
 		t.Errorf("alert severity %q; want critical (a mass logout stopped part-way)", severity)
 	}
 	if n := f.tg.count("session:*"); n != left {
@@ -330,8 +331,8 @@ func TestServeReplicaStoppedMidJobReportsIt(t *testing.T) {
 	f.assertNoLeaks(map[int]string{0: metricsA, 1: metricsB})
 }
 
-// The configuration serve composes — the CLI's config, bot.Config, bot.SlackConfig, serve's
-// own — never formats a secret, with any verb and through slog.
+// The configuration serve composes — the CLI's config, bot.Config, bot.SlackConfig, the sinks',
+// serve's own — never formats a secret, with any verb and through slog.
 func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	env := map[string]string{
 		"REDIS_URL": "rediss://default:hunter2secret@redis.internal:6380/0", "STATE_REDIS_URL": "redis://:statepw0secret@state.internal:6379/1",
@@ -353,21 +354,26 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ncfg, err := loadNotifyConfig(ctx, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sv serveConfig
 	if errs := decodeEnv(ctx, &sv, getenv); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	composed := struct {
-		CLI   config
-		Bot   bot.Config
-		Slack bot.SlackConfig
-		Serve serveConfig
-	}{cfg, bcfg, scfg, sv}
+		CLI    config
+		Bot    bot.Config
+		Slack  bot.SlackConfig
+		Notify notifyConfig
+		Serve  serveConfig
+	}{cfg, bcfg, scfg, ncfg, sv}
 	var logs strings.Builder
 	for _, h := range []slog.Handler{slog.NewJSONHandler(&logs, nil), slog.NewTextHandler(&logs, nil)} {
-		slog.New(h).Info("config", "cli", cfg, "bot", bcfg, "slack", scfg, "composed", composed)
+		slog.New(h).Info("config", "cli", cfg, "bot", bcfg, "slack", scfg, "notify", ncfg, "composed", composed)
 	}
-	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "composed": composed} {
+	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "notifyConfig": ncfg, "composed": composed} {
 		out := fmt.Sprintf("%v %+v %#v %s", v, v, v, v)
 		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue"} {
 			if strings.Contains(out, secret) {

@@ -69,6 +69,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
 	bcfg, botErr := bot.LoadConfig(ctx, look)
 	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
+	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
 	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
 	if len(bcfg.Operators) == 0 {
@@ -77,7 +78,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Approvers) == 0 {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
 	}
-	if err := joinLines([]error{cfgErr, botErr, slackErr, svErr}); err != nil {
+	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr}); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
@@ -103,7 +104,8 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	metrics := bot.NewMetrics(version)
 	eng := cleanup.NewEngine(t, cfg.Engine)
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
-	ann := bot.NewAnnouncer(bcfg, scfg, chat, bot.WithAnnouncerAudit(audit), bot.WithAnnouncerMetrics(metrics), bot.WithAnnouncerLogger(log))
+	ann := bot.NewFanout(chat, append(bot.SlackSinks(bcfg, chat), ncfg.sinks(log)...), bot.WithFanoutAudit(audit),
+		bot.WithFanoutMetrics(metrics), bot.WithFanoutLogger(log), bot.WithFanoutSecrets(append(ncfg.secrets(), scfg.AppToken, scfg.BotToken)...))
 	b, err := bot.New(bot.Deps{
 		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
 		State: state, Backup: cfg.Backup, Logger: log,
