@@ -197,8 +197,10 @@ type ConsoleOptions struct {
 	// Channel is where commands are "typed"; empty: #console.
 	Channel string
 	// Sinks are notified of finished runs besides the console's own channels (PagerDuty,
-	// e-mail, a webhook), unless Deps has a Notifier.
-	Sinks []NamedSink
+	// e-mail, a webhook), unless Deps has a Notifier; Secrets are their credentials, redacted
+	// from every failure reported.
+	Sinks   []NamedSink
+	Secrets []Secret
 }
 
 // Demo identities, used when neither OPERATORS nor APPROVERS is set.
@@ -234,7 +236,7 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 	if d.Notifier == nil {
 		// The same notifications as in Slack (the runbook's Mass Logout Executed template, the
 		// summary), printed, and the sinks outside chat the caller configured.
-		nopts := []FanoutOption{WithFanoutAudit(d.Auditor), WithFanoutMetrics(d.Metrics)}
+		nopts := []FanoutOption{WithFanoutAudit(d.Auditor), WithFanoutMetrics(d.Metrics), WithFanoutSecrets(opts.Secrets...)}
 		if d.Logger != nil {
 			nopts = append(nopts, WithFanoutLogger(d.Logger))
 		}

@@ -83,7 +83,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			cfg.Backup.Dir = dir
 		}
 		fmt.Fprintln(c.stdout, "Demo Redis: in memory, seeded with 155 sample sessions (45 expired, 105 still valid, 5 malformed; some basic_auth and orphans). Nothing real is touched.")
-		if len(ncfg.sinks(nil)) > 0 {
+		if ncfg.enabled() {
 			fmt.Fprintln(c.stdout, "Notifications outside the console (PagerDuty, e-mail, webhook) are off on the demo Redis.")
 		}
 	}
@@ -110,7 +110,10 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	opts := bot.ConsoleOptions{DemoRedis: demo, User: as}
 	if !demo {
 		// Real sessions are deleted: everyone who hears of a run from serve hears of it here.
-		opts.Sinks = ncfg.sinks(nil)
+		if opts.Sinks, err = ncfg.sinks(nil); err != nil {
+			return err
+		}
+		opts.Secrets = ncfg.secrets()
 		// One console is one person (SPEC §12.5): who it acts as is fixed here, by default the
 		// OS user, and every audit line names the OS user too.
 		opts.Operator = c.operator("")

@@ -21,6 +21,7 @@ var configSources = []string{
 	"../../bot/slackconfig.go",
 	"../../bot/config.go",
 	"../../bot/pagerduty/config.go",
+	"../../bot/email/config.go",
 	"../../cleanup/policy.go",
 	"../../cleanup/config.go",
 	"config.go",

@@ -338,6 +338,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 		"REDIS_URL": "rediss://default:hunter2secret@redis.internal:6380/0", "STATE_REDIS_URL": "redis://:statepw0secret@state.internal:6379/1",
 		"SLACK_APP_TOKEN": "xapp-1-A0-1-appsecretvalue", "SLACK_BOT_TOKEN": "xoxb-1-2-botsecretvalue",
 		"PAGERDUTY_ROUTING_KEY": "R0UTINGsecretvalue0000000000000", "OPERATORS": "U0OPS", "APPROVERS": "U0APP",
+		"SMTP_URL": "smtp://ops:smtpsecretpw0@mail.internal:587", "NOTIFY_EMAIL_FROM": "bot@example.com", "NOTIFY_EMAIL_TO": "ops@example.com",
 	}
 	getenv := func(k string) string { return env[k] }
 	look := func(k string) (string, bool) { v := env[k]; return v, v != "" }
@@ -375,7 +376,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	}
 	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "notifyConfig": ncfg, "composed": composed} {
 		out := fmt.Sprintf("%v %+v %#v %s", v, v, v, v)
-		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue"} {
+		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue", "smtpsecretpw0"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s formats a secret (%s): %.600s", name, secret, out)
 			}

@@ -35,7 +35,7 @@ Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, A
 Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
 Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, NOTIFY_CHANNEL,
             APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS, PAGERDUTY_ROUTING_KEY,
-            PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
+            PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
             AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090: /metrics, /healthz, /readyz)
 See README.md, "Configuration", for every variable.
 
@@ -104,7 +104,11 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	metrics := bot.NewMetrics(version)
 	eng := cleanup.NewEngine(t, cfg.Engine)
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
-	ann := bot.NewFanout(chat, append(bot.SlackSinks(bcfg, chat), ncfg.sinks(log)...), bot.WithFanoutAudit(audit),
+	sinks, err := ncfg.sinks(log)
+	if err != nil {
+		return err
+	}
+	ann := bot.NewFanout(chat, append(bot.SlackSinks(bcfg, chat), sinks...), bot.WithFanoutAudit(audit),
 		bot.WithFanoutMetrics(metrics), bot.WithFanoutLogger(log), bot.WithFanoutSecrets(append(ncfg.secrets(), scfg.AppToken, scfg.BotToken)...))
 	b, err := bot.New(bot.Deps{
 		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
