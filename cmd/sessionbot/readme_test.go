@@ -22,6 +22,7 @@ var configSources = []string{
 	"../../bot/config.go",
 	"../../bot/pagerduty/config.go",
 	"../../bot/email/config.go",
+	"../../bot/webhook/config.go",
 	"../../cleanup/policy.go",
 	"../../cleanup/config.go",
 	"config.go",

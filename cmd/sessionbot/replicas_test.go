@@ -339,6 +339,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 		"SLACK_APP_TOKEN": "xapp-1-A0-1-appsecretvalue", "SLACK_BOT_TOKEN": "xoxb-1-2-botsecretvalue",
 		"PAGERDUTY_ROUTING_KEY": "R0UTINGsecretvalue0000000000000", "OPERATORS": "U0OPS", "APPROVERS": "U0APP",
 		"SMTP_URL": "smtp://ops:smtpsecretpw0@mail.internal:587", "NOTIFY_EMAIL_FROM": "bot@example.com", "NOTIFY_EMAIL_TO": "ops@example.com",
+		"NOTIFY_WEBHOOK_URL": "https://app.internal/hooks", "NOTIFY_WEBHOOK_SECRET": "whsecretvalue0",
 	}
 	getenv := func(k string) string { return env[k] }
 	look := func(k string) (string, bool) { v := env[k]; return v, v != "" }
@@ -376,7 +377,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	}
 	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "notifyConfig": ncfg, "composed": composed} {
 		out := fmt.Sprintf("%v %+v %#v %s", v, v, v, v)
-		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue", "smtpsecretpw0"} {
+		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue", "smtpsecretpw0", "whsecretvalue0"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s formats a secret (%s): %.600s", name, secret, out)
 			}

@@ -25,9 +25,10 @@ var serveCommand = &command{
 	help: `sessionbot serve — the Slack bot
 
 Connects to Slack over Socket Mode (no inbound HTTP needed), answers the slash command, runs
-approved cleanups and notifies NOTIFY_CHANNEL and PagerDuty. Requests, approvals and jobs live in
-Redis (STATE_REDIS_URL, default the target itself under sessionbot: keys), so several replicas
-can serve one workspace and a restarted bot honours what was decided before.
+approved cleanups and notifies NOTIFY_CHANNEL and, when configured, PagerDuty, e-mail and a
+webhook for the signed-out users. Requests, approvals and jobs live in Redis (STATE_REDIS_URL,
+default the target itself under sessionbot: keys), so several replicas can serve one workspace
+and a restarted bot honours what was decided before.
 
 Usage: sessionbot serve
 
@@ -35,7 +36,8 @@ Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, A
 Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
 Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, NOTIFY_CHANNEL,
             APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS, PAGERDUTY_ROUTING_KEY,
-            PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
+            PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO, NOTIFY_WEBHOOK_URL,
+            NOTIFY_WEBHOOK_SECRET, STATE_REDIS_URL, BACKUP_DIR, BACKUP_AGE_RECIPIENTS, AUDIT_LOG,
             AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090: /metrics, /healthz, /readyz)
 See README.md, "Configuration", for every variable.
 
