@@ -168,11 +168,11 @@ func (b *Bot) Run(ctx context.Context) error {
 }
 
 // Wait blocks until every preview and job started so far has finished, and their
-// notifications have been sent when the Notifier can be waited for.
+// notifications have been sent.
 func (b *Bot) Wait() {
 	b.wg.Wait()
-	if w, ok := b.notify.(interface{ Wait() }); ok {
-		w.Wait()
+	if b.notify != nil {
+		b.notify.Wait()
 	}
 }
 

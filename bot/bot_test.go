@@ -235,6 +235,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type recordingNotifier struct {
 	mu       sync.Mutex
 	outcomes []JobOutcome
+	userIDs  bool // asks runs for JobOutcome.UserIDs
 }
 
 func (n *recordingNotifier) JobFinished(_ context.Context, o JobOutcome) {
@@ -242,6 +243,11 @@ func (n *recordingNotifier) JobFinished(_ context.Context, o JobOutcome) {
 	n.outcomes = append(n.outcomes, o)
 	n.mu.Unlock()
 }
+
+// Wait implements Notifier: JobFinished records synchronously.
+func (n *recordingNotifier) Wait() {}
+
+func (n *recordingNotifier) WantsUserIDs() bool { return n.userIDs }
 
 func (n *recordingNotifier) all() []JobOutcome {
 	n.mu.Lock()

@@ -82,7 +82,7 @@ type Action struct {
 // Person is a Slack user as shown in messages and audit lines.
 type Person struct{ ID, Name string }
 
-// JobOutcome is a finished destructive run, handed to the Notifier.
+// JobOutcome is a finished destructive run, handed to the Notifier and by it to every Sink.
 type JobOutcome struct {
 	JobID     string
 	Mode      string         // execute, all, restore
@@ -101,14 +101,11 @@ type JobOutcome struct {
 	// AffectedUsers are the users whose sessions a --user-id cleanup (Filter.UserID) removed
 	// (e-mail from the session's username), for DMs when NOTIFY_AFFECTED_USERS is on.
 	AffectedUsers []AffectedUser
-	At            time.Time
+	// UserIDs are the distinct user_ids of the decodable sessions the run deleted, sorted; nil
+	// unless a sink wants them (Notifier.WantsUserIDs).
+	UserIDs []string
+	At      time.Time
 }
 
 // AffectedUser is a user whose sessions were removed.
 type AffectedUser struct{ UserID, Email string }
-
-// Notifier tells people and PagerDuty about a finished run. It never blocks or undoes the
-// cleanup: failures are retried, reported in the job's thread and audited.
-type Notifier interface {
-	JobFinished(ctx context.Context, o JobOutcome)
-}

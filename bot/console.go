@@ -196,6 +196,11 @@ type ConsoleOptions struct {
 	Operator string
 	// Channel is where commands are "typed"; empty: #console.
 	Channel string
+	// Sinks are notified of finished runs besides the console's own channels (PagerDuty,
+	// e-mail, a webhook), unless Deps has a Notifier; Secrets are their credentials, redacted
+	// from every failure reported.
+	Sinks   []NamedSink
+	Secrets []Secret
 }
 
 // Demo identities, used when neither OPERATORS nor APPROVERS is set.
@@ -230,15 +235,15 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 	}
 	if d.Notifier == nil {
 		// The same notifications as in Slack (the runbook's Mass Logout Executed template, the
-		// summary), printed; PagerDuty stays off without a routing key.
-		nopts := []AnnouncerOption{WithAnnouncerAudit(d.Auditor), WithAnnouncerMetrics(d.Metrics)}
+		// summary), printed, and the sinks outside chat the caller configured.
+		nopts := []FanoutOption{WithFanoutAudit(d.Auditor), WithFanoutMetrics(d.Metrics), WithFanoutSecrets(opts.Secrets...)}
 		if d.Logger != nil {
-			nopts = append(nopts, WithAnnouncerLogger(d.Logger))
+			nopts = append(nopts, WithFanoutLogger(d.Logger))
 		}
 		if d.Now != nil {
-			nopts = append(nopts, WithAnnouncerClock(d.Now))
+			nopts = append(nopts, WithFanoutClock(d.Now))
 		}
-		d.Notifier = NewAnnouncer(d.Config, SlackConfig{}, con, nopts...)
+		d.Notifier = NewFanout(con, append(SlackSinks(d.Config, con), opts.Sinks...), nopts...)
 	}
 	b, err := New(d)
 	if err != nil {

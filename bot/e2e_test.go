@@ -1,7 +1,7 @@
 package bot
 
 // End-to-end tests: the real serve path — SlackTransport over Socket Mode, the core Bot, the
-// cleanup engine on a real redis-server seeded with sessions, SlackChat and the Announcer —
+// cleanup engine on a real redis-server seeded with sessions, SlackChat and the Fanout —
 // against the in-process fake Slack and fake PagerDuty. Everything is on loopback.
 
 import (
@@ -47,7 +47,7 @@ type e2eEnv struct {
 	rdb       *redis.Client
 	seeded    cleanup.SeedResult
 	bot       *Bot
-	announcer *Announcer
+	announcer *Fanout
 	transport *SlackTransport
 	auditPath string
 	ops       string // channel id of #sre-ops, where the command is typed
@@ -92,7 +92,6 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 
 	sc := SlackConfig{
 		AppToken: Secret(e.slack.AppToken()), BotToken: Secret(e.slack.BotToken()), APIURL: e.slack.APIURL(),
-		PagerDutyRoutingKey: "E2EROUTINGKEY000000000000000000", PagerDutyEventsURL: e.pd.URL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
@@ -119,8 +118,10 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	t.Cleanup(func() { _ = auditor.Close() })
 
 	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 10*time.Second, 20*time.Millisecond))
-	e.announcer = NewAnnouncer(cfg, sc, chat, WithAnnouncerAudit(auditor), WithAnnouncerMetrics(metrics),
-		WithAnnouncerLogger(log), WithPagerDutyRetry(4, 10*time.Second, 20*time.Millisecond))
+	const routingKey = "E2EROUTINGKEY000000000000000000"
+	pd := pagerDutySink(t, routingKey, e.pd.URL(), testRetry(4, 10*time.Second, 20*time.Millisecond))
+	e.announcer = NewFanout(chat, append(SlackSinks(cfg, chat), pd), WithFanoutAudit(auditor), WithFanoutMetrics(metrics),
+		WithFanoutLogger(log), WithFanoutSecrets(sc.AppToken, sc.BotToken, routingKey))
 	var target redis.UniversalClient = e.rdb
 	if o.gate != nil {
 		gated := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Dialer: o.gate.dial, ReadTimeout: -1, WriteTimeout: -1})

@@ -210,7 +210,13 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 		}
 	})
 
-	out, err := b.run(jctx, req, job, setProgress)
+	var users *userIDSet // the distinct user_ids deleted, when a sink wants them
+	var deleted func([]string)
+	if req.Kind != KindRestore && b.notify != nil && b.notify.WantsUserIDs() {
+		users = newUserIDSet()
+		deleted = users.add
+	}
+	out, err := b.run(jctx, req, job, setProgress, deleted)
 	stopProgress()
 	stopLease()
 	// Nothing more is deleted: the next job may start while this one is being reported.
@@ -219,7 +225,7 @@ func (b *Bot) runJob(ctx context.Context, req *Request, job *Job, leasedAt time.
 	if jctx.Err() != nil {
 		stopped = context.Cause(jctx)
 	}
-	b.finishJob(bg, req, job, out, err, stopped)
+	b.finishJob(bg, req, job, out, users, err, stopped)
 }
 
 // Why a job's context was cancelled, besides the Bot shutting down.
@@ -235,8 +241,9 @@ const stoppedInterrupted = "interrupted"
 // finishJob records the outcome of a run everywhere: state, audit, message, notifications,
 // metrics. stopped is why the job's context was cancelled (nil when it was not): a person's
 // cancel is a cancellation; a shutdown or a lost lease is a failure (nobody asked the run to
-// stop half-way, and PagerDuty must hear of it).
-func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome, runErr, stopped error) {
+// stop half-way, and PagerDuty must hear of it). users are the distinct user_ids it deleted,
+// nil unless a sink wants them.
+func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome, users *userIDSet, runErr, stopped error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	now := b.now()
@@ -275,12 +282,14 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome
 		// (the real outcome) follows it.
 		b.log.Warn("job was already marked finished; reporting its real outcome", "job", job.ID, "status", status)
 	}
-	b.reportJob(ctx, req, job, out, status, result, errText, by)
+	b.reportJob(ctx, req, job, out, users, status, result, errText, by)
 }
 
 // reportJob tells everyone how a job ended, once its status is stored: the request's status,
-// the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone.
-func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome, status Status, result, errText string, by *Person) {
+// the audit lines, the message, metrics and notifications. by is who cancelled it, if anyone;
+// users are for the sinks that want them (nil when nobody collected them), listed only once the
+// report is shown: a million of them take a moment to sort.
+func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome, users *userIDSet, status Status, result, errText string, by *Person) {
 	now := b.now()
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
 		b.log.Error("finish request", "request", req.ID, "err", err)
@@ -318,7 +327,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 			Requester: job.Requester, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && out.changed() > 0,
-			Target:  job.Target, Thread: req.Ref, At: now,
+			Target:  job.Target, Thread: req.Ref, UserIDs: users.sorted(), At: now,
 		}
 		if n := len(job.Approvals); n > 0 {
 			// Notifications name one approver: the one whose approval started the job.
@@ -444,7 +453,7 @@ func (b *Bot) sweepStaleJobs(ctx context.Context) {
 				req.Restore = &RestorePlan{}
 			}
 		}
-		b.reportJob(ctx, req, j, storedOutcome(req, rep), StatusFailed, "failed", why, nil)
+		b.reportJob(ctx, req, j, storedOutcome(req, rep), nil, StatusFailed, "failed", why, nil)
 	}
 }
 

@@ -24,7 +24,7 @@ var (
 	cleanupResults = []string{"completed", "failed", "cancelled", "stopped"}
 	approvalKinds  = []string{"approved", "rejected", "expired", "refused"}
 	commandNames   = []string{"help", "stats", "cleanup", "status", "cancel", "restore", "unknown"}
-	notifyChannels = []string{"slack", "pagerduty", "dm"}
+	notifyChannels = []string{"slack", "dm", "pagerduty", "email", "webhook"}
 	auditSinks     = []string{"file", "syslog"}
 	ttlBuckets     = []string{"none", "le_10m", "le_30m", "le_1h", "le_24h", "gt_24h"}
 )
@@ -261,7 +261,8 @@ func (m *Metrics) ObserveRedisLatency(d time.Duration) {
 	m.redisLatency.Observe(d.Seconds())
 }
 
-// NotificationFailed counts a notification given up on: channel is slack, pagerduty or dm.
+// NotificationFailed counts a notification given up on: channel is the sink (slack, dm,
+// pagerduty, email, webhook).
 func (m *Metrics) NotificationFailed(channel string) {
 	if m == nil {
 		return

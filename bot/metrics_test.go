@@ -82,7 +82,7 @@ func TestMetricsSeriesExistAtStartup(t *testing.T) {
 		"sessionbot_approvals_total":                           4,
 		"sessionbot_commands_total":                            7,
 		"sessionbot_redis_latency_seconds":                     1,
-		"sessionbot_notification_failures_total":               3,
+		"sessionbot_notification_failures_total":               5,
 		"sessionbot_audit_errors_total":                        2,
 		"sessionbot_redis_expired_keys_total":                  1,
 	}

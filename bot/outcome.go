@@ -77,7 +77,8 @@ func (o restoreOutcome) audit(now time.Time, req *Request, job *Job, completed b
 }
 
 // run does a started job's work: the cleanup it previewed, or the restore.
-func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cleanup.Progress)) (outcome, error) {
+// deleted, when set, receives the user_id of every session the run deletes (RunSpec.Deleted).
+func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cleanup.Progress), deleted func([]string)) (outcome, error) {
 	if req.Kind == KindRestore {
 		return b.runRestore(ctx, req, progress)
 	}
@@ -86,6 +87,7 @@ func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cle
 		MaxValid: req.MaxValid,
 		Progress: progress,
 		Verify:   true,
+		Deleted:  deleted,
 	}
 	if req.Backup {
 		spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}

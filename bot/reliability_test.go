@@ -1,7 +1,7 @@
 package bot
 
 // Reliability tests: several replicas of the real serve path (SlackTransport + Bot + SlackChat +
-// Announcer) against one fake Slack, one fake PagerDuty and one real redis-server; replicas that
+// Fanout) against one fake Slack, one fake PagerDuty and one real redis-server; replicas that
 // crash or lose their socket mid-job; Slack and PagerDuty that rate-limit, fail or hang. Every
 // assertion is on what is left in Redis, what reached the fakes, and the audit lines.
 
@@ -132,7 +132,7 @@ func (k *killSwitch) proxy(t *testing.T, upstream string) string {
 type replica struct {
 	name      string
 	bot       *Bot
-	announcer *Announcer
+	announcer *Fanout
 	transport *SlackTransport
 	metrics   *Metrics
 	auditPath string
@@ -260,19 +260,19 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	hc := &http.Client{Transport: killableTransport{k: r.ks, base: base}, Timeout: o.chatTimeout}
 	sc := SlackConfig{
 		AppToken: Secret(f.slack.AppToken()), BotToken: Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
-		PagerDutyRoutingKey: flRKey, PagerDutyEventsURL: r.ks.proxy(t, f.pd.URL()),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	r.metrics = NewMetrics("fleet")
 	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 5*time.Second, 20*time.Millisecond), WithChatHTTPClient(hc))
-	annOpts := []AnnouncerOption{WithAnnouncerAudit(auditor), WithAnnouncerMetrics(r.metrics), WithAnnouncerLogger(log),
-		WithPagerDutyRetry(4, 5*time.Second, 20*time.Millisecond)}
+	pdRetry := testRetry(4, 5*time.Second, 20*time.Millisecond)
 	if o.pdAttempt > 0 {
-		annOpts = append(annOpts, WithPagerDutyAttemptTimeout(o.pdAttempt))
+		pdRetry.Attempt = o.pdAttempt
 	}
-	r.announcer = NewAnnouncer(f.cfg, sc, chat, annOpts...)
+	pd := pagerDutySink(t, flRKey, r.ks.proxy(t, f.pd.URL()), pdRetry)
+	r.announcer = NewFanout(chat, append(SlackSinks(f.cfg, chat), pd), WithFanoutAudit(auditor), WithFanoutMetrics(r.metrics),
+		WithFanoutLogger(log), WithFanoutSecrets(sc.AppToken, sc.BotToken, flRKey))
 	engine := cleanup.NewEngine(cleanup.NewTarget(rdb, "session:", f.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate, RetryFor: time.Second})
 	var state redis.UniversalClient
@@ -671,8 +671,8 @@ func TestReplicaCrashMidJobIsReportedBySurvivor(t *testing.T) {
 			alert = &ev
 		}
 	}
-	if alert.Payload.Severity != SeverityCritical || alert.DedupKey != DedupKey(f.redis.Addr()) {
-		t.Errorf("alert severity %q dedup %q; want critical, %q", alert.Payload.Severity, alert.DedupKey, DedupKey(f.redis.Addr()))
+	if key := "sessionbot/" + f.redis.Addr() + "/cleanup-failed"; alert.Payload.Severity != "critical" || alert.DedupKey != key {
+		t.Errorf("alert severity %q dedup %q; want critical, %q", alert.Payload.Severity, alert.DedupKey, key)
 	}
 	details, _ := alert.Payload.Details.(map[string]any)
 	if d, ok := details["deleted"].(float64); !ok || int(d) > deleted || d == 0 {
@@ -763,7 +763,7 @@ func TestReplicaShutdownMidJobIsReportedAsFailure(t *testing.T) {
 			severity = ev.Payload.Severity
 		}
 	}
-	if severity != SeverityCritical {
+	if severity != "critical" {
 		t.Errorf("PagerDuty alert severity = %q; want critical for a mass logout stopped part-way", severity)
 	}
 	if n := f.sessionCount(); n != left {

@@ -11,12 +11,13 @@ import (
 	"time"
 )
 
-// retryPolicy bounds the retries of one outgoing call (a Slack Web API method, a PagerDuty
-// event): at most Tries attempts, all within Budget, each attempt within Attempt. Waits grow
-// exponentially from Base to Max with full jitter, so replicas that failed together do not retry
-// together; a server-provided wait (Retry-After) is honoured as a minimum, and when it does not
-// fit in what is left of the budget the call fails at once rather than sleeping in vain.
-type retryPolicy struct {
+// Retry bounds the retries of one outgoing call (a Slack Web API method, a PagerDuty event, an
+// e-mail, a webhook event): at most Tries attempts, all within Budget, each attempt within
+// Attempt. Waits grow exponentially from Base to Max with full jitter, so replicas that failed
+// together do not retry together; a server-provided wait (Retry-After) is honoured as a minimum,
+// and when it does not fit in what is left of the budget the call fails at once rather than
+// sleeping in vain. Every notification sink has its own.
+type Retry struct {
 	Tries   int
 	Budget  time.Duration
 	Attempt time.Duration
@@ -24,22 +25,23 @@ type retryPolicy struct {
 	Max     time.Duration
 }
 
-// defaultRetry is used for Slack and PagerDuty: 4 tries within 30 s.
-var defaultRetry = retryPolicy{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
+// DefaultRetry is used for Slack and PagerDuty: 4 tries within 30 s.
+var DefaultRetry = Retry{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
 
-// verdict is how a classifier judges an error.
-type verdict struct {
-	retry bool
-	after time.Duration // minimum wait the server asked for (Retry-After), 0 if none
+// Verdict is how a classifier judges an error.
+type Verdict struct {
+	Retry bool
+	After time.Duration // minimum wait the server asked for (Retry-After), 0 if none
 }
 
-// errRetriesExhausted marks an error returned after the last allowed attempt.
-var errRetriesExhausted = errors.New("retries exhausted")
+// ErrRetriesExhausted marks an error returned after the last allowed attempt.
+var ErrRetriesExhausted = errors.New("retries exhausted")
 
-// do calls f until it succeeds, classify says its error is final, the tries or the budget are
-// used up, or ctx ends. The returned error is f's last error, wrapped with the attempt count when
-// it was retried.
-func (p retryPolicy) do(ctx context.Context, classify func(error) verdict, f func(ctx context.Context) error) error {
+// Do calls f until it succeeds, classify says its error is final, the tries or the budget are
+// used up, or ctx ends. An attempt that outlives its own deadline (Attempt) is a timeout and is
+// retried whatever classify says. The returned error is f's last error, wrapped with
+// ErrRetriesExhausted and the attempt count when it was retried to the end.
+func (p Retry) Do(ctx context.Context, classify func(error) Verdict, f func(ctx context.Context) error) error {
 	deadline := time.Now().Add(p.Budget)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -58,20 +60,20 @@ func (p retryPolicy) do(ctx context.Context, classify func(error) verdict, f fun
 		}
 		v := classify(err)
 		if attemptTimedOut {
-			v.retry = true // the attempt's own deadline, not the caller's: a timeout
+			v.Retry = true // the attempt's own deadline, not the caller's: a timeout
 		}
-		if !v.retry {
+		if !v.Retry {
 			return err
 		}
 		if attempt >= p.Tries {
-			return fmt.Errorf("%w after %d attempts: %w", errRetriesExhausted, attempt, err)
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err)
 		}
 		wait := p.backoff(attempt)
-		if v.after > wait {
-			wait = v.after
+		if v.After > wait {
+			wait = v.After
 		}
 		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("%w after %d attempts (next wait %v exceeds the %v budget): %w", errRetriesExhausted, attempt, wait.Round(time.Millisecond), p.Budget, err)
+			return fmt.Errorf("%w after %d attempts (next wait %v exceeds the %v budget): %w", ErrRetriesExhausted, attempt, wait.Round(time.Millisecond), p.Budget, err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -84,7 +86,7 @@ func (p retryPolicy) do(ctx context.Context, classify func(error) verdict, f fun
 }
 
 // backoff is the full-jitter wait before attempt+1: uniform in [Base/2, min(Max, Base·2^(n-1))].
-func (p retryPolicy) backoff(attempt int) time.Duration {
+func (p Retry) backoff(attempt int) time.Duration {
 	ceil := p.Base << (attempt - 1)
 	if ceil > p.Max || ceil <= 0 {
 		ceil = p.Max
@@ -103,9 +105,9 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// transientNetError reports whether err is a network failure worth retrying: a timeout, a reset
+// TransientNetError reports whether err is a network failure worth retrying: a timeout, a reset
 // or refused connection, or a connection closed mid-response.
-func transientNetError(err error) bool {
+func TransientNetError(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
 	}

@@ -30,7 +30,7 @@ var _ slackWebAPI = (*slack.Client)(nil)
 // other errors (channel_not_found, invalid_blocks, …) are returned at once.
 type SlackChat struct {
 	api        slackWebAPI
-	retry      retryPolicy
+	retry      Retry
 	log        *slog.Logger
 	httpClient *http.Client
 	// A response_url must point at *.slack.com over HTTPS, or at the configured API host (the
@@ -63,7 +63,7 @@ func WithChatHTTPClient(h *http.Client) SlackChatOption {
 
 // NewSlackChat returns a Chat that talks to the Web API at cfg.APIURL with the bot token.
 func NewSlackChat(cfg SlackConfig, opts ...SlackChatOption) *SlackChat {
-	c := &SlackChat{retry: defaultRetry, log: slog.Default()}
+	c := &SlackChat{retry: DefaultRetry, log: slog.Default()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -191,7 +191,7 @@ func (c *SlackChat) UserGroupMembers(ctx context.Context, group string) ([]strin
 // call runs one Web API method under the retry policy and names the method in its error.
 func (c *SlackChat) call(ctx context.Context, method string, f func(ctx context.Context) error) error {
 	attempt := 0
-	err := c.retry.do(ctx, classifySlack, func(ctx context.Context) error {
+	err := c.retry.Do(ctx, classifySlack, func(ctx context.Context) error {
 		attempt++
 		err := f(ctx)
 		if err != nil {
@@ -211,17 +211,17 @@ var transientSlackErrors = map[string]bool{
 	"service_unavailable": true, "request_timeout": true,
 }
 
-func classifySlack(err error) verdict {
+func classifySlack(err error) Verdict {
 	if rl, ok := errors.AsType[*slack.RateLimitedError](err); ok {
-		return verdict{retry: true, after: rl.RetryAfter}
+		return Verdict{Retry: true, After: rl.RetryAfter}
 	}
 	if sc, ok := errors.AsType[slack.StatusCodeError](err); ok {
-		return verdict{retry: sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout}
+		return Verdict{Retry: sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout}
 	}
 	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
-		return verdict{retry: transientSlackErrors[se.Err]}
+		return Verdict{Retry: transientSlackErrors[se.Err]}
 	}
-	return verdict{retry: transientNetError(err)}
+	return Verdict{Retry: TransientNetError(err)}
 }
 
 // SlackErrorCode returns Slack's error code (channel_not_found, …) from an error of SlackChat, or "".

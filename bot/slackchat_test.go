@@ -153,7 +153,7 @@ func TestSlackChatDirectoryAndDM(t *testing.T) {
 }
 
 func TestRetryPolicyBackoffIsBoundedAndJittered(t *testing.T) {
-	p := retryPolicy{Tries: 4, Budget: time.Minute, Attempt: time.Second, Base: 100 * time.Millisecond, Max: 400 * time.Millisecond}
+	p := Retry{Tries: 4, Budget: time.Minute, Attempt: time.Second, Base: 100 * time.Millisecond, Max: 400 * time.Millisecond}
 	seen := map[time.Duration]bool{}
 	for attempt := 1; attempt <= 6; attempt++ {
 		for range 50 {
@@ -170,14 +170,14 @@ func TestRetryPolicyBackoffIsBoundedAndJittered(t *testing.T) {
 }
 
 func TestRetryPolicyTimesOutSlowAttempts(t *testing.T) {
-	p := retryPolicy{Tries: 3, Budget: 5 * time.Second, Attempt: 20 * time.Millisecond, Base: time.Millisecond, Max: time.Millisecond}
+	p := Retry{Tries: 3, Budget: 5 * time.Second, Attempt: 20 * time.Millisecond, Base: time.Millisecond, Max: time.Millisecond}
 	calls := 0
-	err := p.do(context.Background(), func(error) verdict { return verdict{} }, func(ctx context.Context) error {
+	err := p.Do(context.Background(), func(error) Verdict { return Verdict{} }, func(ctx context.Context) error {
 		calls++
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	if calls != 3 || !errors.Is(err, errRetriesExhausted) {
+	if calls != 3 || !errors.Is(err, ErrRetriesExhausted) {
 		t.Errorf("do = %v after %d calls; want a timeout retried up to 3 tries", err, calls)
 	}
 }

@@ -46,8 +46,8 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
 
-// SlackConfig is what the Slack transport and PagerDuty need (SPEC §8); the command name and
-// the channels are in Config.
+// SlackConfig is what the Slack transport needs (SPEC §8); the command name and the channels
+// are in Config, PagerDuty's settings in bot/pagerduty.
 type SlackConfig struct {
 	// AppToken is the app-level xapp-… token for Socket Mode (scope connections:write);
 	// required by serve.
@@ -56,12 +56,6 @@ type SlackConfig struct {
 	BotToken Secret `env:"SLACK_BOT_TOKEN"`
 	// APIURL is the Web API base; Validate makes it end in "/" as slack-go appends the method.
 	APIURL string `env:"SLACK_API_URL, default=https://slack.com/api/"`
-
-	// PagerDutyRoutingKey is the Events API v2 integration key; empty disables PagerDuty.
-	PagerDutyRoutingKey Secret `env:"PAGERDUTY_ROUTING_KEY"`
-	// PagerDutyEventsURL is the Events API base, without a trailing "/" (the client appends
-	// /v2/enqueue and /v2/change/enqueue).
-	PagerDutyEventsURL string `env:"PAGERDUTY_EVENTS_URL, default=https://events.pagerduty.com"`
 }
 
 // LoadSlackConfig reads SlackConfig from l (nil: the process environment) and validates it.
@@ -77,8 +71,7 @@ func LoadSlackConfig(ctx context.Context, l envconfig.Lookuper) (SlackConfig, er
 }
 
 // Validate reports every problem at once (joined), each naming its variable and never showing a
-// secret's value. It also normalizes the URLs: SLACK_API_URL gets its trailing "/",
-// PAGERDUTY_EVENTS_URL loses its.
+// secret's value. It also normalizes SLACK_API_URL, which gets its trailing "/".
 func (c *SlackConfig) Validate() error {
 	var errs []error
 	checkToken := func(name string, s Secret, prefix, what string) {
@@ -95,7 +88,7 @@ func (c *SlackConfig) Validate() error {
 	checkToken("SLACK_APP_TOKEN", c.AppToken, "xapp-", "app-level token with connections:write")
 	checkToken("SLACK_BOT_TOKEN", c.BotToken, "xoxb-", "bot token")
 
-	if u, err := checkBaseURL("SLACK_API_URL", c.APIURL); err != nil {
+	if u, err := CheckBaseURL("SLACK_API_URL", c.APIURL); err != nil {
 		errs = append(errs, err)
 	} else {
 		if !strings.HasSuffix(u, "/") {
@@ -103,18 +96,13 @@ func (c *SlackConfig) Validate() error {
 		}
 		c.APIURL = u
 	}
-	if u, err := checkBaseURL("PAGERDUTY_EVENTS_URL", c.PagerDutyEventsURL); err != nil {
-		errs = append(errs, err)
-	} else {
-		c.PagerDutyEventsURL = strings.TrimRight(u, "/")
-	}
-	if k := c.PagerDutyRoutingKey.Reveal(); k != "" && strings.TrimSpace(k) != k {
-		errs = append(errs, errors.New("PAGERDUTY_ROUTING_KEY contains whitespace"))
-	}
 	return errors.Join(errs...)
 }
 
-func checkBaseURL(name, raw string) (string, error) {
+// CheckBaseURL checks the setting name, an http(s) URL of a service the bot calls, and returns it
+// parsed and re-assembled. Its error names the variable and shows the value only when it cannot
+// carry credentials.
+func CheckBaseURL(name, raw string) (string, error) {
 	shown := fmt.Sprintf(" %q", raw)
 	if strings.Contains(raw, "@") {
 		shown = "" // may carry credentials
@@ -128,6 +116,3 @@ func checkBaseURL(name, raw string) (string, error) {
 	}
 	return u.String(), nil
 }
-
-// PagerDutyEnabled reports whether a routing key is configured.
-func (c SlackConfig) PagerDutyEnabled() bool { return c.PagerDutyRoutingKey != "" }

@@ -15,18 +15,17 @@ import (
 const (
 	testAppToken = "xapp-1-A0TEST-1-supersecretapptoken"
 	testBotToken = "xoxb-1111-2222-supersecretbottoken"
-	testPDKey    = "pdroutingkeysupersecret000000000"
 )
 
 func TestSlackConfigNeverShowsSecrets(t *testing.T) {
 	cfg, err := LoadSlackConfig(context.Background(), envconfig.MapLookuper(map[string]string{
-		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken, "PAGERDUTY_ROUTING_KEY": testPDKey,
+		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	out = append(out, fmt.Sprintf("%v %+v %#v %s %q %x", cfg, cfg, cfg, cfg.AppToken, cfg.BotToken, cfg.PagerDutyRoutingKey))
+	out = append(out, fmt.Sprintf("%v %+v %#v %s %q %x", cfg, cfg, cfg, cfg.AppToken, cfg.BotToken, cfg.AppToken))
 	out = append(out, fmt.Sprint(cfg), fmt.Sprintln(&cfg))
 	j, _ := json.Marshal(cfg)
 	out = append(out, string(j))
@@ -35,7 +34,7 @@ func TestSlackConfigNeverShowsSecrets(t *testing.T) {
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "cfg", cfg, "token", cfg.AppToken)
 	out = append(out, logs.String())
 	all := strings.Join(out, "\n")
-	for _, secret := range []string{testAppToken, testBotToken, testPDKey, "supersecret"} {
+	for _, secret := range []string{testAppToken, testBotToken, "supersecret"} {
 		if strings.Contains(all, secret) {
 			t.Errorf("a secret is shown:\n%s", all)
 		}
@@ -55,18 +54,18 @@ func TestSlackConfigDefaultsAndNormalization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.APIURL != "https://slack.com/api/" || cfg.PagerDutyEventsURL != "https://events.pagerduty.com" || cfg.PagerDutyEnabled() {
+	if cfg.APIURL != "https://slack.com/api/" {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	cfg, err = LoadSlackConfig(context.Background(), envconfig.MapLookuper(map[string]string{
 		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
-		"SLACK_API_URL": "http://127.0.0.1:8080/api", "PAGERDUTY_EVENTS_URL": "http://127.0.0.1:9090/",
+		"SLACK_API_URL": "http://127.0.0.1:8080/api",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.APIURL != "http://127.0.0.1:8080/api/" || cfg.PagerDutyEventsURL != "http://127.0.0.1:9090" {
-		t.Errorf("normalized URLs = %q, %q", cfg.APIURL, cfg.PagerDutyEventsURL)
+	if cfg.APIURL != "http://127.0.0.1:8080/api/" {
+		t.Errorf("normalized URL = %q", cfg.APIURL)
 	}
 }
 
@@ -80,8 +79,11 @@ func TestSlackConfigValidateReportsEveryProblem(t *testing.T) {
 		{"swapped tokens", map[string]string{"SLACK_APP_TOKEN": testBotToken, "SLACK_BOT_TOKEN": testAppToken},
 			[]string{`SLACK_APP_TOKEN must start with "xapp-"`, `SLACK_BOT_TOKEN must start with "xoxb-"`}},
 		{"bad URLs", map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
-			"SLACK_API_URL": "slack.com/api", "PAGERDUTY_EVENTS_URL": "https://user:pw@events.example"},
-			[]string{"SLACK_API_URL", "PAGERDUTY_EVENTS_URL must not carry credentials"}},
+			"SLACK_API_URL": "https://user:pw@slack.example/api"},
+			[]string{"SLACK_API_URL must not carry credentials"}},
+		{"not http", map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
+			"SLACK_API_URL": "slack.com/api"},
+			[]string{"SLACK_API_URL"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := LoadSlackConfig(context.Background(), envconfig.MapLookuper(tt.env))

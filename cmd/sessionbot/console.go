@@ -60,7 +60,8 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		v := c.getenv(k)
 		return v, v != ""
 	}))
-	if err := joinLines([]error{cfgErr, botErr}); err != nil {
+	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
+	if err := joinLines([]error{cfgErr, botErr, notifyErr}); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 
@@ -82,6 +83,9 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			cfg.Backup.Dir = dir
 		}
 		fmt.Fprintln(c.stdout, "Demo Redis: in memory, seeded with 155 sample sessions (45 expired, 105 still valid, 5 malformed; some basic_auth and orphans). Nothing real is touched.")
+		if ncfg.enabled() {
+			fmt.Fprintln(c.stdout, "Notifications outside the console (PagerDuty, e-mail, webhook) are off on the demo Redis.")
+		}
 	}
 	audit, err := c.openAudit(cfg)
 	if err != nil {
@@ -105,6 +109,11 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	}
 	opts := bot.ConsoleOptions{DemoRedis: demo, User: as}
 	if !demo {
+		// Real sessions are deleted: everyone who hears of a run from serve hears of it here.
+		if opts.Sinks, err = ncfg.sinks(nil); err != nil {
+			return err
+		}
+		opts.Secrets = ncfg.secrets()
 		// One console is one person (SPEC §12.5): who it acts as is fixed here, by default the
 		// OS user, and every audit line names the OS user too.
 		opts.Operator = c.operator("")

@@ -20,6 +20,9 @@ var update = flag.Bool("update", false, "rewrite generated README sections")
 var configSources = []string{
 	"../../bot/slackconfig.go",
 	"../../bot/config.go",
+	"../../bot/pagerduty/config.go",
+	"../../bot/email/config.go",
+	"../../bot/webhook/config.go",
 	"../../cleanup/policy.go",
 	"../../cleanup/config.go",
 	"config.go",

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/pagerduty"
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
@@ -300,7 +301,7 @@ func TestServeReplicaStoppedMidJobReportsIt(t *testing.T) {
 			severity = ev.Payload.Severity
 		}
 	}
-	if severity != bot.SeverityCritical {
+	if severity != pagerduty.SeverityCritical {
 		t.Errorf("alert severity %q; want critical (a mass logout stopped part-way)", severity)
 	}
 	if n := f.tg.count("session:*"); n != left {
@@ -330,13 +331,15 @@ func TestServeReplicaStoppedMidJobReportsIt(t *testing.T) {
 	f.assertNoLeaks(map[int]string{0: metricsA, 1: metricsB})
 }
 
-// The configuration serve composes — the CLI's config, bot.Config, bot.SlackConfig, serve's
-// own — never formats a secret, with any verb and through slog.
+// The configuration serve composes — the CLI's config, bot.Config, bot.SlackConfig, the sinks',
+// serve's own — never formats a secret, with any verb and through slog.
 func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	env := map[string]string{
 		"REDIS_URL": "rediss://default:hunter2secret@redis.internal:6380/0", "STATE_REDIS_URL": "redis://:statepw0secret@state.internal:6379/1",
 		"SLACK_APP_TOKEN": "xapp-1-A0-1-appsecretvalue", "SLACK_BOT_TOKEN": "xoxb-1-2-botsecretvalue",
 		"PAGERDUTY_ROUTING_KEY": "R0UTINGsecretvalue0000000000000", "OPERATORS": "U0OPS", "APPROVERS": "U0APP",
+		"SMTP_URL": "smtp://ops:smtpsecretpw0@mail.internal:587", "NOTIFY_EMAIL_FROM": "bot@example.com", "NOTIFY_EMAIL_TO": "ops@example.com",
+		"NOTIFY_WEBHOOK_URL": "https://app.internal/hooks", "NOTIFY_WEBHOOK_SECRET": "whsecretvalue0",
 	}
 	getenv := func(k string) string { return env[k] }
 	look := func(k string) (string, bool) { v := env[k]; return v, v != "" }
@@ -353,23 +356,28 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ncfg, err := loadNotifyConfig(ctx, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sv serveConfig
 	if errs := decodeEnv(ctx, &sv, getenv); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	composed := struct {
-		CLI   config
-		Bot   bot.Config
-		Slack bot.SlackConfig
-		Serve serveConfig
-	}{cfg, bcfg, scfg, sv}
+		CLI    config
+		Bot    bot.Config
+		Slack  bot.SlackConfig
+		Notify notifyConfig
+		Serve  serveConfig
+	}{cfg, bcfg, scfg, ncfg, sv}
 	var logs strings.Builder
 	for _, h := range []slog.Handler{slog.NewJSONHandler(&logs, nil), slog.NewTextHandler(&logs, nil)} {
-		slog.New(h).Info("config", "cli", cfg, "bot", bcfg, "slack", scfg, "composed", composed)
+		slog.New(h).Info("config", "cli", cfg, "bot", bcfg, "slack", scfg, "notify", ncfg, "composed", composed)
 	}
-	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "composed": composed} {
+	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "notifyConfig": ncfg, "composed": composed} {
 		out := fmt.Sprintf("%v %+v %#v %s", v, v, v, v)
-		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue"} {
+		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue", "smtpsecretpw0", "whsecretvalue0"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s formats a secret (%s): %.600s", name, secret, out)
 			}

@@ -25,9 +25,10 @@ var serveCommand = &command{
 	help: `sessionbot serve — the Slack bot
 
 Connects to Slack over Socket Mode (no inbound HTTP needed), answers the slash command, runs
-approved cleanups and notifies NOTIFY_CHANNEL and PagerDuty. Requests, approvals and jobs live in
-Redis (STATE_REDIS_URL, default the target itself under sessionbot: keys), so several replicas
-can serve one workspace and a restarted bot honours what was decided before.
+approved cleanups and notifies NOTIFY_CHANNEL and, when configured, PagerDuty, e-mail and a
+webhook for the signed-out users. Requests, approvals and jobs live in Redis (STATE_REDIS_URL,
+default the target itself under sessionbot: keys), so several replicas can serve one workspace
+and a restarted bot honours what was decided before.
 
 Usage: sessionbot serve
 
@@ -35,9 +36,10 @@ Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, A
 Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
 Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPROVALS_REQUIRED,
             NOTIFY_CHANNEL, APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS,
-            PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, STATE_REDIS_URL, BACKUP_DIR,
-            BACKUP_AGE_RECIPIENTS, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR (default :9090:
-            /metrics, /healthz, /readyz)
+            PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO,
+            NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET, STATE_REDIS_URL, BACKUP_DIR,
+            BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR
+            (default :9090: /metrics, /healthz, /readyz)
 See README.md, "Configuration", for every variable.
 
 Example (the tokens come from the Slack app; see README.md, "Deploying"):
@@ -73,6 +75,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	var bcfg bot.Config
 	botErr := errors.Join(append(decodeEnv(ctx, &bcfg, c.getenv), bcfg.Validate())...)
 	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
+	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
 	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
 	if len(bcfg.Operators) == 0 {
@@ -81,7 +84,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Approvers) == 0 {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
 	}
-	if err := joinLines([]error{cfgErr, botErr, slackErr, svErr}); err != nil {
+	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr}); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
@@ -112,7 +115,12 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	metrics := bot.NewMetrics(version)
 	eng := cleanup.NewEngine(t, cfg.Engine)
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
-	ann := bot.NewAnnouncer(bcfg, scfg, chat, bot.WithAnnouncerAudit(audit), bot.WithAnnouncerMetrics(metrics), bot.WithAnnouncerLogger(log))
+	sinks, err := ncfg.sinks(log)
+	if err != nil {
+		return err
+	}
+	ann := bot.NewFanout(chat, append(bot.SlackSinks(bcfg, chat), sinks...), bot.WithFanoutAudit(audit),
+		bot.WithFanoutMetrics(metrics), bot.WithFanoutLogger(log), bot.WithFanoutSecrets(append(ncfg.secrets(), scfg.AppToken, scfg.BotToken)...))
 	b, err := bot.New(bot.Deps{
 		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
 		State: state, Backup: cfg.Backup, Logger: log,

@@ -1,0 +1,23 @@
+package bot_test
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/pagerduty"
+)
+
+// The internal tests (package bot) drive the real adapters of bot/… end to end; those packages
+// import bot, so they are built here, in the external test package, and handed over.
+func init() {
+	bot.PagerDutySinkForTest = func(routingKey, eventsURL string, retry bot.Retry) bot.NamedSink {
+		cfg := pagerduty.Config{RoutingKey: bot.Secret(routingKey), EventsURL: eventsURL}
+		if err := cfg.Validate(); err != nil {
+			panic(err)
+		}
+		s := pagerduty.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		s.Retry = retry
+		return bot.NamedSink{Name: "pagerduty", Sink: s}
+	}
+}
