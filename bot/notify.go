@@ -84,7 +84,41 @@ type Fanout struct {
 	now     func() time.Time
 	timeout time.Duration
 	secrets []string // never shown, even inside an error from a remote
-	wg      sync.WaitGroup
+	busy    deliveries
+}
+
+// deliveries counts sink deliveries in flight. Unlike a sync.WaitGroup it may be waited on while
+// new deliveries start (a job may finish while the bot shuts down, or while a test waits for an
+// earlier one): wait returns once none is in flight.
+type deliveries struct {
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond
+}
+
+func (d *deliveries) add() {
+	d.mu.Lock()
+	d.n++
+	d.mu.Unlock()
+}
+
+func (d *deliveries) done() {
+	d.mu.Lock()
+	if d.n--; d.n == 0 && d.idle.L != nil {
+		d.idle.Broadcast()
+	}
+	d.mu.Unlock()
+}
+
+func (d *deliveries) wait() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.idle.L == nil {
+		d.idle.L = &d.mu
+	}
+	for d.n > 0 {
+		d.idle.Wait()
+	}
 }
 
 var _ Notifier = (*Fanout)(nil)
@@ -142,9 +176,9 @@ func (f *Fanout) JobFinished(ctx context.Context, o JobOutcome) {
 	}
 	detached := context.WithoutCancel(ctx)
 	for _, s := range f.sinks {
-		f.wg.Add(1)
+		f.busy.add()
 		go func() {
-			defer f.wg.Done()
+			defer f.busy.done()
 			ctx, cancel := context.WithTimeout(detached, f.timeout)
 			err := deliver(ctx, s.Sink, o)
 			cancel()
@@ -166,7 +200,7 @@ func (f *Fanout) JobFinished(ctx context.Context, o JobOutcome) {
 }
 
 // Wait implements Notifier.
-func (f *Fanout) Wait() { f.wg.Wait() }
+func (f *Fanout) Wait() { f.busy.wait() }
 
 // WantsUserIDs implements Notifier: whether any sink is a UserIDSink that wants them.
 func (f *Fanout) WantsUserIDs() bool {
