@@ -160,7 +160,7 @@ func TestLoadMillionSessionsThroughTheBot(t *testing.T) {
 	}, wait)
 	previewed := time.Since(began)
 	n, p50, p99, mx := probe.phase()
-	t.Logf("preview of %s keys (no rate limit; ≤100-key commands, two in flight): %v (%.0f keys/s); GET probe every 1 ms meanwhile: %d GETs, p50 %v, p99 %v, max %v",
+	t.Logf("preview of %s keys (paced like a run: MAX_KEYS_PER_SECOND, one ≤100-key command in flight): %v (%.0f keys/s); GET probe every 1 ms meanwhile: %d GETs, p50 %v, p99 %v, max %v",
 		num(f.seeded.Count), previewed.Round(time.Millisecond), float64(f.seeded.Count)/previewed.Seconds(), n, p50, p99, mx)
 	wantContains(t, "preview", string(preview.Blocks), "Found "+num(f.seeded.Count)+" total session keys",
 		num(f.seeded.Expired)+" sessions expired (will be deleted)")

@@ -457,9 +457,9 @@ func trimValid(del []*item, grant int64, now time.Time) []*item {
 	return out
 }
 
-// CountKeys counts the session keys (post-run verification), paced as a preview is.
+// CountKeys counts the session keys (post-run verification), one small SCAN at a time.
 func (e *Engine) CountKeys(ctx context.Context) (int64, error) {
 	st := &scanState{}
-	_, err := e.scanAll(ctx, e.readPacing(), st, func(context.Context, *redis.Client, []string) error { return nil })
+	_, err := e.scanAll(ctx, e.countPacing(), st, func(context.Context, *redis.Client, []string) error { return nil })
 	return st.scanned.Load(), err
 }

@@ -149,7 +149,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 	// Sessions created since the preview: the only values read again.
 	r.c.phase.Store("verify")
 	var seenAgain, deletedBefore = &scanState{}, r.c.deleted.Load()
-	_, err = r.e.scanAll(ctx, r.p, seenAgain, func(ctx context.Context, node *redis.Client, keys []string) error {
+	_, err = r.e.scanAll(ctx, r.e.countPacing(), seenAgain, func(ctx context.Context, node *redis.Client, keys []string) error {
 		var fresh []string
 		for _, k := range keys {
 			if !sel.knows(k) {
