@@ -255,10 +255,7 @@ func (r *runner) encodeBackup(ctx context.Context, o ops, del []*item) ([]byte, 
 	)
 	for _, it := range del {
 		rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
-		en := keyEntry{key: it.key, valid: it.valid(r.now), getdel: r.getdel()}
-		if it.ok && it.sess.Has.Contains(FieldUserID) {
-			en.user = it.sess.UserID
-		}
+		en := keyEntry{key: it.key, valid: it.valid(r.now), getdel: r.getdel(), user: it.userID()}
 		if d, ok := dumps[it.key]; ok {
 			if d == nil {
 				continue // gone since it was read
@@ -301,11 +298,7 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 	if r.f.Orphans {
 		mode = "t"
 	}
-	workers := 1
-	if !r.p.paced() {
-		workers = cmp.Or(r.p.workers, 3)
-	}
-	return eachInParallel(ctx, list, r.p.batch, workers, func(ctx context.Context, entries []keyEntry) error {
+	return eachInParallel(ctx, list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
 		if r.p.limiter != nil {
 			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
 				return err
@@ -425,10 +418,7 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 		if sum := sha1.Sum([]byte(g.val)); subtle.ConstantTimeCompare(sum[:], en.digest) != 1 {
 			it := item{key: en.key, val: g.val, state: stateString}
 			it.sess, it.ok = DecodeSession([]byte(g.val))
-			valid, user = it.valid(r.now), ""
-			if it.ok && it.sess.Has.Contains(FieldUserID) {
-				user = it.sess.UserID
-			}
+			valid, user = it.valid(r.now), it.userID()
 			rec := BackupRecord{Key: en.key, PTTL: g.pttl, At: at}
 			if utf8.ValidString(g.val) {
 				rec.Value = []byte(g.val)
@@ -450,6 +440,15 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 		}
 	}
 	return deletedValid, err
+}
+
+// workers is how many batches of a key list a run works on at once: one when paced (Redis never
+// sees two of its commands back to back), three otherwise.
+func (r *runner) workers() int {
+	if r.p.paced() {
+		return 1
+	}
+	return cmp.Or(r.p.workers, 3)
 }
 
 // eachInParallel hands the entries of list to fn in batches of n, with workers batches in

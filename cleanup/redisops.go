@@ -105,6 +105,14 @@ func (it *item) valid(now time.Time) bool {
 	return it.state == stateString && it.ok && it.sess.Has.Contains(FieldExpiresAt) && !it.sess.ExpiresAt.Before(now)
 }
 
+// userID is the user_id of the session, "" when the value is not a session that names one.
+func (it *item) userID() string {
+	if it.ok && it.sess.Has.Contains(FieldUserID) {
+		return it.sess.UserID
+	}
+	return ""
+}
+
 // malformedFor reports whether the key is malformed for f: not a string, not a JSON object, or
 // without a well-formed field f needs — and for selections by key (--all, --session-id), which
 // need no field, without a well-formed expires_at, so that a mass logout counts as malformed the

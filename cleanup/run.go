@@ -200,9 +200,7 @@ func (r *runner) deletedItem(it *item) {
 		r.c.deletedValid.Add(1)
 	}
 	r.noteUser(it)
-	if it.ok && it.sess.Has.Contains(FieldUserID) {
-		r.deletedUser(it.sess.UserID)
-	}
+	r.deletedUser(it.userID())
 }
 
 // deletedUser queues the user_id of a deleted session for spec.Deleted.

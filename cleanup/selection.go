@@ -61,10 +61,7 @@ func (e *Engine) PreviewSelect(ctx context.Context, f Filter, progress func(Prog
 			if it.verdict != Delete {
 				continue
 			}
-			en := keyEntry{key: it.key, valid: it.valid(e.now())}
-			if it.ok && it.sess.Has.Contains(FieldUserID) {
-				en.user = it.sess.UserID
-			}
+			en := keyEntry{key: it.key, valid: it.valid(e.now()), user: it.userID()}
 			if it.state == stateString {
 				sum := sha1.Sum([]byte(it.val))
 				en.digest = sum[:]
@@ -96,17 +93,13 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 		return err
 	}
 	o := r.e.opsFor(node)
-	workers := 1
-	if !r.p.paced() {
-		workers = 3
-	}
 	mode := "d"
 	if r.f.Orphans {
 		mode += "t"
 	}
 	r.st.scanned.Add(sel.plan.Found)
 	r.c.malformed.Add(sel.plan.Malformed)
-	err = eachInParallel(ctx, sel.list, r.p.batch, workers, func(ctx context.Context, entries []keyEntry) error {
+	err = eachInParallel(ctx, sel.list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
 		if r.p.limiter != nil {
 			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
 				return err
