@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // The console runs the same core: demo identities, buttons pressed by typed lines, /as to
@@ -23,7 +25,7 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 		"press approve",
 		"",
 	}, "\n"))
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
 		t.Fatalf("RunConsole = %v", err)
 	}
@@ -71,7 +73,7 @@ func TestConsoleInputErrors(t *testing.T) {
 		"/quit",
 		"/sessions cleanup --all --reason never-read",
 	}, "\n"))
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
 		t.Fatalf("RunConsole = %v", err)
 	}

@@ -176,39 +176,12 @@ func (e *e2eEnv) command(user, text string) string {
 	return env
 }
 
-// press clicks a button of the message ts in #sre-ops and waits for the ack. (It reads the
-// button itself: slacktest.PressButton cannot find buttons in a message that also has a
-// context block, whose elements' "text" is a string.)
+// press clicks the button actionID on message ts in #sre-ops as user and waits for the ack.
 func (e *e2eEnv) press(user, ts, actionID string) string {
 	e.t.Helper()
-	m, ok := e.slack.Message(e.ops, ts)
-	if !ok {
-		e.t.Fatalf("no message %s in #sre-ops", ts)
-	}
-	var blocks []struct {
-		BlockID  string `json:"block_id"`
-		Elements []struct {
-			Type     string          `json:"type"`
-			ActionID string          `json:"action_id"`
-			Value    string          `json:"value"`
-			Text     json.RawMessage `json:"text"`
-		} `json:"elements"`
-	}
-	if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
-		e.t.Fatal(err)
-	}
-	for _, b := range blocks {
-		for _, el := range b.Elements {
-			if el.Type == "button" && el.ActionID == actionID {
-				env := e.slack.BlockAction(slacktest.BlockAction{UserID: user, UserName: e.name(user), ChannelID: e.ops,
-					MessageTS: ts, ActionID: actionID, BlockID: b.BlockID, Value: el.Value, Text: actionID})
-				e.slack.WaitAck(e.t, env, 3*time.Second)
-				return env
-			}
-		}
-	}
-	e.t.Fatalf("message %s has no %s button: %s", ts, actionID, m.Blocks)
-	return ""
+	env := e.slack.PressButton(user, e.ops, ts, actionID)
+	e.slack.WaitAck(e.t, env, 3*time.Second)
+	return env
 }
 
 func (e *e2eEnv) name(user string) string {

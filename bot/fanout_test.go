@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // sinkFunc is a Sink made of a function.
@@ -26,14 +27,14 @@ func (userIDSink) WantsUserIDs() bool { return true }
 
 type fanoutFixture struct {
 	chat    *coreChat
-	audit   *syncBuffer
+	audit   *testkit.SyncBuffer
 	metrics *Metrics
 	thread  MessageRef
 }
 
 func newFanoutFixture(t *testing.T) *fanoutFixture {
 	t.Helper()
-	f := &fanoutFixture{chat: newCoreChat(), audit: &syncBuffer{}, metrics: NewMetrics("test")}
+	f := &fanoutFixture{chat: newCoreChat(), audit: &testkit.SyncBuffer{}, metrics: NewMetrics("test")}
 	ref, err := f.chat.Post(context.Background(), chan1, Message{Text: "job J1"})
 	if err != nil {
 		t.Fatal(err)

@@ -9,30 +9,14 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
-
-// writeBackup writes the backup file dir/name.jsonl.gz holding recs.
-func writeBackup(t *testing.T, dir, name string, recs ...cleanup.BackupRecord) {
-	t.Helper()
-	w, err := cleanup.CreateBackup(dir, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // A restore that fails is audited as a restore: Cleanup Failed counts what it restored and
 // skipped (not "Deleted"), and no Restore Completed line claims it completed.
 func TestRestoreFailureIsAuditedAsRestore(t *testing.T) {
 	h := newHarness(t)
-	writeBackup(t, h.backupDir, "job-gone",
+	testkit.WriteBackup(t, h.backupDir, "job-gone",
 		cleanup.BackupRecord{Key: "session:a", Value: []byte(`{"v":1}`), PTTL: time.Hour},
 		cleanup.BackupRecord{Key: "session:b", Value: []byte(`{"v":2}`), PTTL: time.Hour})
 	h.command(carol, "restore job-gone --reason 'undo drill'")
@@ -68,8 +52,8 @@ func TestRestoreReadsEveryRound(t *testing.T) {
 	rec := func(key, value string) cleanup.BackupRecord {
 		return cleanup.BackupRecord{Key: key, Value: []byte(value), PTTL: time.Hour}
 	}
-	writeBackup(t, h.backupDir, "job-n", rec("session:rewritten", `{"v":1}`), rec("session:once", `{"v":1}`))
-	writeBackup(t, h.backupDir, "job-n.r2", rec("session:rewritten", `{"v":2}`), rec("session:late", `{"v":2}`))
+	testkit.WriteBackup(t, h.backupDir, "job-n", rec("session:rewritten", `{"v":1}`), rec("session:once", `{"v":1}`))
+	testkit.WriteBackup(t, h.backupDir, "job-n.r2", rec("session:rewritten", `{"v":2}`), rec("session:late", `{"v":2}`))
 	h.command(carol, "restore job-n --reason 'undo drill'")
 	ref, m := h.chat.latest(-1)
 	wantContains(t, "restore request", FormatText(m), "Found 3 sessions in backup job-n", "3 sessions will be restored")

@@ -10,13 +10,14 @@ import (
 
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // A restore whose target stops answering half-way fails; no log line, message or audit line
 // names a session by its full id (SPEC §12.8), while the log still says which key, shortened.
 func TestRestoreFailureShowsNoSessionID(t *testing.T) {
 	target := redistest.Standalone(t)
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	h := newHarness(t, func(h *harness, d *Deps) {
 		c := redis.NewClient(&redis.Options{Addr: target.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { _ = c.Close() })
@@ -26,19 +27,10 @@ func TestRestoreFailureShowsNoSessionID(t *testing.T) {
 	})
 	ids := []string{"a1b2c3d4-bearer-credential-0001", "a1b2c3d4-bearer-credential-0002"}
 	const backupID = "job-20250101-0badc0de"
-	w, err := cleanup.CreateBackup(h.backupDir, backupID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		v := `{"user_id":"auth0|1","auth_method":"oauth2","expires_at":"2099-01-01T00:00:00Z"}`
-		if err := w.Write(cleanup.BackupRecord{Key: "session:" + id, Value: []byte(v), PTTL: time.Hour}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	v := []byte(`{"user_id":"auth0|1","auth_method":"oauth2","expires_at":"2099-01-01T00:00:00Z"}`)
+	testkit.WriteBackup(t, h.backupDir, backupID,
+		cleanup.BackupRecord{Key: "session:" + ids[0], Value: v, PTTL: time.Hour},
+		cleanup.BackupRecord{Key: "session:" + ids[1], Value: v, PTTL: time.Hour})
 
 	h.command(carol, "restore "+backupID+" --reason 'undo'")
 	ref, m := h.chat.latest(-1)

@@ -33,6 +33,7 @@ import (
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // Identities of the fleet's workspace: alice is the operator who asks, bob and carol approve,
@@ -136,8 +137,8 @@ type replica struct {
 	transport *SlackTransport
 	metrics   *Metrics
 	auditPath string
-	logs      *syncBuffer // the process's JSON logs (debug level)
-	stdout    *syncBuffer // audit lines echoed to stdout
+	logs      *testkit.SyncBuffer // the process's JSON logs (debug level)
+	stdout    *testkit.SyncBuffer // audit lines echoed to stdout
 	ks        *killSwitch
 	stateKS   *killSwitch // cuts the state connections only (fleetOptions.separateState)
 	// stopSocket ends the transport only (the socket closes and never comes back); the core
@@ -241,7 +242,7 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 
 func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t := f.t
-	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &syncBuffer{}, stdout: &syncBuffer{}, ks: &killSwitch{}, stateKS: &killSwitch{}}
+	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &testkit.SyncBuffer{}, stdout: &testkit.SyncBuffer{}, ks: &killSwitch{}, stateKS: &killSwitch{}}
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.auditPath = o.auditFile
 	if r.auditPath == "" {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -129,9 +128,7 @@ func (r *runner) botRun(command, button, presser string) (rw row, err error) {
 		)
 		lat := r.p.record(func() {
 			start = time.Now()
-			if werr = press(slack, presser, ops, msg, button); werr != nil {
-				return
-			}
+			slack.PressButton(presser, ops, msg.TS, button)
 			werr = s.waitFor(r.ctx, "the final report", limit, func() bool {
 				m, _ := slack.Message(ops, msg.TS)
 				if b := string(m.Blocks); strings.Contains(b, "Cleanup completed: ") || strings.Contains(b, ":x: Failed: ") || strings.Contains(b, "Cancelled: ") {
@@ -153,32 +150,6 @@ func (r *runner) botRun(command, button, presser string) (rw row, err error) {
 		return nil
 	})
 	return rw, err
-}
-
-// press clicks the button actionID of m as user, with the button's block_id and value read from
-// the message (slacktest.PressButton cannot see buttons beside a context block).
-func press(slack *slacktest.Server, user, channel string, m slacktest.Message, actionID string) error {
-	var blocks []struct {
-		BlockID  string `json:"block_id"`
-		Elements []struct {
-			Type     string `json:"type"`
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
-	}
-	if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
-		return err
-	}
-	for _, b := range blocks {
-		for _, el := range b.Elements {
-			if el.Type == "button" && el.ActionID == actionID {
-				slack.BlockAction(slacktest.BlockAction{UserID: user, UserName: userNames[user], ChannelID: channel,
-					MessageTS: m.TS, ActionID: actionID, BlockID: b.BlockID, Value: el.Value, Text: actionID})
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("message %s has no %s button", m.TS, actionID)
 }
 
 // sampled reports whether serve's session sampler has finished its first sample.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -9,11 +8,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // procedure1 is the runbook's Procedure 1 data: 150 sessions, 45 expired, 105 still valid,
@@ -447,7 +446,7 @@ func TestCleanupInterruptAtPrompt(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"cleanup", "--all", "--reason", "x"}, func(k string) string { return tg.env[k] }, pr, &out, &errb)
@@ -507,7 +506,7 @@ func (tg *target) runToPrompt(args ...string) *prompted {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	p := &prompted{t: tg.t, stdin: pw, done: make(chan invocation, 1)}
-	var out, errb syncBuffer
+	var out, errb testkit.SyncBuffer
 	go func() {
 		err := run(ctx, args, func(k string) string { return tg.env[k] }, pr, &out, &errb)
 		p.done <- invocation{code: exitCode(err), stdout: out.String(), stderr: errb.String()}
@@ -546,24 +545,6 @@ func (p *prompted) answer(line string) invocation {
 		p.t.Fatal("the command did not end within 60s of the answer")
 		return invocation{}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A key list left in BACKUP_DIR by a run that crashed names session keys: the next run removes

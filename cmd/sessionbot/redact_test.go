@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // A URL setting that does not parse must not be quoted back with its password (SPEC §11
@@ -62,26 +63,17 @@ func TestRestoreFailureShowsNoSessionID(t *testing.T) {
 	tg := newTarget(t)
 	tg.env["REDIS_URL"] = tg.srv.URL() + "?max_retries=-1"
 	ids := []string{"a1b2c3d4-bearer-credential-0001", "a1b2c3d4-bearer-credential-0002"}
-	w, err := cleanup.CreateBackup(t.TempDir(), "incident", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		v := `{"user_id":"auth0|1","auth_method":"oauth2","expires_at":"2099-01-01T00:00:00Z"}`
-		if err := w.Write(cleanup.BackupRecord{Key: "session:" + id, Value: []byte(v), PTTL: time.Hour}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	v := []byte(`{"user_id":"auth0|1","auth_method":"oauth2","expires_at":"2099-01-01T00:00:00Z"}`)
+	path := testkit.WriteBackup(t, t.TempDir(), "incident",
+		cleanup.BackupRecord{Key: "session:" + ids[0], Value: v, PTTL: time.Hour},
+		cleanup.BackupRecord{Key: "session:" + ids[1], Value: v, PTTL: time.Hour})
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	var out, errb syncBuffer
+	var out, errb testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(context.Background(), []string{"restore", w.Path(), "--reason", "undo"},
+		done <- run(context.Background(), []string{"restore", path, "--reason", "undo"},
 			func(k string) string { return tg.env[k] }, pr, &out, &errb)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -95,6 +87,7 @@ func TestRestoreFailureShowsNoSessionID(t *testing.T) {
 	if _, err := io.WriteString(pw, "2\n"); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	select {
 	case err = <-done:
 	case <-time.After(30 * time.Second):

@@ -22,6 +22,7 @@ import (
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 const (
@@ -36,7 +37,7 @@ const (
 // serveReplica is one `sessionbot serve` process.
 type serveReplica struct {
 	env            map[string]string
-	stdout, stderr *syncBuffer
+	stdout, stderr *testkit.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan error
 	metricsAddr    string
@@ -88,7 +89,7 @@ func newServeFleet(t *testing.T, n int, sessions int, extra map[string]string) *
 	f.ops = f.slack.ChannelID("#sre-ops")
 	dir := t.TempDir()
 	for i := range n {
-		r := &serveReplica{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), metricsAddr: freeAddr(t)}
+		r := &serveReplica{stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}, done: make(chan error, 1), metricsAddr: freeAddr(t)}
 		r.env = map[string]string{
 			"SLACK_APP_TOKEN": f.slack.AppToken(), "SLACK_BOT_TOKEN": f.slack.BotToken(), "SLACK_API_URL": f.slack.APIURL(),
 			"SLACK_TEAM_ID": slacktest.DefaultTeamID, "OPERATORS": repAlice, "APPROVERS": repBob + "," + repCarol,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // A job's backup may be several files (sessions rewritten while the job ran are backed up
@@ -29,18 +30,11 @@ func TestRestoreReadsEveryRound(t *testing.T) {
 				{"job-n.r2", map[string]string{"session:rewritten": `{"v":2}`, "session:late": `{"v":2}`}},
 			}
 			for _, r := range rounds {
-				w, err := cleanup.CreateBackup(dir, r.name, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				var recs []cleanup.BackupRecord
 				for k, v := range r.recs {
-					if err := w.Write(cleanup.BackupRecord{Key: k, Value: []byte(v), PTTL: time.Hour}); err != nil {
-						t.Fatal(err)
-					}
+					recs = append(recs, cleanup.BackupRecord{Key: k, Value: []byte(v), PTTL: time.Hour})
 				}
-				if err := w.Close(); err != nil {
-					t.Fatal(err)
-				}
+				testkit.WriteBackup(t, dir, r.name, recs...)
 			}
 			ref := tt.ref
 			if ref != "job-n" {

@@ -12,6 +12,7 @@ import (
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 func freeAddr(t *testing.T) string {
@@ -44,7 +45,7 @@ func TestServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
