@@ -463,8 +463,8 @@ func TestTwoOfTwoApprovals(t *testing.T) {
 	wantContains(t, "Refused", strings.Join(h.audited("Refused"), "\n"),
 		"| User: "+bob+" (bob) | Action: approve | Request: "+id+" | Why: already approved by this approver",
 		"| User: "+alice+" (alice) | Action: approve | Request: "+id+" | Why: self-approval")
-	if outs := h.notifier.all(); len(outs) != 1 || outs[0].Approver == nil || outs[0].Approver.ID != dave {
-		t.Errorf("outcomes = %+v; want one, naming dave (whose approval started it)", outs)
+	if outs := h.notifier.all(); len(outs) != 1 || len(outs[0].Approvals) != 2 || outs[0].Approvals[0].ID != bob || outs[0].Approvals[1].ID != dave {
+		t.Errorf("outcomes = %+v; want one, naming bob and dave, in the order they approved", outs)
 	}
 	h.press(bob, "approve", id)
 	wantContains(t, "late approval", h.chat.lastEphemeral(bob), "already ran")

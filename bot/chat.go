@@ -90,7 +90,7 @@ type JobOutcome struct {
 	Scope     string         // cleanup.Filter.Scope()
 	Reason    string
 	Requester Person
-	Approver  *Person // nil when no approval was needed
+	Approvals []Person // who approved, in order; none when no approval was needed
 	Executor  Person
 	Report    cleanup.Report
 	Failed    bool   // the run stopped on an error

@@ -324,14 +324,10 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 	if b.notify != nil {
 		o := JobOutcome{
 			JobID: job.ID, Mode: string(job.Mode), Filter: req.Filter, Scope: job.Scope, Reason: job.Reason,
-			Requester: job.Requester, Executor: job.Executor,
+			Requester: job.Requester, Approvals: job.Approvals, Executor: job.Executor,
 			Report: rep, Failed: status == StatusFailed, Error: errText,
 			Partial: req.Filter.All && status != StatusDone && out.changed() > 0,
 			Target:  job.Target, Thread: req.Ref, UserIDs: users.sorted(), At: now,
-		}
-		if n := len(job.Approvals); n > 0 {
-			// Notifications name one approver: the one whose approval started the job.
-			o.Approver = &job.Approvals[n-1]
 		}
 		if req.Filter.UserID != "" {
 			for _, u := range rep.Users {

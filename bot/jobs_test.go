@@ -58,7 +58,7 @@ func TestProcedure1ExpiredCleanup(t *testing.T) {
 		t.Errorf("Request Created lines = %q; want 1", h.audited("Request Created"))
 	}
 	outs := h.notifier.all()
-	if len(outs) != 1 || outs[0].Mode != "execute" || outs[0].Report.Deleted != 45 || outs[0].Approver != nil || outs[0].Failed {
+	if len(outs) != 1 || outs[0].Mode != "execute" || outs[0].Report.Deleted != 45 || len(outs[0].Approvals) != 0 || outs[0].Failed {
 		t.Errorf("notifier got %+v; want one execute outcome with 45 deleted", outs)
 	}
 	// A second press after the decision does nothing but say so.
@@ -127,7 +127,7 @@ func TestProcedure2MassLogout(t *testing.T) {
 		t.Fatalf("notifier got %d outcomes; want 1", len(outs))
 	}
 	o := outs[0]
-	if o.Mode != "all" || o.Approver == nil || o.Approver.ID != bob || o.Requester.ID != alice || o.Reason != "incident 42: session secret leaked" {
+	if o.Mode != "all" || len(o.Approvals) != 1 || o.Approvals[0].ID != bob || o.Requester.ID != alice || o.Reason != "incident 42: session secret leaked" {
 		t.Errorf("outcome = %+v", o)
 	}
 	want := filepath.Join(h.backupDir, o.JobID+".jsonl.gz")

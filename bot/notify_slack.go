@@ -122,7 +122,7 @@ func (s *DirectMessageSink) Deliver(ctx context.Context, o JobOutcome) error {
 func massLogoutMessage(o JobOutcome) Message {
 	d := o.MassLogoutNotice()
 	d.Reason = userText(d.Reason)
-	ctx := []string{"Job `" + o.JobID + "` · requested by " + notifyPersonRef(o.Requester) + notifyApprovedBy(o.Approver)}
+	ctx := []string{"Job `" + o.JobID + "` · requested by " + notifyPersonRef(o.Requester) + notifyApprovedBy(o.Approvals)}
 	if o.Target != "" {
 		ctx = append(ctx, "Target: `"+o.Target+"`")
 	}
@@ -188,8 +188,8 @@ func summaryMessage(o JobOutcome) Message {
 	}
 	lines = append(lines, "*Reason:* "+notifyDash(userText(o.Reason)))
 	people := "*Requested by:* " + notifyPersonRef(o.Requester)
-	if o.Approver != nil {
-		people += " · *Approved by:* " + notifyPersonRef(*o.Approver)
+	if len(o.Approvals) > 0 {
+		people += " · *Approved by:* " + notifyPeopleRef(o.Approvals)
 	}
 	if o.Executor.ID != "" {
 		people += " · *Executed by:* " + notifyPersonRef(o.Executor)

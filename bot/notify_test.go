@@ -53,10 +53,9 @@ func (f *notifyFixture) outcome(t *testing.T, mode, scope string) JobOutcome {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approver := &Person{ID: "U0BOB", Name: "bob"}
 	return JobOutcome{
 		JobID: "J1", Mode: mode, Scope: scope, Reason: "session secret rotated",
-		Requester: Person{ID: "U0ALICE", Name: "alice"}, Approver: approver, Executor: Person{ID: "U0BOB", Name: "bob"},
+		Requester: Person{ID: "U0ALICE", Name: "alice"}, Approvals: []Person{{ID: "U0BOB", Name: "bob"}}, Executor: Person{ID: "U0BOB", Name: "bob"},
 		Report: cleanup.Report{Mode: mode, Scanned: 1500, Matched: 1500, Deleted: 1500, DeletedValid: 1400,
 			Start: time.Date(2025, 11, 26, 10, 0, 0, 0, time.UTC), End: time.Date(2025, 11, 26, 10, 0, 3, 0, time.UTC)},
 		Target: "127.0.0.1:6379", Thread: ref, At: time.Date(2025, 11, 26, 10, 0, 3, 0, time.UTC),
@@ -140,7 +139,7 @@ func TestAnnouncerFailedRunTriggersAlertAndNextSuccessResolvesIt(t *testing.T) {
 	}
 
 	ok := f.outcome(t, "execute", "expired_only")
-	ok.Approver = nil
+	ok.Approvals = nil
 	f.n.JobFinished(context.Background(), ok)
 	f.n.Wait()
 	if got := f.pd.AlertStatus(testRoutingKey, key); got != "resolved" {
@@ -235,7 +234,7 @@ func TestAnnouncerDMsAffectedUsersWithoutPostingTheirEmail(t *testing.T) {
 	f.slack.AddUser("U0CAROL", "carol", "carol@example.com")
 	o := f.outcome(t, "execute", "user_id=auth0|123")
 	o.Filter = cleanup.Filter{UserID: "auth0|123"}
-	o.Approver = nil
+	o.Approvals = nil
 	o.AffectedUsers = []AffectedUser{{UserID: "auth0|123", Email: "carol@example.com"}, {UserID: "auth0|123", Email: "Carol@example.com"},
 		{UserID: "auth0|999", Email: "ghost@example.com"}}
 	f.n.JobFinished(context.Background(), o)

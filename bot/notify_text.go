@@ -103,8 +103,12 @@ func (o JobOutcome) Details() map[string]any {
 		"duration":      r.Duration().Round(time.Millisecond).String(),
 		"failed":        o.Failed,
 	}
-	if o.Approver != nil {
-		d["approver"] = PersonText(*o.Approver)
+	if len(o.Approvals) > 0 {
+		names := make([]string, len(o.Approvals))
+		for i, p := range o.Approvals {
+			names[i] = PersonText(p)
+		}
+		d["approver"] = strings.Join(names, ", ")
 	}
 	if o.Failed {
 		d["error"] = o.Error
@@ -150,11 +154,20 @@ func PersonText(p Person) string {
 	return p.ID + " (" + p.Name + ")"
 }
 
-func notifyApprovedBy(p *Person) string {
-	if p == nil {
+func notifyApprovedBy(approvals []Person) string {
+	if len(approvals) == 0 {
 		return ""
 	}
-	return " · approved by " + notifyPersonRef(*p)
+	return " · approved by " + notifyPeopleRef(approvals)
+}
+
+// notifyPeopleRef names each person (mentions), comma-separated.
+func notifyPeopleRef(people []Person) string {
+	refs := make([]string, len(people))
+	for i, p := range people {
+		refs[i] = notifyPersonRef(p)
+	}
+	return strings.Join(refs, ", ")
 }
 
 func notifyDash(s string) string {

@@ -220,8 +220,13 @@ func body(o bot.JobOutcome) string {
 	d.Reason = cleanup.InertLine(d.Reason) // one line: it cannot add sections to the notice
 	text := mrkdwnLabel.ReplaceAllString(templates.MassLogout(d), "$1")
 	people := "Requested by " + bot.PersonText(o.Requester)
-	if o.Approver != nil {
-		people += ", approved by " + bot.PersonText(*o.Approver)
+	for i, p := range o.Approvals {
+		if i == 0 {
+			people += ", approved by "
+		} else {
+			people += " and "
+		}
+		people += bot.PersonText(p)
 	}
 	lines := []string{text, "", "-- ", "Job " + cleanup.InertLine(o.JobID) + ". " + cleanup.InertLine(people) + "."}
 	if o.Target != "" {
