@@ -127,6 +127,15 @@ func (s *scanState) noteRestart(addr string) {
 	s.mu.Unlock()
 }
 
+// nodeName names a master in reports: its address, or for a Sentinel target (whose client's
+// address is go-redis's placeholder "FailoverClient") the target's name, sentinel:<master>.
+func (e *Engine) nodeName(node *redis.Client) string {
+	if addr := node.Options().Addr; addr != "FailoverClient" {
+		return addr
+	}
+	return e.t.Name()
+}
+
 // errBudget stops a scan that reached its key budget; it is not a failure.
 var errBudget = errors.New("key budget reached")
 
@@ -213,7 +222,7 @@ func (e *Engine) scanNode(ctx context.Context, node *redis.Client, p pacing, st 
 		if id == run {
 			return nil
 		}
-		st.noteRestart(node.Options().Addr)
+		st.noteRestart(e.nodeName(node))
 	}
 }
 
@@ -226,7 +235,7 @@ const runIDEvery = 8
 // the last SCAN.
 func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st *scanState, fn batchFunc) (string, error) {
 	match := matchPattern(e.t.prefix)
-	addr := node.Options().Addr
+	addr := e.nodeName(node)
 
 	type batch struct{ keys []string }
 	var (

@@ -340,3 +340,47 @@ func TestRestartKeepingData(t *testing.T) {
 		t.Error("no INCR failed: the restart happened while nobody was writing")
 	}
 }
+
+// A Sentinel deployment starts with its replica known, and a failover swaps the roles: a key
+// written before it is read back through a Sentinel-aware client after it.
+func TestSentinelFailover(t *testing.T) {
+	d := NewSentinel(t)
+	ctx := context.Background()
+	c := d.Client()
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := d.Master()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replication is asynchronous and a Sentinel failover does not wait for it: make sure the
+	// replica has k before promoting it.
+	if n, err := before.Client().Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	if err := d.Failover(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := d.Master()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before {
+		t.Fatalf("master is still %s after Failover", before.Addr())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Set(ctx, "k2", "v2", 0).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write through the Sentinel client after the failover: %v", err)
+		}
+	}
+	if v, err := after.Client().Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Errorf("GET k on the new master = %q, %v; want v", v, err)
+	}
+}

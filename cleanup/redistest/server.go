@@ -40,6 +40,9 @@ type Options struct {
 	Args []string
 	// Cluster enables cluster mode (node timeout 2000 ms); StartCluster sets it.
 	Cluster bool
+	// SentinelConfig, when set, starts a Sentinel (redis-server sentinel.conf --sentinel) whose
+	// configuration file holds these lines; StartSentinel sets it.
+	SentinelConfig string
 }
 
 // Server is one redis-server process on 127.0.0.1. Its methods are safe for concurrent use.
@@ -249,6 +252,11 @@ func (s *Server) removeDirLocked() {
 }
 
 func (s *Server) args() []string {
+	if s.opts.SentinelConfig != "" {
+		// Sentinel rewrites its configuration file, so it lives in the server's directory.
+		return append([]string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel",
+			"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", s.dir}, s.opts.Args...)
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -281,6 +289,14 @@ func (s *Server) launch(deadline time.Time) error {
 			return fmt.Errorf("redistest: %w", err)
 		}
 		s.dir = dir
+	}
+	if s.opts.SentinelConfig != "" {
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(conf, []byte(s.opts.SentinelConfig), 0o600); err != nil {
+				return fmt.Errorf("redistest: %w", err)
+			}
+		}
 	}
 	logPath := filepath.Join(s.dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
