@@ -369,3 +369,14 @@ func (e BackupCompleted) Event(t time.Time, num func(int64) string) AuditEvent {
 	f.opt("Reason", e.Reason)
 	return f.event(t, EventBackupCompleted)
 }
+
+// On returns the event with the target it happened on as its last field (Target: NAME), so
+// that every line of a bot or command line serving several targets says which one; an empty
+// target leaves the event as it is (a refusal before any target was chosen).
+func (e AuditEvent) On(target string) AuditEvent {
+	if target == "" {
+		return e
+	}
+	e.Fields = append(append([]AuditField(nil), e.Fields...), AuditField{Name: "Target", Value: target})
+	return e
+}

@@ -112,6 +112,9 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 		c = redis.NewClient(opt)
 		name = fmt.Sprintf("%s/%d", opt.Addr, opt.DB)
 	}
+	if cfg.Name != "" {
+		name = cfg.Name
+	}
 	t := NewTarget(c, cfg.Prefix, name)
 	t.Exclude(StateNamespace)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
