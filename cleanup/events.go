@@ -371,10 +371,11 @@ func (e BackupCompleted) Event(t time.Time, num func(int64) string) AuditEvent {
 }
 
 // On returns the event with the target it happened on as its last field (Target: NAME), so
-// that every line of a bot or command line serving several targets says which one; an empty
-// target leaves the event as it is (a refusal before any target was chosen).
+// that every line of a bot or command line serving named targets (TARGETS_FILE) says which one.
+// An empty target (a refusal before any target was chosen) and the single target the REDIS_*
+// variables define (DefaultTargetName) leave the line as the runbook writes it.
 func (e AuditEvent) On(target string) AuditEvent {
-	if target == "" {
+	if target == "" || target == DefaultTargetName {
 		return e
 	}
 	e.Fields = append(append([]AuditField(nil), e.Fields...), AuditField{Name: "Target", Value: target})

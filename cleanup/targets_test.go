@@ -163,7 +163,9 @@ func TestAuditEventOn(t *testing.T) {
 	if got, want := ev.On("prod-eu").String(), "2025-11-26T10:00:00Z | Cleanup Completed | Deleted: 3 | Kept: 0 | Errors: 0 | Target: prod-eu"; got != want {
 		t.Errorf("On(prod-eu) = %q; want %q", got, want)
 	}
-	if got := ev.On("").String(); strings.Contains(got, "Target") {
-		t.Errorf("On(\"\") = %q; want no Target field", got)
+	for _, target := range []string{"", DefaultTargetName} {
+		if got := ev.On(target).String(); strings.Contains(got, "Target") {
+			t.Errorf("On(%q) = %q; want no Target field (the runbook's line)", target, got)
+		}
 	}
 }

@@ -85,7 +85,7 @@ func runBackup(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+	spec := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
 	if out != "" {
 		if spec.Dir, spec.JobID, err = backupTarget(out); err != nil {
 			return c.asUsage(err)

@@ -198,7 +198,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		spec.Selection = sel
 	}
 	if decision.Backup {
-		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
 		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
 	}
 	bar = newProgressBar(c.stderr, isTerminal(c.stderr), plan.Found, "deleted")
@@ -229,7 +229,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 }
 
 // logFailed audits a run that stopped early or failed, with what it deleted so far.
-func (c *cli) logFailed(audit *cleanup.Auditor, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
+func (c *cli) logFailed(audit *auditLog, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
 	why := "errors during the run"
 	if err != nil {
 		why = cleanup.RedactKeys(err.Error(), prefix)
@@ -251,11 +251,16 @@ func pacingOverride[T int | time.Duration](v T) T {
 	return v
 }
 
-// newJobID names one CLI run (and its backup file): time-ordered, unique enough per host.
-func newJobID() string {
+// newJobID names one CLI run on target (and its backup file): time-ordered, unique enough per
+// host; a named target's name is in it, the default target's is not.
+func newJobID(target string) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return "cli-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	prefix := "cli-"
+	if target != "" && target != cleanup.DefaultTargetName {
+		prefix += target + "-"
+	}
+	return prefix + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // backupName is the file a BackupSpec produces.

@@ -65,7 +65,10 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 
-	demo := c.getenv("REDIS_URL") == "" && c.getenv("REDIS_CLUSTER_ADDRS") == "" && c.getenv("REDIS_SENTINEL_ADDRS") == ""
+	// With TARGETS_FILE the console serves the one --target names.
+	cfg = cfg.forTarget(c.target)
+	demo := c.getenv("REDIS_URL") == "" && c.getenv("REDIS_CLUSTER_ADDRS") == "" && c.getenv("REDIS_SENTINEL_ADDRS") == "" &&
+		c.getenv("TARGETS_FILE") == ""
 	if demo {
 		url, stop, err := startDemoRedis(ctx)
 		if err != nil {
@@ -92,13 +95,13 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer audit.Close()
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	t, err := c.dial(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+		return err
 	}
 	defer t.Close()
 	if !demo {
-		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
+		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", targetText(t), t.Prefix())
 	}
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
@@ -122,7 +125,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
-		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup, Policy: cfg.Policy, State: state,
+		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit.Auditor, Backup: cfg.Backup, Policy: cfg.Policy, State: state,
 	}, opts)
 	if errors.Is(err, context.Canceled) {
 		return nil

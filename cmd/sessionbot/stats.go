@@ -66,9 +66,9 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	t, err := c.dial(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+		return err
 	}
 	defer t.Close()
 	s, err := cleanup.NewEngine(t, cfg.Engine).Stats(ctx, 0)
@@ -90,7 +90,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 		return enc.Encode(out)
 	}
 	w := c.stdout
-	fmt.Fprintf(w, "Target: %s (session keys %s*)\n", t.Name(), t.Prefix())
+	fmt.Fprintf(w, "Target: %s (session keys %s*)\n", targetText(t), t.Prefix())
 	fmt.Fprintf(w, "Found %d total session keys\n", s.Total)
 	fmt.Fprintf(w, "  expired (expires_at in the past): %d\n", s.Expired)
 	fmt.Fprintf(w, "  orphans (no TTL, TTL = -1):       %d\n", s.Orphans)
