@@ -146,3 +146,33 @@ func TestE2ETargets(t *testing.T) {
 	}
 	e.assertNoLeaks()
 }
+
+// A target's own approvers decide its requests: an APPROVERS member who is not one of them is
+// refused (and audited), one of them approves, and the job runs on that target.
+func TestTargetApprovers(t *testing.T) {
+	h := newHarness(t, func(h *harness, d *Deps) {
+		d.Targets = []Target{{Name: "prod-us", Engine: h.engine, Policy: defaultPolicy, Approvers: []string{dave}}}
+		d.Engine = nil
+	})
+	h.seed(sessionSpec{n: 20})
+	id, ref := h.requestAll()
+	if m := FormatText(h.chat.msg(ref)); !strings.Contains(m, "@"+dave) || strings.Contains(m, "@"+bob) {
+		t.Errorf("approval card names the wrong approvers:\n%s", m)
+	}
+	h.press(bob, "approve", id)
+	if got := h.chat.lastEphemeral(bob); !strings.Contains(got, "Only approvers") {
+		t.Errorf("bob (APPROVERS, not prod-us's) was told %q; want a refusal", got)
+	}
+	if n := h.sessionCount(); n != 20 {
+		t.Fatalf("after a refused approval %d sessions; want 20", n)
+	}
+	refused := h.audited(cleanup.EventRefused)
+	if len(refused) != 1 || !strings.Contains(refused[0], "not in APPROVERS") || !strings.HasSuffix(refused[0], " | Target: prod-us") {
+		t.Errorf("Refused lines = %q; want bob's, on prod-us", refused)
+	}
+	h.press(dave, "approve", id)
+	if n := h.sessionCount(); n != 0 {
+		t.Errorf("after dave's approval %d sessions; want 0", n)
+	}
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Target: `prod-us`", "job-prod-us-")
+}

@@ -35,6 +35,7 @@ Flags:
   --out FILE       where to write; must end in .jsonl.gz (default BACKUP_DIR/<job-id>.jsonl.gz)
   --reason TEXT    why; recorded in the audit log (required with --all)
   --as NAME        your name for the audit log
+  --target NAME    the TARGETS_FILE target (needed when the file names several)
   filters          --expired --orphans --auth-method M --user-id U --session-id S
                    --older-than D --all (see sessionbot cleanup --help)
   --help           this text

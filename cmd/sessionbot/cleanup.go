@@ -43,6 +43,7 @@ Options:
   --pause D              pause between batches (default BATCH_PAUSE; 0: none)
   --max-rate N           at most N keys/second (default MAX_KEYS_PER_SECOND; 0: no limit)
   --as NAME              your name for the audit log when sudo or a shared account hides it
+  --target NAME          the TARGETS_FILE target to act on (needed when the file names several)
   --help                 this text
 
 Safety:
@@ -92,7 +93,8 @@ Examples (runbook procedures):
   sessionbot cleanup --auth-method oauth2 --older-than 7d --dry-run
 
 Environment: REDIS_URL (default redis://localhost:6379/0) | REDIS_CLUSTER_ADDRS |
-  REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER (set one), SESSION_KEY_PREFIX, BATCH_SIZE,
+  REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER (set one), or TARGETS_FILE (named targets;
+  choose one with --target NAME), SESSION_KEY_PREFIX, BATCH_SIZE,
   BATCH_PAUSE, MAX_KEYS_PER_SECOND, APPROVAL_THRESHOLD, BACKUP_DIR, BACKUP_AGE_RECIPIENTS,
   AUDIT_LOG, AUDIT_SYSLOG_ADDR.
 

@@ -34,6 +34,7 @@ Usage: sessionbot console [--as USER]
 
 Flags:
   --as USER    act as this user (a name or a U… id); fixed for the session on a real Redis
+  --target NAME  the TARGETS_FILE target the console serves (needed when the file names several)
   --help       this text
 
 Example session:
@@ -53,7 +54,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return c.asUsage(err)
 	}
 	if len(args) > 0 {
-		return c.asUsage(fmt.Errorf("unknown argument %q: console takes only --as USER", shorten(args[0])))
+		return c.asUsage(fmt.Errorf("unknown argument %q: console takes only --as USER and --target NAME", shorten(args[0])))
 	}
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
 	bcfg, botErr := bot.LoadConfig(ctx, envconfig.LookuperFunc(func(k string) (string, bool) {
@@ -124,8 +125,15 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			opts.User = opts.Operator
 		}
 	}
+	// The console serves one target, with that target's own approvers when TARGETS_FILE names them.
+	target := bot.Target{Name: t.Name(), Engine: cleanup.NewEngine(t, cfg.Engine), Policy: cfg.Policy}
+	for _, spec := range cfg.Targets {
+		if spec.Name == cfg.Redis.Name {
+			target.Approvers = spec.Approvers
+		}
+	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
-		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit.Auditor, Backup: cfg.Backup, Policy: cfg.Policy, State: state,
+		Config: bcfg, Targets: []bot.Target{target}, Auditor: audit.Auditor, Backup: cfg.Backup, State: state,
 	}, opts)
 	if errors.Is(err, context.Canceled) {
 		return nil

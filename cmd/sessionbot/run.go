@@ -128,7 +128,8 @@ Commands:
 	fmt.Fprintf(&b, "  %-9s %s\n", "version", "print the version (also --version)")
 	b.WriteString(`
 Exit status: 0 done, 1 failed, partial or aborted, 2 bad command line or configuration.
-Configuration comes from the environment; see sessionbot cleanup --help.
+Configuration comes from the environment; see sessionbot cleanup --help. With TARGETS_FILE
+(several named Redis targets) every command but serve takes --target NAME.
 `)
 	return b.String()
 }

@@ -19,10 +19,11 @@ Scans every session key once (SCAN, small batches, one command at a time per nod
 the total, the TTL distribution (-1 = no TTL, then buckets), sessions by auth_method, orphans
 (no TTL), expired (expires_at in the past), malformed values and memory use. Nothing is changed.
 
-Usage: sessionbot stats [--json]
+Usage: sessionbot stats [--json] [--target NAME]
 
 Flags:
   --json     one JSON object on stdout, for scripts and dashboards
+  --target NAME  the TARGETS_FILE target (needed when the file names several)
   --help     this text
 
 Examples:
@@ -58,7 +59,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	asJSON := false
 	for _, a := range args {
 		if a != "--json" {
-			return c.asUsage(fmt.Errorf("unknown flag %q: stats takes only --json", shorten(a)))
+			return c.asUsage(fmt.Errorf("unknown flag %q: stats takes only --json and --target NAME", shorten(a)))
 		}
 		asJSON = true
 	}
