@@ -120,6 +120,9 @@ func New(d Deps) (*Bot, error) {
 		return nil, err
 	}
 	ts.named = named
+	for _, t := range ts.list {
+		d.Metrics.InitTargets(t.Name)
+	}
 	if d.State == nil {
 		d.State = ts.list[0].Engine.Target().Client()
 	}

@@ -138,7 +138,7 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 	}
 	_ = b.recordOn(job.Target, cleanup.CleanupFailed{User: personText(job.Executor),
 		Mode: string(job.Mode), Filters: job.Scope, Done: cleanup.Report{}, Job: job.ID, Error: why}.Event(b.now(), num))
-	b.metrics.CleanupFinished(string(job.Mode), "failed", 0, 0)
+	b.metrics.CleanupFinished(job.Target, string(job.Mode), "failed", 0, 0)
 	b.showDecided(ctx, req, notStartedMessage(req, why))
 }
 
@@ -324,7 +324,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 	if req.Origin != nil {
 		b.showReport(ctx, *req.Origin, msg, job.ID, job.Target)
 	}
-	b.metrics.CleanupFinished(string(job.Mode), result, out.changed(), rep.Duration())
+	b.metrics.CleanupFinished(job.Target, string(job.Mode), result, out.changed(), rep.Duration())
 
 	if b.notify != nil {
 		o := JobOutcome{

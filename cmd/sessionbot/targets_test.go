@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,9 +143,10 @@ func TestServeTargets(t *testing.T) {
 	}
 	slack := slacktest.New(t)
 	slack.AddUser("UALICE", "alice", "alice@example.com")
+	metricsAddr := freeAddr(t)
 	env := map[string]string{
 		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
-		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": freeAddr(t),
+		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
 	}
 	for k, v := range us.env {
 		env[k] = v
@@ -178,6 +181,22 @@ func TestServeTargets(t *testing.T) {
 	if !strings.Contains(stdout.String(), "Cleanup Completed | Deleted: 45 | Kept: 105 | Errors: 0 | Skipped: 0 | Job: job-prod-eu-") ||
 		!strings.Contains(stdout.String(), "| Target: prod-eu\n") {
 		t.Errorf("audit lines do not name prod-eu:\n%s", stdout.String())
+	}
+	// The job is counted once its report is out: poll.
+	metrics := func() string {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	slacktest.WaitFor(t, func() bool {
+		return strings.Contains(metrics(), `sessionbot_cleanups_total{mode="execute",result="completed",target="prod-eu"} 1`)
+	}, 10*time.Second)
+	if m := metrics(); !strings.Contains(m, `sessionbot_cleanups_total{mode="execute",result="completed",target="prod-us"} 0`) {
+		t.Errorf("/metrics lacks prod-us's zero-valued series:\n%.3000s", m)
 	}
 	cancel()
 	select {
