@@ -175,4 +175,17 @@ func TestTargetApprovers(t *testing.T) {
 		t.Errorf("after dave's approval %d sessions; want 0", n)
 	}
 	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Target: `prod-us`", "job-prod-us-")
+
+	// status and help take --target too; an unknown one is refused with the names.
+	lastShown := func() string {
+		h.chat.mu.Lock()
+		defer h.chat.mu.Unlock()
+		return FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	}
+	h.command(alice, "status --target prod-us")
+	wantContains(t, "status", lastShown(), "job-prod-us-", "on `prod-us`")
+	h.command(alice, "status --target prod-eu")
+	wantContains(t, "status of an unknown target", h.chat.lastEphemeral(alice), `Unknown target "prod-eu"; the targets are prod-us`, "Nothing was done")
+	h.command(alice, "help")
+	wantContains(t, "help", lastShown(), "--target NAME", "the only target is `prod-us`")
 }
