@@ -95,7 +95,8 @@ func New(d Deps) (*Bot, error) {
 	}
 	if len(d.Targets) == 0 {
 		if d.Engine == nil {
-			errs = append(errs, errors.New("bot: Engine is required"))
+			// newTargets validates the policy of the target Engine makes.
+			errs = append(errs, errors.New("bot: Engine is required"), d.Policy.Validate())
 		} else {
 			d.Targets = []Target{{Name: d.Engine.Target().Name(), Engine: d.Engine, Policy: d.Policy}}
 		}
@@ -223,8 +224,12 @@ func (b *Bot) spawnPreview(ctx context.Context, c Command, t *target, fn func(ct
 	case t.previews <- struct{}{}:
 		held = true
 	default:
+		where := "this target"
+		if len(b.targets.list) > 1 {
+			where = "target `" + t.Name + "`"
+		}
 		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: fmt.Sprintf(
-			"%d previews are running on target `%s`; yours starts when one finishes.", cap(t.previews), t.Name)})
+			"%d previews are running on %s; yours starts when one finishes.", cap(t.previews), where)})
 	}
 	ok := b.spawn(func(ctx context.Context) {
 		defer b.previews.Done()
@@ -294,9 +299,13 @@ func (b *Bot) record(ev cleanup.AuditEvent) error {
 	return nil
 }
 
-// recordOn writes one audit line of work on target (its Target: field); see record.
+// recordOn writes one audit line of work on target: with its Target: field when the bot's targets
+// are named (Deps.Targets); see record.
 func (b *Bot) recordOn(target string, ev cleanup.AuditEvent) error {
-	return b.record(ev.On(target))
+	if b.targets.named {
+		ev = ev.On(target)
+	}
+	return b.record(ev)
 }
 
 // orNow is now, or time.Now when nil.
