@@ -217,12 +217,30 @@ func (b *Bot) act(ctx context.Context, id string, p presser, action string) stri
 		} else if err != nil {
 			return b.safeText("load request", err)
 		}
-		d := decide(req, p, action, b.now())
+		d := decide(req, b.onRequest(ctx, req, p), action, b.now())
 		if text, done := b.perform(ctx, req, d, action); done {
 			return text
 		}
 	}
 	return b.safeText("decide", fmt.Errorf("request %s changed %d times while deciding", id, maxRounds))
+}
+
+// onRequest is p as an approver of req's target: req.Approvers, the target's approvers (or
+// APPROVERS) when the request was made, decide who may approve it. A request stored without
+// them falls back to p's standing.
+func (b *Bot) onRequest(ctx context.Context, req *Request, p presser) presser {
+	if req != nil && !p.Foreign && len(req.Approvers) > 0 {
+		p.Approver = b.access.in(ctx, req.Approvers, p.ID)
+	}
+	return p
+}
+
+// targetOf is the name of req's target for its audit lines ("" for no request).
+func targetOf(req *Request) string {
+	if req == nil {
+		return ""
+	}
+	return req.Target
 }
 
 // perform carries out d on req. done is false when req changed since it was read, so that
@@ -231,7 +249,7 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 	now := b.now()
 	switch d.Do {
 	case doRefuse:
-		_ = b.record(*d.Audit)
+		_ = b.recordOn(targetOf(req), *d.Audit)
 		if action == "approve" || action == "reject" {
 			b.metrics.Approval("refused")
 		}
@@ -260,7 +278,7 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 		switch res {
 		case approveCounted:
 			b.metrics.Approval("approved")
-			_ = b.record(*d.Audit)
+			_ = b.recordOn(req.Target, *d.Audit)
 			b.showCards(ctx, req, d)
 			b.settleCard(ctx, req.ID, len(req.Approvals)+1)
 			return d.Text, true
@@ -285,7 +303,7 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 		if d.Do == doReject {
 			b.metrics.Approval("rejected")
 		}
-		_ = b.record(*d.Audit)
+		_ = b.recordOn(req.Target, *d.Audit)
 		b.showCards(ctx, req, d)
 		return d.Text, true
 	}
@@ -306,7 +324,7 @@ func (b *Bot) startText(ctx context.Context, req *Request, d Decision, action st
 	case err == nil:
 		return ""
 	case errors.As(err, &r):
-		_ = b.record(refusedEvent(b.now(), d.By, action, req.ID, r.why))
+		_ = b.recordOn(req.Target, refusedEvent(b.now(), d.By, action, req.ID, r.why))
 		if d.Do == doApprove {
 			b.metrics.Approval("refused")
 		}
@@ -422,7 +440,7 @@ func (b *Bot) expire(ctx context.Context, req *Request) bool {
 	if req.NeedsApproval {
 		b.metrics.Approval("expired")
 	}
-	_ = b.record(cleanup.Expired{Request: req.ID, Requester: personText(req.Requester), Mode: string(req.Mode),
+	_ = b.recordOn(req.Target, cleanup.Expired{Request: req.ID, Requester: personText(req.Requester), Mode: string(req.Mode),
 		Filters: req.Scope, Reason: req.Reason, ExpiresAt: req.ExpiresAt}.Event(b.now()))
 	req.Status = StatusExpired
 	b.showDecided(ctx, req, expiredMessage(req))

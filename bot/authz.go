@@ -30,10 +30,13 @@ type groupEntry struct {
 	at      time.Time
 }
 
-func newAccess(cfg Config, chat Chat, now func() time.Time, log *slog.Logger) *access {
+// newAccess answers for cfg's OPERATORS and APPROVERS; targetApprovers (the targets' own
+// approvers) may also read and cancel, and approve their targets' requests (decided per request
+// from Request.Approvers).
+func newAccess(cfg Config, targetApprovers []string, chat Chat, now func() time.Time, log *slog.Logger) *access {
 	return &access{
 		operators: ids(cfg.Operators),
-		approvers: ids(cfg.Approvers),
+		approvers: append(ids(cfg.Approvers), targetApprovers...),
 		chat:      chat,
 		now:       now,
 		log:       log,

@@ -23,14 +23,18 @@ const (
 	DefaultLeaseTTL         = 30 * time.Second
 )
 
-// MaxPreviews is how many previews and stats scans a Bot runs at once on its target (SPEC
+// MaxPreviews is how many previews and stats scans a Bot runs at once on each target (SPEC
 // §12.7): more would load production Redis for nobody's benefit. Others wait for a slot.
 const MaxPreviews = 2
 
-// Deps is everything a Bot needs. Chat, Engine and Auditor are required.
+// Deps is everything a Bot needs. Chat, Auditor and Targets (or Engine) are required.
 type Deps struct {
-	Config   Config
-	Chat     Chat
+	Config Config
+	Chat   Chat
+	// Targets are the Redis deployments the bot serves, each with its engine, policy, approvers
+	// and default channels. Empty: one target, Engine with Policy, named after Engine's target.
+	Targets []Target
+	// Engine and Policy make the one target when Targets is empty.
 	Engine   *cleanup.Engine
 	Auditor  *cleanup.Auditor
 	Notifier Notifier // nil: no notifications
@@ -59,10 +63,9 @@ type Deps struct {
 type Bot struct {
 	cfg     Config
 	chat    Chat
-	engine  *cleanup.Engine
+	targets *targets
 	audit   *cleanup.Auditor
 	notify  Notifier
-	policy  cleanup.Policy
 	metrics *Metrics
 	st      *store
 	backup  cleanup.BackupConfig
@@ -82,9 +85,6 @@ type Bot struct {
 	mu       sync.Mutex
 	closed   bool
 	jobs     map[string]context.CancelFunc // jobs running in this process
-
-	// previewSlots holds one token per preview or stats scan running on the target.
-	previewSlots chan struct{}
 }
 
 // New checks deps and returns a Bot.
@@ -93,8 +93,15 @@ func New(d Deps) (*Bot, error) {
 	if d.Chat == nil {
 		errs = append(errs, errors.New("bot: Chat is required"))
 	}
-	if d.Engine == nil {
-		errs = append(errs, errors.New("bot: Engine is required"))
+	if len(d.Targets) == 0 {
+		if d.Engine == nil {
+			// newTargets validates the policy of the target Engine makes.
+			errs = append(errs, errors.New("bot: Engine is required"), d.Policy.Validate())
+		} else {
+			d.Targets = []Target{{Name: d.Engine.Target().Name(), Engine: d.Engine, Policy: d.Policy}}
+		}
+	} else if len(d.Targets) > 1 && d.State == nil {
+		errs = append(errs, errors.New("bot: State is required with more than one target (STATE_REDIS_URL)"))
 	}
 	if d.Auditor == nil {
 		errs = append(errs, errors.New("bot: Auditor is required"))
@@ -102,14 +109,23 @@ func New(d Deps) (*Bot, error) {
 	if err := d.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := d.Policy.Validate(); err != nil {
-		errs = append(errs, err)
+	named := d.Engine == nil
+	for i := range d.Targets {
+		if d.Targets[i].Engine != nil {
+			d.Targets[i].Engine = d.Targets[i].Engine.WithClock(orNow(d.Now))
+		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	ts, err := newTargets(d.Targets, d.Config)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	ts.named = named
+	for _, t := range ts.list {
+		d.Metrics.InitTargets(t.Name)
 	}
 	if d.State == nil {
-		d.State = d.Engine.Target().Client()
+		d.State = ts.list[0].Engine.Target().Client()
 	}
 	if d.Now == nil {
 		d.Now = time.Now
@@ -130,23 +146,21 @@ func New(d Deps) (*Bot, error) {
 	b := &Bot{
 		cfg:           d.Config,
 		chat:          d.Chat,
-		engine:        d.Engine.WithClock(d.Now),
+		targets:       ts,
 		audit:         d.Auditor,
 		notify:        d.Notifier,
-		policy:        d.Policy,
 		metrics:       d.Metrics,
 		st:            newStore(d.State),
 		backup:        d.Backup,
 		now:           d.Now,
 		log:           d.Logger,
-		access:        newAccess(d.Config, d.Chat, d.Now, d.Logger),
+		access:        newAccess(d.Config, ts.approvers(), d.Chat, d.Now, d.Logger),
 		progressEvery: d.ProgressInterval,
 		sweepEvery:    d.SweepInterval,
 		leaseTTL:      d.LeaseTTL,
 		ctx:           ctx,
 		stop:          stop,
 		jobs:          map[string]context.CancelFunc{},
-		previewSlots:  make(chan struct{}, MaxPreviews),
 	}
 	return b, nil
 }
@@ -202,33 +216,37 @@ func (b *Bot) spawn(fn func(ctx context.Context)) bool {
 }
 
 // spawnPreview is spawn for previews and stats, which waitPreviews waits for. fn runs once one of
-// the target's MaxPreviews slots is free; when none is, the person who asked (c) is told so first.
-func (b *Bot) spawnPreview(ctx context.Context, c Command, fn func(ctx context.Context)) bool {
+// t's MaxPreviews slots is free; when none is, the person who asked (c) is told so first.
+func (b *Bot) spawnPreview(ctx context.Context, c Command, t *target, fn func(ctx context.Context)) bool {
 	b.previews.Add(1)
 	held := false
 	select {
-	case b.previewSlots <- struct{}{}:
+	case t.previews <- struct{}{}:
 		held = true
 	default:
+		where := "this target"
+		if len(b.targets.list) > 1 {
+			where = "target `" + t.Name + "`"
+		}
 		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: fmt.Sprintf(
-			"%d previews are running on this target; yours starts when one finishes.", cap(b.previewSlots))})
+			"%d previews are running on %s; yours starts when one finishes.", cap(t.previews), where)})
 	}
 	ok := b.spawn(func(ctx context.Context) {
 		defer b.previews.Done()
 		if !held {
 			select {
-			case b.previewSlots <- struct{}{}:
+			case t.previews <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
 		}
-		defer func() { <-b.previewSlots }()
+		defer func() { <-t.previews }()
 		fn(ctx)
 	})
 	if !ok {
 		b.previews.Done()
 		if held {
-			<-b.previewSlots
+			<-t.previews
 		}
 	}
 	return ok
@@ -262,7 +280,11 @@ func (b *Bot) safeText(what string, err error) string {
 	_, _ = rand.Read(r[:])
 	ref := hex.EncodeToString(r[:])
 	// Engine and backup errors may name a session key in full; the log gets its short form.
-	b.log.Error(what, "ref", ref, "err", cleanup.RedactKeys(err.Error(), b.engine.Target().Prefix()))
+	msg := err.Error()
+	for _, t := range b.targets.list {
+		msg = cleanup.RedactKeys(msg, t.Engine.Target().Prefix())
+	}
+	b.log.Error(what, "ref", ref, "err", msg)
 	return "internal error (ref " + ref + ")"
 }
 
@@ -275,6 +297,23 @@ func (b *Bot) record(ev cleanup.AuditEvent) error {
 		return err
 	}
 	return nil
+}
+
+// recordOn writes one audit line of work on target: with its Target: field when the bot's targets
+// are named (Deps.Targets); see record.
+func (b *Bot) recordOn(target string, ev cleanup.AuditEvent) error {
+	if b.targets.named {
+		ev = ev.On(target)
+	}
+	return b.record(ev)
+}
+
+// orNow is now, or time.Now when nil.
+func orNow(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
 }
 
 // personText spells a person in audit lines: "U123 (alice)".

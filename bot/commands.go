@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,24 +74,40 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		}
 	}
 
-	switch sub {
-	case "help":
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.policy))
-	case "stats":
-		if len(args) > 0 {
-			say("`stats` takes no arguments. Nothing was done.")
+	// --target NAME is the same on every subcommand; the commands that scan or change a target
+	// need one, from the flag, the channel's default or the only target.
+	name, args, err := cleanup.TakeTarget(args)
+	if err != nil {
+		say(b.safeText("parse target", err) + ". Nothing was done. Try `" + b.cfg.Command + " help`.")
+		return
+	}
+	var t *target
+	if name != "" || sub == "stats" || sub == "cleanup" || sub == "restore" {
+		if t, err = b.targets.resolve(name, c.ChannelID); err != nil {
+			b.refused(who, sub, "", "target: "+err.Error())
+			say(b.safeText("resolve target", err) + ". Nothing was done.")
 			return
 		}
-		b.stats(ctx, c)
+	}
+
+	switch sub {
+	case "help":
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.helpTarget(t, c.ChannelID), b.targets))
+	case "stats":
+		if len(args) > 0 {
+			say("`stats` takes no arguments but `--target NAME`. Nothing was done.")
+			return
+		}
+		b.stats(ctx, c, t)
 	case "cleanup":
 		opts, err := cleanup.ParseArgs(args, false)
 		if err != nil {
 			say(b.safeText("parse cleanup", err) + ". Nothing was done. Try `" + b.cfg.Command + " help`.")
 			return
 		}
-		b.startPreview(ctx, c, who, opts)
+		b.startPreview(ctx, c, who, t, opts)
 	case "status":
-		b.status(ctx, c, args)
+		b.status(ctx, c, t, args)
 	case "cancel":
 		if len(args) != 1 {
 			say("Usage: `" + b.cfg.Command + " cancel JOB_ID` (see `" + b.cfg.Command + " status`). Nothing was done.")
@@ -98,7 +115,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		}
 		b.cancelCommand(ctx, c, who, args[0])
 	case "restore":
-		b.startRestore(ctx, c, who, args)
+		b.startRestore(ctx, c, who, t, args)
 	default:
 		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", userText(short(sub, 40)), b.cfg.Command))
 	}
@@ -109,37 +126,52 @@ func (b *Bot) refused(who Person, what, requestID, why string) {
 	_ = b.record(refusedEvent(b.now(), who, what, requestID, why))
 }
 
-func (b *Bot) stats(ctx context.Context, c Command) {
-	b.spawnPreview(ctx, c, func(ctx context.Context) {
+// helpTarget is the target help speaks of: the one named, else the channel's default, else the
+// first (whose threshold help quotes).
+func (b *Bot) helpTarget(t *target, channel string) *target {
+	if t != nil {
+		return t
+	}
+	if t, err := b.targets.resolve("", channel); err == nil {
+		return t
+	}
+	return b.targets.list[0]
+}
+
+func (b *Bot) stats(ctx context.Context, c Command, t *target) {
+	b.spawnPreview(ctx, c, t, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
-		st, err := b.engine.Stats(ctx, 0)
+		st, err := t.Engine.Stats(ctx, 0)
 		if err != nil {
-			b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Stats failed: " + b.safeText("stats", err)})
+			b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Stats failed on target `" + t.Name + "`: " + b.safeText("stats", err)})
 			return
 		}
-		b.metrics.SetSessionStats(st)
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, statsMessage(st))
+		if len(b.targets.list) == 1 {
+			// The session gauges describe the one target (the sampler keeps them current).
+			b.metrics.SetSessionStats(st)
+		}
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, onTarget(statsMessage(st), t.Name))
 	})
 }
 
 // startPreview posts "Previewing…" at once, then computes the plan in the background and
 // replaces the message with the preview and its buttons. The buttons appear only after the
 // request they act on is stored.
-func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts cleanup.Options) {
+func (b *Bot) startPreview(ctx context.Context, c Command, who Person, t *target, opts cleanup.Options) {
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
-	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
+	ref, err := b.chat.Post(ctx, c.ChannelID, onTarget(previewingMessage(scope, who), t.Name))
 	if err != nil {
 		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
 		return
 	}
-	ok := b.spawnPreview(ctx, c, func(ctx context.Context) {
+	ok := b.spawnPreview(ctx, c, t, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
-		if err := b.preview(ctx, c, who, opts, ref); err != nil {
-			b.update(ctx, ref, Message{Text: "Preview failed", Title: "Preview failed: " + userText(scope),
-				Lines: []string{b.safeText("preview", err)}, Context: []string{"Nothing was deleted."}})
+		if err := b.preview(ctx, c, who, t, opts, ref); err != nil {
+			b.update(ctx, ref, onTarget(Message{Text: "Preview failed", Title: "Preview failed: " + userText(scope),
+				Lines: []string{b.safeText("preview", err)}, Context: []string{"Nothing was deleted."}}, t.Name))
 		}
 	})
 	if !ok {
@@ -147,14 +179,14 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 	}
 }
 
-func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.Options, ref MessageRef) error {
+func (b *Bot) preview(ctx context.Context, c Command, who Person, t *target, opts cleanup.Options, ref MessageRef) error {
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
 	mode := ModeExecute
 	if f.All {
 		mode = ModeAll
 	}
-	_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
+	_ = b.recordOn(t.Name, cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
 
 	var (
 		mu   sync.Mutex
@@ -167,10 +199,10 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		p, ok := last, seen
 		mu.Unlock()
 		if ok {
-			progress.update(ctx, previewProgressMessage(scope, who, p))
+			progress.update(ctx, onTarget(previewProgressMessage(scope, who, p), t.Name))
 		}
 	})
-	plan, err := b.engine.Preview(ctx, f, func(p cleanup.Progress) {
+	plan, err := t.Engine.Preview(ctx, f, func(p cleanup.Progress) {
 		mu.Lock()
 		last, seen = p, true
 		mu.Unlock()
@@ -179,7 +211,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	if err != nil {
 		return fmt.Errorf("preview %s: %w", scope, err)
 	}
-	_ = b.record(cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
+	_ = b.recordOn(t.Name, cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
 		Breakdown: &cleanup.ScanBreakdown{Valid: plan.Valid, Malformed: plan.Malformed}}.Event(b.now(), num))
 
 	now := b.now()
@@ -187,6 +219,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		ID:          newRequestID(),
 		Kind:        KindCleanup,
 		Mode:        mode,
+		Target:      t.Name,
 		Filter:      f,
 		Scope:       scope,
 		Reason:      opts.Reason,
@@ -197,12 +230,12 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 		Channel:     c.ChannelID,
 		Ref:         ref,
 		Plan:        plan,
-		Approvers:   ids(b.cfg.Approvers),
+		Approvers:   ids(t.Approvers),
 		Required:    b.cfg.ApprovalsRequired,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
 	}
-	d := b.policy.Decide(plan, opts)
+	d := t.Policy.Decide(plan, opts)
 	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
 	if plan.Matched == 0 {
 		b.update(ctx, ref, nothingToDoMessage(req))
@@ -242,7 +275,7 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if req.Kind == KindRestore {
 		created.BackupID, created.Sessions = req.BackupID, req.Restore.Restorable
 	}
-	_ = b.record(created.Event(b.now(), num))
+	_ = b.recordOn(req.Target, created.Event(b.now(), num))
 
 	if !req.NeedsApproval {
 		b.update(ctx, req.Ref, previewMessage(req))
@@ -255,7 +288,8 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	return nil
 }
 
-func (b *Bot) status(ctx context.Context, c Command, args []string) {
+// status lists recent jobs (of target t only, when --target named one) or shows one job.
+func (b *Bot) status(ctx context.Context, c Command, t *target, args []string) {
 	reply := func(m Message) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m) }
 	switch len(args) {
 	case 0:
@@ -263,6 +297,9 @@ func (b *Bot) status(ctx context.Context, c Command, args []string) {
 		if err != nil {
 			reply(Message{Text: b.safeText("status", err)})
 			return
+		}
+		if t != nil {
+			jobs = slices.DeleteFunc(jobs, func(j *Job) bool { return j.Target != t.Name })
 		}
 		reply(statusMessage(jobs, b.now()))
 	case 1:
@@ -378,7 +415,7 @@ func (b *Bot) backupReader(bk cleanup.Backup) func(fn func(cleanup.BackupRecord)
 
 // startRestore previews a restore (counting from the backup file what would be put back) and
 // asks for approval when the policy says so (it always does: a restore logs users back in).
-func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []string) {
+func (b *Bot) startRestore(ctx context.Context, c Command, who Person, t *target, args []string) {
 	say := func(text string) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: text}) }
 	id, reason, err := parseRestoreArgs(args)
 	if err != nil {
@@ -391,17 +428,17 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		return
 	}
 	scope := "restore=" + id
-	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
+	ref, err := b.chat.Post(ctx, c.ChannelID, onTarget(previewingMessage(scope, who), t.Name))
 	if err != nil {
 		say("Could not post the preview: " + b.safeText("post preview", err))
 		return
 	}
-	b.spawnPreview(ctx, c, func(ctx context.Context) {
+	b.spawnPreview(ctx, c, t, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 		defer cancel()
-		_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
-		t := b.engine.Target()
-		rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{DryRun: true, Now: b.now})
+		_ = b.recordOn(t.Name, cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
+		tt := t.Engine.Target()
+		rr, err := cleanup.Restore(ctx, tt.Client(), tt.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{DryRun: true, Now: b.now})
 		if err != nil {
 			b.update(ctx, ref, Message{Text: "Restore preview failed", Title: "Restore preview failed: " + userText(id),
 				Lines: []string{b.safeText("restore preview", err)}, Context: []string{"Nothing was changed."}})
@@ -409,11 +446,11 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 		}
 		now := b.now()
 		req := &Request{
-			ID: newRequestID(), Kind: KindRestore, Mode: ModeRestore, Scope: scope, Reason: reason,
+			ID: newRequestID(), Kind: KindRestore, Mode: ModeRestore, Target: t.Name, Scope: scope, Reason: reason,
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: bk.Files[len(bk.Files)-1], Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: b.policy.DecideRestore().NeedsApproval, Approvers: ids(b.cfg.Approvers), Required: b.cfg.ApprovalsRequired,
+			NeedsApproval: t.Policy.DecideRestore().NeedsApproval, Approvers: ids(t.Approvers), Required: b.cfg.ApprovalsRequired,
 			CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {

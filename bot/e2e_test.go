@@ -65,6 +65,9 @@ type e2eOptions struct {
 	// gate, when set, carries the engine's Redis traffic (the bot's state goes around it), so a
 	// test can hold scans in flight.
 	gate *gate
+	// targets, when set, are the bot's targets (the standalone server keeps the bot's state
+	// and may be one of them); Deps.Engine is not used.
+	targets func(e *e2eEnv) []Target
 }
 
 func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
@@ -130,11 +133,15 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	}
 	engine := cleanup.NewEngine(cleanup.NewTarget(target, "session:", e.redis.Addr()),
 		cleanup.EngineConfig{BatchSize: 100, MaxRate: o.maxRate})
-	e.bot, err = New(Deps{
+	deps := Deps{
 		Config: cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: e.announcer, Metrics: metrics, Policy: defaultPolicy, State: e.rdb,
 		Backup: cleanup.BackupConfig{Dir: filepath.Join(t.TempDir(), "backups")}, Logger: log,
 		ProgressInterval: 100 * time.Millisecond,
-	})
+	}
+	if o.targets != nil {
+		deps.Engine, deps.Targets = nil, o.targets(e)
+	}
+	e.bot, err = New(deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,6 @@ const finishTimeout = 2 * time.Minute
 // presser: a *refusal (audited as such) or a failure.
 func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	now := b.now()
-	target := b.engine.Target().Name()
 	bg := context.WithoutCancel(ctx)
 	reopen := func() {
 		last := ""
@@ -36,7 +35,13 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 			b.log.Error("reopen request", "request", req.ID, "err", err)
 		}
 	}
-	jobID, err := b.st.newJobID(ctx, now)
+	t, err := b.targets.of(req.Target)
+	if err != nil {
+		reopen()
+		return err
+	}
+	target := t.Name
+	jobID, err := b.st.newJobID(ctx, b.targets.jobIDPrefix(t), now)
 	if err != nil {
 		reopen()
 		return err
@@ -60,7 +65,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 
 	if d.Audit != nil {
 		b.metrics.Approval("approved")
-		_ = b.record(*d.Audit)
+		_ = b.recordOn(target, *d.Audit)
 	}
 	ok, cur, err := b.st.transition(ctx, req.ID, StatusApproved, StatusRunning, "job", jobID)
 	if err != nil || !ok {
@@ -100,7 +105,7 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	} else if executor.ID != req.Requester.ID {
 		intent.Requester = personText(req.Requester)
 	}
-	if err := b.record(intent.Event(now)); err != nil {
+	if err := b.recordOn(target, intent.Event(now)); err != nil {
 		release()
 		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
 		return userErrorf("Not started: the audit log could not be written. Nothing was deleted.")
@@ -131,9 +136,9 @@ func (b *Bot) abortRequest(ctx context.Context, req *Request, job *Job, why stri
 	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, StatusFailed); err != nil {
 		b.log.Error("fail request", "request", req.ID, "err", err)
 	}
-	_ = b.record(cleanup.CleanupFailed{User: personText(job.Executor),
+	_ = b.recordOn(job.Target, cleanup.CleanupFailed{User: personText(job.Executor),
 		Mode: string(job.Mode), Filters: job.Scope, Done: cleanup.Report{}, Job: job.ID, Error: why}.Event(b.now(), num))
-	b.metrics.CleanupFinished(string(job.Mode), "failed", 0, 0)
+	b.metrics.CleanupFinished(job.Target, string(job.Mode), "failed", 0, 0)
 	b.showDecided(ctx, req, notStartedMessage(req, why))
 }
 
@@ -310,16 +315,16 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 			Job: job.ID, Error: errText}.Event(now, num))
 	}
 	for _, ev := range events {
-		_ = b.record(ev)
+		_ = b.recordOn(job.Target, ev)
 	}
 
 	rep := out.report()
 	msg := reportMessage(req, job, out, status, errText)
-	b.showReport(ctx, req.Ref, msg, job.ID)
+	b.showReport(ctx, req.Ref, msg, job.ID, job.Target)
 	if req.Origin != nil {
-		b.showReport(ctx, *req.Origin, msg, job.ID)
+		b.showReport(ctx, *req.Origin, msg, job.ID, job.Target)
 	}
-	b.metrics.CleanupFinished(string(job.Mode), result, out.changed(), rep.Duration())
+	b.metrics.CleanupFinished(job.Target, string(job.Mode), result, out.changed(), rep.Duration())
 
 	if b.notify != nil {
 		o := JobOutcome{
@@ -341,7 +346,7 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 // showReport replaces a job's message with its report. When Slack refuses (after SlackChat's
 // retries) the report is posted in the message's thread instead and the failure audited, so the
 // outcome never hides behind a message that still says "running".
-func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID string) {
+func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID, jobTarget string) {
 	if ref.TS == "" {
 		return
 	}
@@ -351,7 +356,7 @@ func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID s
 	}
 	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
 	b.metrics.NotificationFailed("slack")
-	_ = b.record(cleanup.NotificationFailed{Channel: ref.Channel,
+	_ = b.recordOn(jobTarget, cleanup.NotificationFailed{Channel: ref.Channel,
 		Error: truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
 	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
 		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)

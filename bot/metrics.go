@@ -133,26 +133,19 @@ func NewMetrics(version string) *Metrics {
 	m.usedMemory = gauge("redis_used_memory_bytes", "INFO memory used_memory of the session Redis, summed over masters, at the last sample.")
 
 	m.cleanups = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sessionbot_cleanups_total", Help: "Executed cleanup jobs by mode and result.",
-	}, []string{"mode", "result"})
+		Name: "sessionbot_cleanups_total", Help: "Executed cleanup jobs by target, mode and result.",
+	}, []string{"mode", "result", "target"})
 	f(m.cleanups)
 	m.keysDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted (or restored, for mode restore) by executed jobs.",
-	}, []string{"mode"})
+		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted (or restored, for mode restore) by executed jobs, by target.",
+	}, []string{"mode", "target"})
 	f(m.keysDeleted)
 	m.cleanupDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sessionbot_cleanup_duration_seconds",
-		Help:    "Wall time of executed cleanup jobs.",
+		Help:    "Wall time of executed cleanup jobs, by target.",
 		Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
-	}, []string{"mode"})
+	}, []string{"mode", "target"})
 	f(m.cleanupDuration)
-	for _, mode := range cleanupModes {
-		m.keysDeleted.WithLabelValues(mode)
-		m.cleanupDuration.WithLabelValues(mode)
-		for _, r := range cleanupResults {
-			m.cleanups.WithLabelValues(mode, r)
-		}
-	}
 	m.lastSuccess = gauge("last_successful_cleanup_timestamp_seconds",
 		"Unix time of the last completed cleanup job seen by this replica since it started (0: none).")
 
@@ -200,19 +193,36 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// CleanupFinished records an executed job. mode is execute, all or restore; result is
-// completed, failed, cancelled or stopped; deleted counts the keys the job removed (restored,
+// InitTargets creates the per-target job series (zero-valued) of each target the bot serves,
+// so that they exist from start-up. Target names come from configuration: a bounded set.
+func (m *Metrics) InitTargets(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, target := range names {
+		for _, mode := range cleanupModes {
+			m.keysDeleted.WithLabelValues(mode, target)
+			m.cleanupDuration.WithLabelValues(mode, target)
+			for _, r := range cleanupResults {
+				m.cleanups.WithLabelValues(mode, r, target)
+			}
+		}
+	}
+}
+
+// CleanupFinished records an executed job on target. mode is execute, all or restore; result
+// is completed, failed, cancelled or stopped; deleted counts the keys the job removed (restored,
 // for restore) even when it did not complete.
-func (m *Metrics) CleanupFinished(mode, result string, deleted int64, d time.Duration) {
+func (m *Metrics) CleanupFinished(target, mode, result string, deleted int64, d time.Duration) {
 	if m == nil {
 		return
 	}
 	mode, result = known(mode, cleanupModes), known(result, cleanupResults)
-	m.cleanups.WithLabelValues(mode, result).Inc()
+	m.cleanups.WithLabelValues(mode, result, target).Inc()
 	if deleted > 0 {
-		m.keysDeleted.WithLabelValues(mode).Add(float64(deleted))
+		m.keysDeleted.WithLabelValues(mode, target).Add(float64(deleted))
 	}
-	m.cleanupDuration.WithLabelValues(mode).Observe(d.Seconds())
+	m.cleanupDuration.WithLabelValues(mode, target).Observe(d.Seconds())
 	if result == "completed" {
 		m.lastSuccess.Set(float64(m.now().Unix()))
 	}

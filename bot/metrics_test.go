@@ -59,6 +59,7 @@ func value(t *testing.T, m *Metrics, name, labels string) float64 {
 
 func TestMetricsSeriesExistAtStartup(t *testing.T) {
 	m := NewMetrics("1.2.3")
+	m.InitTargets("default") // bot.New does this for each target
 	// name → number of series expected before anything happened.
 	want := map[string]int{
 		"sessionbot_build_info":                                1,
@@ -118,6 +119,7 @@ func TestMetricsSeriesExistAtStartup(t *testing.T) {
 
 func TestMetricsHandlerServesExposition(t *testing.T) {
 	m := NewMetrics("")
+	m.InitTargets("prod-eu")
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -126,7 +128,7 @@ func TestMetricsHandlerServesExposition(t *testing.T) {
 	}
 	for _, want := range []string{
 		`sessionbot_build_info{version="unknown"} 1`,
-		`sessionbot_cleanups_total{mode="all",result="failed"} 0`,
+		`sessionbot_cleanups_total{mode="all",result="failed",target="prod-eu"} 0`,
 		`sessionbot_sessions_by_ttl{bucket="none"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
@@ -137,7 +139,7 @@ func TestMetricsHandlerServesExposition(t *testing.T) {
 
 func TestMetricsNilIsNoOp(t *testing.T) {
 	var m *Metrics
-	m.CleanupFinished("all", "completed", 1, time.Second)
+	m.CleanupFinished("default", "all", "completed", 1, time.Second)
 	m.Approval("approved")
 	m.CommandReceived("help")
 	m.SetSlackConnected(true)
@@ -159,12 +161,12 @@ func TestMetricsEvents(t *testing.T) {
 	at := time.Date(2025, 11, 26, 10, 0, 0, 0, time.UTC)
 	m.now = func() time.Time { return at }
 
-	m.CleanupFinished("all", "failed", 40, 3*time.Second)
+	m.CleanupFinished("prod-eu", "all", "failed", 40, 3*time.Second)
 	if v := value(t, m, "sessionbot_last_successful_cleanup_timestamp_seconds", ""); v != 0 {
 		t.Errorf("last success after a failure = %v; want 0", v)
 	}
-	m.CleanupFinished("execute", "completed", 100, time.Second)
-	m.CleanupFinished("execute", "completed", 0, time.Second)
+	m.CleanupFinished("prod-us", "execute", "completed", 100, time.Second)
+	m.CleanupFinished("prod-us", "execute", "completed", 0, time.Second)
 	m.Approval("expired")
 	m.CommandReceived("stats")
 	m.CommandReceived("rm -rf")
@@ -178,11 +180,11 @@ func TestMetricsEvents(t *testing.T) {
 		name, labels string
 		want         float64
 	}{
-		{"sessionbot_cleanups_total", "mode=all,result=failed", 1},
-		{"sessionbot_cleanups_total", "mode=execute,result=completed", 2},
-		{"sessionbot_keys_deleted_total", "mode=all", 40},
-		{"sessionbot_keys_deleted_total", "mode=execute", 100},
-		{"sessionbot_cleanup_duration_seconds", "mode=execute", 2},
+		{"sessionbot_cleanups_total", "mode=all,result=failed,target=prod-eu", 1},
+		{"sessionbot_cleanups_total", "mode=execute,result=completed,target=prod-us", 2},
+		{"sessionbot_keys_deleted_total", "mode=all,target=prod-eu", 40},
+		{"sessionbot_keys_deleted_total", "mode=execute,target=prod-us", 100},
+		{"sessionbot_cleanup_duration_seconds", "mode=execute,target=prod-us", 2},
 		{"sessionbot_last_successful_cleanup_timestamp_seconds", "", float64(at.Unix())},
 		{"sessionbot_approvals_total", "outcome=expired", 1},
 		{"sessionbot_commands_total", "command=stats", 1},

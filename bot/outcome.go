@@ -80,7 +80,7 @@ func (o restoreOutcome) audit(now time.Time, req *Request, job *Job, completed b
 // deleted, when set, receives the user_id of every session the run deletes (RunSpec.Deleted).
 func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cleanup.Progress), deleted func([]string)) (outcome, error) {
 	if req.Kind == KindRestore {
-		return b.runRestore(ctx, req, progress)
+		return b.runRestore(ctx, req, job, progress)
 	}
 	spec := cleanup.RunSpec{
 		Filter:   req.Filter,
@@ -92,7 +92,11 @@ func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cle
 	if req.Backup {
 		spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}
 	}
-	rep, err := b.engine.Run(ctx, spec)
+	t, err := b.targets.of(job.Target)
+	if err != nil {
+		return cleanupOutcome{cleanup.Report{Start: job.StartedAt, End: b.now()}}, err
+	}
+	rep, err := t.Engine.Run(ctx, spec)
 	if rep.Start.IsZero() {
 		rep.Start = job.StartedAt
 	}
@@ -105,14 +109,18 @@ func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cle
 // runRestore puts the request's backup back, reporting progress as a cleanup.Progress in
 // which Deleted counts the sessions restored and Skipped those expired, present or outside
 // the prefix (the shape the job store keeps).
-func (b *Bot) runRestore(ctx context.Context, req *Request, progress func(cleanup.Progress)) (outcome, error) {
+func (b *Bot) runRestore(ctx context.Context, req *Request, job *Job, progress func(cleanup.Progress)) (outcome, error) {
 	start := time.Now()
 	// Path is one of the backup's files (its first round's); FindBackup adds the others.
 	bk, err := cleanup.FindBackup(b.backup.Dir, req.Restore.Path)
 	if err != nil {
 		return newRestoreOutcome(cleanup.RestoreReport{}, start, time.Now()), err
 	}
-	t := b.engine.Target()
+	tgt, err := b.targets.of(job.Target)
+	if err != nil {
+		return newRestoreOutcome(cleanup.RestoreReport{}, start, time.Now()), err
+	}
+	t := tgt.Engine.Target()
 	rr, err := cleanup.Restore(ctx, t.Client(), t.Prefix(), b.backupReader(bk), cleanup.RestoreOptions{
 		Now: b.now,
 		Progress: func(r cleanup.RestoreReport) {

@@ -16,12 +16,20 @@ import (
 // reports; none of them ever sees a token, a username or a full session id (plans and reports
 // carry none), so nothing here can leak one.
 
-func helpMessage(cfg Config, policy cleanup.Policy) Message {
-	body := templates.Help(templates.HelpData{
+// helpMessage is the command help; t is the target it quotes the threshold of (the one named, the
+// channel's default or the first).
+func helpMessage(cfg Config, t *target, ts *targets) Message {
+	d := templates.HelpData{
 		Command:   cfg.Command,
-		Threshold: num(policy.Threshold),
+		Threshold: num(t.Policy.Threshold),
 		TTL:       shortDuration(cfg.ApprovalTTL),
-	})
+		Targets:   "the only target is `" + t.Name + "`",
+	}
+	if len(ts.list) > 1 {
+		d.Target = t.Name
+		d.Targets = "targets: " + ts.names() + "; commands in a channel without a default target must name one"
+	}
+	body := templates.Help(d)
 	return Message{
 		Text:  cfg.Command + " help",
 		Title: "sessionbot: clean up OAuth2 sessions safely",
@@ -107,7 +115,7 @@ func nothingToDoMessage(req *Request) Message {
 		Context: []string{"Requested by " + userRef(req.Requester.ID) + " · scope `" + req.Scope + "`"},
 	}
 	m.Lines = append(m.Lines, planDetails(req.Plan)[1:]...)
-	return m
+	return onTarget(m, req.Target)
 }
 
 // previewMessage is a request that needs no approval: Run and Cancel.
@@ -130,7 +138,7 @@ func previewMessage(req *Request) Message {
 			{ActionID: "cancel", Label: "Cancel", Value: req.ID},
 		},
 	}
-	return m
+	return onTarget(m, req.Target)
 }
 
 // approvalMessage is a request that needs a second person: Approve, Reject and Cancel, never Run.
@@ -170,7 +178,7 @@ func approvalMessage(req *Request) Message {
 			confirm = fmt.Sprintf("Approve (%d of %d approvals; the job starts on the last): %s?", n, req.Required, what)
 		}
 	}
-	return Message{
+	return onTarget(Message{
 		Text:    title + " — requested by " + req.Requester.ID,
 		Title:   title,
 		Lines:   lines,
@@ -181,7 +189,7 @@ func approvalMessage(req *Request) Message {
 			{ActionID: "reject", Label: "Reject", Value: req.ID},
 			{ActionID: "cancel", Label: "Cancel request", Value: req.ID},
 		},
-	}
+	}, req.Target)
 }
 
 // approvalsText says how many of the approvals a request needs were given, and by whom:
@@ -293,7 +301,17 @@ func jobFields(job *Job) []Field {
 	} else {
 		f = append(f, Field{"Run by", userRef(job.Executor.ID)})
 	}
-	return append(f, Field{"Reason", orDash(userText(job.Reason))}, Field{"Scope", "`" + userText(job.Scope) + "`"})
+	f = append(f, Field{"Reason", orDash(userText(job.Reason))}, Field{"Scope", "`" + userText(job.Scope) + "`"})
+	return onTarget(Message{Fields: f}, job.Target).Fields
+}
+
+// onTarget names the target m is about (SPEC §13: every message names its target); a request
+// stored before targets were named has none, and its message stays as it was.
+func onTarget(m Message, target string) Message {
+	if target != "" {
+		m.Fields = append(slices.Clip(m.Fields), Field{"Target", "`" + target + "`"})
+	}
+	return m
 }
 
 // reportMessage is the final report; it replaces the preview.
@@ -393,6 +411,9 @@ func statusMessage(jobs []*Job, now time.Time) Message {
 
 func jobLine(j *Job, now time.Time) string {
 	s := fmt.Sprintf("`%s` %s · %s · %s · by %s", j.ID, j.Status, j.Mode, "`"+userText(j.Scope)+"`", userRef(j.Requester.ID))
+	if j.Target != "" {
+		s += " · on `" + j.Target + "`"
+	}
 	switch {
 	case j.Report != nil:
 		s += fmt.Sprintf(" · deleted %s in %s", num(j.Report.Deleted), shortDuration(j.Report.Duration()))

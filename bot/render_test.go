@@ -106,7 +106,7 @@ func goldenCases() map[string]Message {
 		TTL:          cleanup.TTLHistogram{NoTTL: 12, Buckets: [5]int64{50, 200, 500, 738, 0}}, Bytes: 801000, UsedMemory: 52428800, Nodes: 1, Complete: true}
 
 	return map[string]Message{
-		"help":                     helpMessage(DefaultConfig(), defaultPolicy),
+		"help":                     helpMessage(DefaultConfig(), &target{Target: Target{Name: "default", Policy: defaultPolicy}}, &targets{list: []*target{{}}}),
 		"previewing":               previewingMessage("expired_only", Person{ID: "UALICE01"}),
 		"preview_expired":          previewMessage(expired),
 		"preview_auth_method":      previewMessage(basic),

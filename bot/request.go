@@ -36,6 +36,7 @@ type Request struct {
 	ID            string         `json:"id"`
 	Kind          Kind           `json:"kind"`
 	Mode          Mode           `json:"mode"`
+	Target        string         `json:"target,omitempty"` // the target's name: its job runs there only
 	Filter        cleanup.Filter `json:"filter"`
 	Scope         string         `json:"scope"`
 	Reason        string         `json:"reason"`

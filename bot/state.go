@@ -102,7 +102,7 @@ func (s *store) jobIDKey(id string) string { return s.prefix + "jobid:" + id }
 
 var (
 	requestIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	jobIDRe     = regexp.MustCompile(`^job-[0-9a-z-]{4,40}$`)
+	jobIDRe     = regexp.MustCompile(`^job-[0-9a-z-]{4,72}$`) // job-[target-]date-hex
 )
 
 // newRequestID is the opaque, unguessable id carried by buttons.
@@ -114,11 +114,11 @@ func newRequestID() string {
 
 // newJobID is a short id people type (status, cancel) and the backup file's name. It is
 // reserved with SET NX so two replicas never hand out the same one.
-func (s *store) newJobID(ctx context.Context, now time.Time) (string, error) {
+func (s *store) newJobID(ctx context.Context, prefix string, now time.Time) (string, error) {
 	for range 10 {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
-		id := "job-" + now.UTC().Format("20060102") + "-" + hex.EncodeToString(b[:])
+		id := prefix + now.UTC().Format("20060102") + "-" + hex.EncodeToString(b[:])
 		ok, err := s.rdb.SetNX(ctx, s.jobIDKey(id), 1, s.keep).Result()
 		if err != nil {
 			return "", fmt.Errorf("reserve job id: %w", err)

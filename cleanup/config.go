@@ -9,6 +9,15 @@ import (
 // own state. Exactly one of URL, ClusterAddrs and SentinelAddrs may be set; URL's default
 // applies when none is.
 type RedisConfig struct {
+	// TargetsFile is a YAML file naming several targets (name, redis_url | cluster_addrs |
+	// sentinel_addrs + sentinel_master, prefix, approvers, approval_threshold, channels); every
+	// command then takes --target NAME. It replaces REDIS_URL, REDIS_CLUSTER_ADDRS and
+	// REDIS_SENTINEL_ADDRS (setting both is an error); with more than one target,
+	// STATE_REDIS_URL is required. Without it those variables define one target named default.
+	TargetsFile string `env:"TARGETS_FILE"`
+	// Name names the target in messages, audit lines, backups, leases and PagerDuty dedup keys
+	// (set from TARGETS_FILE, or "default"); empty: its address.
+	Name string
 	// URL is a standalone target (rediss:// for TLS); redis://localhost:6379/0 when no target
 	// is set. A password in it is a secret: never printed.
 	URL RedisURL `env:"REDIS_URL"`

@@ -20,6 +20,7 @@ type Target struct {
 	cluster *redis.ClusterClient // nil unless Cluster
 	prefix  string
 	name    string
+	addr    string // where it is: host:port/db, cluster:seed or sentinel:master
 	// exclude is a key namespace that is never a session even when it starts with prefix: the
 	// bot's own state when it lives in the target (SPEC §12.4).
 	exclude string
@@ -84,6 +85,10 @@ type Stats struct {
 
 // Name identifies the target (e.g. "127.0.0.1:6379/0" or "cluster:10.0.0.1:7000").
 func (t *Target) Name() string { return t.name }
+
+// Addr says where the target is ("127.0.0.1:6379/0", "cluster:10.0.0.1:7000"); it is its Name
+// unless the target was named (TARGETS_FILE, or "default").
+func (t *Target) Addr() string { return t.addr }
 
 // Prefix is the session key prefix.
 func (t *Target) Prefix() string { return t.prefix }

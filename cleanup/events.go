@@ -369,3 +369,15 @@ func (e BackupCompleted) Event(t time.Time, num func(int64) string) AuditEvent {
 	f.opt("Reason", e.Reason)
 	return f.event(t, EventBackupCompleted)
 }
+
+// On returns the event with the target it happened on as its last field (Target: NAME), so
+// that every line of a bot or command line serving named targets (TARGETS_FILE) says which one.
+// An empty target (a refusal before any target was chosen) and the single target the REDIS_*
+// variables define (DefaultTargetName) leave the line as the runbook writes it.
+func (e AuditEvent) On(target string) AuditEvent {
+	if target == "" || target == DefaultTargetName {
+		return e
+	}
+	e.Fields = append(append([]AuditField(nil), e.Fields...), AuditField{Name: "Target", Value: target})
+	return e
+}

@@ -113,6 +113,9 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 		name = fmt.Sprintf("%s/%d", opt.Addr, opt.DB)
 	}
 	t := NewTarget(c, cfg.Prefix, name)
+	if cfg.Name != "" {
+		t.name = cfg.Name
+	}
 	t.Exclude(StateNamespace)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -126,7 +129,7 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 // NewTarget wraps an existing client (a *redis.Client, *redis.ClusterClient or failover client).
 // name identifies the target in PagerDuty dedup keys and reports.
 func NewTarget(c redis.UniversalClient, prefix, name string) *Target {
-	t := &Target{client: c, prefix: prefix, name: name}
+	t := &Target{client: c, prefix: prefix, name: name, addr: name}
 	if cc, ok := c.(*redis.ClusterClient); ok {
 		t.cluster = cc
 	}

@@ -21,7 +21,9 @@ import (
 // sample name (histograms as _bucket, _sum, _count).
 func exportedMetricNames(t *testing.T) map[string]bool {
 	t.Helper()
-	srv := httptest.NewServer(bot.NewMetrics("test").Handler())
+	m := bot.NewMetrics("test")
+	m.InitTargets("default") // as bot.New does for each target: the per-target job series
+	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {

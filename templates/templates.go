@@ -63,6 +63,10 @@ type HelpData struct {
 	Command   string // e.g. /sessions
 	Threshold string // APPROVAL_THRESHOLD, formatted
 	TTL       string // APPROVAL_TTL, formatted
+	// Targets says which targets there are and which one a command without --target uses.
+	Targets string
+	// Target is the target Threshold is of; empty when there is only one.
+	Target string
 }
 
 // Help renders the command help: every subcommand, filter and option with an example.

@@ -10,7 +10,7 @@ import (
 // recorded while stdout keeps only the command's own output (it is often piped or pasted into
 // an incident channel), and to AUDIT_LOG when it is set. Without AUDIT_LOG a warning says that
 // nothing is kept. A set but unwritable AUDIT_LOG is an error: nothing may happen unrecorded.
-func (c *cli) openAudit(cfg config) (*cleanup.Auditor, error) {
+func (c *cli) openAudit(cfg config) (*auditLog, error) {
 	a, err := cleanup.NewAuditor(cfg.Audit, c.stderr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the audit log, nothing done: %w", err)
@@ -18,5 +18,14 @@ func (c *cli) openAudit(cfg config) (*cleanup.Auditor, error) {
 	if cfg.Audit.File == "" && cfg.Audit.SyslogAddr == "" {
 		fmt.Fprintln(c.stderr, "warning: AUDIT_LOG is not set: audit lines go to stderr only and are not kept")
 	}
-	return a, nil
+	return &auditLog{Auditor: a, target: cfg.Redis.Name}, nil
 }
+
+// auditLog is the command's audit log: every line names the target it acts on (Target:).
+type auditLog struct {
+	*cleanup.Auditor
+	target string
+}
+
+// Log writes ev with the target's name.
+func (a *auditLog) Log(ev cleanup.AuditEvent) error { return a.Auditor.Log(ev.On(a.target)) }

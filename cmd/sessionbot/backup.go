@@ -35,6 +35,7 @@ Flags:
   --out FILE       where to write; must end in .jsonl.gz (default BACKUP_DIR/<job-id>.jsonl.gz)
   --reason TEXT    why; recorded in the audit log (required with --all)
   --as NAME        your name for the audit log
+  --target NAME    the TARGETS_FILE target (needed when the file names several)
   filters          --expired --orphans --auth-method M --user-id U --session-id S
                    --older-than D --all (see sessionbot cleanup --help)
   --help           this text
@@ -85,7 +86,7 @@ func runBackup(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+	spec := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
 	if out != "" {
 		if spec.Dir, spec.JobID, err = backupTarget(out); err != nil {
 			return c.asUsage(err)

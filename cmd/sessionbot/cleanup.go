@@ -43,6 +43,7 @@ Options:
   --pause D              pause between batches (default BATCH_PAUSE; 0: none)
   --max-rate N           at most N keys/second (default MAX_KEYS_PER_SECOND; 0: no limit)
   --as NAME              your name for the audit log when sudo or a shared account hides it
+  --target NAME          the TARGETS_FILE target to act on (needed when the file names several)
   --help                 this text
 
 Safety:
@@ -92,7 +93,8 @@ Examples (runbook procedures):
   sessionbot cleanup --auth-method oauth2 --older-than 7d --dry-run
 
 Environment: REDIS_URL (default redis://localhost:6379/0) | REDIS_CLUSTER_ADDRS |
-  REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER (set one), SESSION_KEY_PREFIX, BATCH_SIZE,
+  REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER (set one), or TARGETS_FILE (named targets;
+  choose one with --target NAME), SESSION_KEY_PREFIX, BATCH_SIZE,
   BATCH_PAUSE, MAX_KEYS_PER_SECOND, APPROVAL_THRESHOLD, BACKUP_DIR, BACKUP_AGE_RECIPIENTS,
   AUDIT_LOG, AUDIT_SYSLOG_ADDR.
 
@@ -198,7 +200,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		spec.Selection = sel
 	}
 	if decision.Backup {
-		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(), Recipients: cfg.Backup.AgeRecipients}
+		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
 		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
 	}
 	bar = newProgressBar(c.stderr, isTerminal(c.stderr), plan.Found, "deleted")
@@ -229,7 +231,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 }
 
 // logFailed audits a run that stopped early or failed, with what it deleted so far.
-func (c *cli) logFailed(audit *cleanup.Auditor, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
+func (c *cli) logFailed(audit *auditLog, who, mode string, f cleanup.Filter, rep cleanup.Report, err error, prefix string) {
 	why := "errors during the run"
 	if err != nil {
 		why = cleanup.RedactKeys(err.Error(), prefix)
@@ -251,11 +253,16 @@ func pacingOverride[T int | time.Duration](v T) T {
 	return v
 }
 
-// newJobID names one CLI run (and its backup file): time-ordered, unique enough per host.
-func newJobID() string {
+// newJobID names one CLI run on target (and its backup file): time-ordered, unique enough per
+// host; a named target's name is in it, the default target's is not.
+func newJobID(target string) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return "cli-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	prefix := "cli-"
+	if target != "" && target != cleanup.DefaultTargetName {
+		prefix += target + "-"
+	}
+	return prefix + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // backupName is the file a BackupSpec produces.

@@ -22,6 +22,32 @@ type config struct {
 	Backup cleanup.BackupConfig
 	Audit  cleanup.AuditConfig
 	Policy cleanup.Policy
+	// Targets are TARGETS_FILE's targets, or the one named default the variables define.
+	Targets []cleanup.TargetSpec
+	// noTarget, when set, says why Redis and Policy name no target: the command named none
+	// (or an unknown one) and there are several. Commands that touch a target refuse with it.
+	noTarget error
+}
+
+// forTarget makes Redis and Policy those of the target named name (--target; "" for the only
+// one). Without one to pick, cfg is returned with noTarget saying why.
+func (cfg config) forTarget(name string) config {
+	if len(cfg.Targets) == 0 {
+		return cfg
+	}
+	names := strings.Join(cleanup.TargetNames(cfg.Targets), ", ")
+	for _, t := range cfg.Targets {
+		if t.Name == name || (name == "" && len(cfg.Targets) == 1) {
+			cfg.Redis, cfg.Policy = t.Redis, t.Policy
+			return cfg
+		}
+	}
+	if name != "" {
+		cfg.noTarget = fmt.Errorf("unknown target %q; the targets are %s", shorten(name), names)
+	} else {
+		cfg.noTarget = fmt.Errorf("TARGETS_FILE names several targets: choose one with --target NAME (%s)", names)
+	}
+	return cfg
 }
 
 // loadConfig reads and validates every setting at once: the error lists each problem on its
@@ -50,6 +76,11 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Redis.Validate() == nil && c.Policy.Validate() == nil {
+		targets, err := cleanup.LoadTargets(c.Redis, c.Policy)
+		errs = append(errs, err)
+		c.Targets = targets
 	}
 	if strings.TrimSpace(c.Backup.Dir) == "" {
 		errs = append(errs, errors.New("BACKUP_DIR: must not be empty"))

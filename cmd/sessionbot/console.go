@@ -34,6 +34,7 @@ Usage: sessionbot console [--as USER]
 
 Flags:
   --as USER    act as this user (a name or a U… id); fixed for the session on a real Redis
+  --target NAME  the TARGETS_FILE target the console serves (needed when the file names several)
   --help       this text
 
 Example session:
@@ -53,7 +54,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return c.asUsage(err)
 	}
 	if len(args) > 0 {
-		return c.asUsage(fmt.Errorf("unknown argument %q: console takes only --as USER", shorten(args[0])))
+		return c.asUsage(fmt.Errorf("unknown argument %q: console takes only --as USER and --target NAME", shorten(args[0])))
 	}
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
 	bcfg, botErr := bot.LoadConfig(ctx, envconfig.LookuperFunc(func(k string) (string, bool) {
@@ -65,7 +66,10 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 
-	demo := c.getenv("REDIS_URL") == "" && c.getenv("REDIS_CLUSTER_ADDRS") == "" && c.getenv("REDIS_SENTINEL_ADDRS") == ""
+	// With TARGETS_FILE the console serves the one --target names.
+	cfg = cfg.forTarget(c.target)
+	demo := c.getenv("REDIS_URL") == "" && c.getenv("REDIS_CLUSTER_ADDRS") == "" && c.getenv("REDIS_SENTINEL_ADDRS") == "" &&
+		c.getenv("TARGETS_FILE") == ""
 	if demo {
 		url, stop, err := startDemoRedis(ctx)
 		if err != nil {
@@ -92,13 +96,13 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer audit.Close()
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	t, err := c.dial(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+		return err
 	}
 	defer t.Close()
 	if !demo {
-		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", t.Name(), t.Prefix())
+		fmt.Fprintf(c.stdout, "Target: %s (session keys %s*) — a real Redis: commands here really delete.\n", targetText(t), t.Prefix())
 	}
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
@@ -121,8 +125,15 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			opts.User = opts.Operator
 		}
 	}
+	// The console serves one target, with that target's own approvers when TARGETS_FILE names them.
+	target := bot.Target{Name: t.Name(), Engine: cleanup.NewEngine(t, cfg.Engine), Policy: cfg.Policy}
+	for _, spec := range cfg.Targets {
+		if spec.Name == cfg.Redis.Name {
+			target.Approvers = spec.Approvers
+		}
+	}
 	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
-		Config: bcfg, Engine: cleanup.NewEngine(t, cfg.Engine), Auditor: audit, Backup: cfg.Backup, Policy: cfg.Policy, State: state,
+		Config: bcfg, Targets: []bot.Target{target}, Auditor: audit.Auditor, Backup: cfg.Backup, State: state,
 	}, opts)
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -255,7 +255,7 @@ func TestServeReplicasConcurrentApprovalsRunOneJob(t *testing.T) {
 	}
 	jobsTotal := 0
 	for _, m := range metrics {
-		if strings.Contains(m, `sessionbot_cleanups_total{mode="all",result="completed"} 1`) {
+		if strings.Contains(m, `sessionbot_cleanups_total{mode="all",result="completed",target="default"} 1`) {
 			jobsTotal++
 		}
 	}

@@ -33,6 +33,7 @@ Flags:
   --dry-run        count what would be restored, write nothing
   --yes            do not ask to type the number of sessions
   --as NAME        your name for the audit log
+  --target NAME    the TARGETS_FILE target to restore into (needed when the file names several)
   --help           this text
 
 Examples:

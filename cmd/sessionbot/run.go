@@ -28,6 +28,7 @@ const (
 // cli is one invocation: where it reads and writes, and its environment.
 type cli struct {
 	name   string // subcommand, for messages
+	target string // --target NAME, taken from every subcommand but serve (which serves them all)
 	getenv func(string) string
 	stdin  *bufio.Reader
 	stdout io.Writer
@@ -97,7 +98,15 @@ func dispatch(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprint(c.stdout, cmd.help)
 		return nil
 	}
-	return cmd.run(ctx, c, args[1:])
+	args = args[1:]
+	if cmd != serveCommand {
+		name, rest, err := cleanup.TakeTarget(args)
+		if err != nil {
+			return c.asUsage(err)
+		}
+		c.target, args = name, rest
+	}
+	return cmd.run(ctx, c, args)
 }
 
 // wantsHelp reports whether --help (or -h) is among args.
@@ -119,7 +128,8 @@ Commands:
 	fmt.Fprintf(&b, "  %-9s %s\n", "version", "print the version (also --version)")
 	b.WriteString(`
 Exit status: 0 done, 1 failed, partial or aborted, 2 bad command line or configuration.
-Configuration comes from the environment; see sessionbot cleanup --help.
+Configuration comes from the environment; see sessionbot cleanup --help. With TARGETS_FILE
+(several named Redis targets) every command but serve takes --target NAME.
 `)
 	return b.String()
 }
@@ -161,24 +171,46 @@ func (c *cli) asUsage(err error) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf("%v (see %s --help)", err, c.name)}
 }
 
-// config loads the configuration; any problem is a usage error listing every bad variable.
+// config loads the configuration, its Redis and Policy those of the --target; any problem is a
+// usage error listing every bad variable.
 func (c *cli) config(ctx context.Context) (config, error) {
 	cfg, err := loadConfig(ctx, c.getenv)
 	if err != nil {
 		return cfg, &exitError{code: exitUsage, err: err}
 	}
-	return cfg, nil
+	return cfg.forTarget(c.target), nil
+}
+
+// dial connects to the command's target: the one --target names, or the only one.
+func (c *cli) dial(ctx context.Context, cfg config) (*cleanup.Target, error) {
+	if cfg.noTarget != nil {
+		return nil, c.asUsage(cfg.noTarget)
+	}
+	t, err := cleanup.Connect(ctx, cfg.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to Redis: %w", err)
+	}
+	return t, nil
 }
 
 // connect dials the configured target and says which one it is, so that nobody cleans up
 // production believing it is staging.
 func (c *cli) connect(ctx context.Context, cfg config) (*cleanup.Target, error) {
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	t, err := c.dial(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to Redis: %w", err)
+		return nil, err
 	}
-	fmt.Fprintf(c.stdout, "Target: %s (session keys %s*)\n", t.Name(), t.Prefix())
+	fmt.Fprintf(c.stdout, "Target: %s (session keys %s*)\n", targetText(t), t.Prefix())
 	return t, nil
+}
+
+// targetText names t for the operator: its address, and a named target's name before it
+// ("prod-eu, 10.0.0.5:6379/0").
+func targetText(t *cleanup.Target) string {
+	if t.Name() == cleanup.DefaultTargetName || t.Name() == t.Addr() {
+		return t.Addr()
+	}
+	return t.Name() + ", " + t.Addr()
 }
 
 // stateClient connects to STATE_REDIS_URL, where serve and console keep requests, approvals and
@@ -197,7 +229,7 @@ func stateClient(cfg cleanup.RedisConfig) (redis.UniversalClient, error) {
 
 // openAuditAndConnect opens the audit log, then Redis: the audit log first, so nothing happens
 // unrecorded (a cleanup refuses to start when its intent cannot be written).
-func (c *cli) openAuditAndConnect(ctx context.Context, cfg config) (*cleanup.Auditor, *cleanup.Target, error) {
+func (c *cli) openAuditAndConnect(ctx context.Context, cfg config) (*auditLog, *cleanup.Target, error) {
 	audit, err := c.openAudit(cfg)
 	if err != nil {
 		return nil, nil, err

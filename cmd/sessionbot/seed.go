@@ -35,6 +35,7 @@ Flags:
   --unrelated N     also write N cb:* / feature:* keys a cleanup must never touch (default 0)
   --seed S          random seed (default 1)
   --force           write even if session keys exist already
+  --target NAME     the TARGETS_FILE target (needed when the file names several)
   --help            this text
 
 Examples:

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -33,7 +35,11 @@ and a restarted bot honours what was decided before.
 Usage: sessionbot serve
 
 Required:   SLACK_APP_TOKEN (xapp-…), SLACK_BOT_TOKEN (xoxb-…), OPERATORS, APPROVERS
-Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER)
+Target:     REDIS_URL | REDIS_CLUSTER_ADDRS | REDIS_SENTINEL_ADDRS (+ REDIS_SENTINEL_MASTER), or
+            TARGETS_FILE (YAML: several named targets, each with its own prefix, approvers,
+            approval_threshold and default channels; STATE_REDIS_URL required with more than
+            one). Every slash command then takes --target NAME; a channel listed under a
+            target's channels defaults to it.
 Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPROVALS_REQUIRED,
             NOTIFY_CHANNEL, APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS,
             PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO,
@@ -81,8 +87,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Operators) == 0 {
 		botErr = errors.Join(botErr, errors.New("OPERATORS: required by serve (Slack user or user-group ids allowed to use the command)"))
 	}
-	if len(bcfg.Approvers) == 0 {
-		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
+	// APPROVERS may be left empty when every target of TARGETS_FILE names its own approvers.
+	ownApprovers := len(cfg.Targets) > 0 && !slices.ContainsFunc(cfg.Targets, func(t cleanup.TargetSpec) bool { return len(t.Approvers) == 0 })
+	if len(bcfg.Approvers) == 0 && !ownApprovers {
+		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout; in TARGETS_FILE, for every target without approvers)"))
 	}
 	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr}); err != nil {
 		return &exitError{code: exitUsage, err: err}
@@ -94,11 +102,16 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("cannot open the audit log: %w", err)
 	}
 	defer audit.Close()
-	t, err := cleanup.Connect(ctx, cfg.Redis)
-	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+	var targets []bot.Target
+	for _, spec := range cfg.Targets {
+		t, err := cleanup.Connect(ctx, spec.Redis)
+		if err != nil {
+			return fmt.Errorf("cannot connect to Redis target %s: %w", spec.Name, err)
+		}
+		defer t.Close()
+		targets = append(targets, bot.Target{Name: spec.Name, Engine: cleanup.NewEngine(t, cfg.Engine), Policy: spec.Policy,
+			Approvers: spec.Approvers, Channels: spec.Channels})
 	}
-	defer t.Close()
 	removeStaleKeyLists(c.stderr, cfg.Backup.Dir)
 	if len(cfg.Backup.AgeRecipients) == 0 {
 		log.Warn("backups are written unencrypted and hold live session tokens: set BACKUP_AGE_RECIPIENTS", "dir", cfg.Backup.Dir)
@@ -113,7 +126,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 
 	metrics := bot.NewMetrics(version)
-	eng := cleanup.NewEngine(t, cfg.Engine)
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
 	sinks, err := ncfg.sinks(log)
 	if err != nil {
@@ -122,7 +134,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	ann := bot.NewFanout(chat, append(bot.SlackSinks(bcfg, chat), sinks...), bot.WithFanoutAudit(audit),
 		bot.WithFanoutMetrics(metrics), bot.WithFanoutLogger(log), bot.WithFanoutSecrets(append(ncfg.secrets(), scfg.AppToken, scfg.BotToken)...))
 	b, err := bot.New(bot.Deps{
-		Config: bcfg, Chat: chat, Engine: eng, Auditor: audit, Notifier: ann, Metrics: metrics, Policy: cfg.Policy,
+		Config: bcfg, Chat: chat, Targets: targets, Auditor: audit, Notifier: ann, Metrics: metrics,
 		State: state, Backup: cfg.Backup, Logger: log,
 	})
 	if err != nil {
@@ -134,8 +146,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		if !tr.Connected() {
 			return errors.New("not connected to Slack")
 		}
-		if err := t.Ping(ctx); err != nil {
-			return errors.New("redis does not answer")
+		for _, t := range targets {
+			if err := t.Engine.Target().Ping(ctx); err != nil {
+				return fmt.Errorf("redis target %s does not answer", t.Name)
+			}
 		}
 		return nil
 	}
@@ -144,7 +158,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
 	}
-	log.Info("sessionbot serving", "version", version, "target", t.Name(), "metrics", ln.Addr().String(), "command", bcfg.Command)
+	log.Info("sessionbot serving", "version", version, "targets", strings.Join(cleanup.TargetNames(cfg.Targets), ","), "metrics", ln.Addr().String(), "command", bcfg.Command)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)
@@ -153,7 +167,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { _ = b.Run(runCtx) }()
-	go bot.RunSessionSampler(runCtx, eng, metrics, sv.SampleEvery, sv.SampleKeys)
+	if len(targets) == 1 {
+		// The session gauges describe one target; with several they are not sampled.
+		go bot.RunSessionSampler(runCtx, targets[0].Engine, metrics, sv.SampleEvery, sv.SampleKeys)
+	}
 
 	err = tr.Run(ctx, b)
 	// Shut down in order: no new work, running jobs and notifications finish or stop cleanly.

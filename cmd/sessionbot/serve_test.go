@@ -92,7 +92,7 @@ func TestServe(t *testing.T) {
 	}
 
 	code, body := get("/metrics")
-	if code != http.StatusOK || !strings.Contains(body, `sessionbot_cleanups_total{mode="execute",result="completed"} 1`) {
+	if code != http.StatusOK || !strings.Contains(body, `sessionbot_cleanups_total{mode="execute",result="completed",target="default"} 1`) {
 		t.Errorf("/metrics = %d; want a completed execute cleanup counted:\n%.2000s", code, body)
 	}
 	cancel()

@@ -19,10 +19,11 @@ Scans every session key once (SCAN, small batches, one command at a time per nod
 the total, the TTL distribution (-1 = no TTL, then buckets), sessions by auth_method, orphans
 (no TTL), expired (expires_at in the past), malformed values and memory use. Nothing is changed.
 
-Usage: sessionbot stats [--json]
+Usage: sessionbot stats [--json] [--target NAME]
 
 Flags:
   --json     one JSON object on stdout, for scripts and dashboards
+  --target NAME  the TARGETS_FILE target (needed when the file names several)
   --help     this text
 
 Examples:
@@ -58,7 +59,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	asJSON := false
 	for _, a := range args {
 		if a != "--json" {
-			return c.asUsage(fmt.Errorf("unknown flag %q: stats takes only --json", shorten(a)))
+			return c.asUsage(fmt.Errorf("unknown flag %q: stats takes only --json and --target NAME", shorten(a)))
 		}
 		asJSON = true
 	}
@@ -66,9 +67,9 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	t, err := c.dial(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+		return err
 	}
 	defer t.Close()
 	s, err := cleanup.NewEngine(t, cfg.Engine).Stats(ctx, 0)
@@ -90,7 +91,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 		return enc.Encode(out)
 	}
 	w := c.stdout
-	fmt.Fprintf(w, "Target: %s (session keys %s*)\n", t.Name(), t.Prefix())
+	fmt.Fprintf(w, "Target: %s (session keys %s*)\n", targetText(t), t.Prefix())
 	fmt.Fprintf(w, "Found %d total session keys\n", s.Total)
 	fmt.Fprintf(w, "  expired (expires_at in the past): %d\n", s.Expired)
 	fmt.Fprintf(w, "  orphans (no TTL, TTL = -1):       %d\n", s.Orphans)
