@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot/slacktest"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // twoTargets is prod-us (tg's server) and prod-eu (a second server) in a TARGETS_FILE, state in
@@ -153,7 +154,7 @@ func TestServeTargets(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
