@@ -42,8 +42,13 @@ type Deps struct {
 	// (keys under sessionbot:, never under the session prefix).
 	State  redis.UniversalClient
 	Backup cleanup.BackupConfig
-	Now    func() time.Time // nil: time.Now
-	Logger *slog.Logger     // nil: discard
+	// Watch configures the watcher and the schedules; its zero value is invalid: start from
+	// DefaultWatchConfig.
+	Watch WatchConfig
+	// Schedules are the scheduled cleanups (ParseSchedules of Watch.Schedules); nil: none.
+	Schedules []Schedule
+	Now       func() time.Time // nil: time.Now
+	Logger    *slog.Logger     // nil: discard
 
 	// ProgressInterval is the least time between two progress updates of a message (2 s).
 	ProgressInterval time.Duration
@@ -57,18 +62,21 @@ type Deps struct {
 // and jobs in Redis, and runs cleanups. Transports call HandleCommand and HandleAction after
 // they have acknowledged the delivery; slow work continues in goroutines the Bot owns.
 type Bot struct {
-	cfg     Config
-	chat    Chat
-	engine  *cleanup.Engine
-	audit   *cleanup.Auditor
-	notify  Notifier
-	policy  cleanup.Policy
-	metrics *Metrics
-	st      *store
-	backup  cleanup.BackupConfig
-	now     func() time.Time
-	log     *slog.Logger
-	access  *access
+	cfg       Config
+	chat      Chat
+	engine    *cleanup.Engine
+	audit     *cleanup.Auditor
+	notify    Notifier
+	policy    cleanup.Policy
+	metrics   *Metrics
+	st        *store
+	backup    cleanup.BackupConfig
+	now       func() time.Time
+	log       *slog.Logger
+	access    *access
+	watch     WatchConfig
+	schedules []Schedule
+	replica   string // this process, in the watch lease
 
 	progressEvery time.Duration
 	sweepEvery    time.Duration
@@ -103,6 +111,12 @@ func New(d Deps) (*Bot, error) {
 		errs = append(errs, err)
 	}
 	if err := d.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if d.Watch == (WatchConfig{}) {
+		d.Watch = DefaultWatchConfig()
+	}
+	if err := d.Watch.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -140,6 +154,9 @@ func New(d Deps) (*Bot, error) {
 		now:           d.Now,
 		log:           d.Logger,
 		access:        newAccess(d.Config, d.Chat, d.Now, d.Logger),
+		watch:         d.Watch,
+		schedules:     d.Schedules,
+		replica:       newReplicaID(),
 		progressEvery: d.ProgressInterval,
 		sweepEvery:    d.SweepInterval,
 		leaseTTL:      d.LeaseTTL,
@@ -151,8 +168,18 @@ func New(d Deps) (*Bot, error) {
 	return b, nil
 }
 
-// Run runs the background loops (the expiry sweeper) until ctx is done.
+// Run runs the background loops (the expiry sweeper, and the watcher and the schedules when
+// configured) until ctx is done.
 func (b *Bot) Run(ctx context.Context) error {
+	if b.watch.Interval > 0 || len(b.schedules) > 0 {
+		b.metrics.watchTarget(DefaultTarget)
+	}
+	if b.watch.Interval > 0 {
+		go b.runWatch(ctx)
+	}
+	if len(b.schedules) > 0 {
+		go b.runSchedules(ctx)
+	}
 	t := time.NewTicker(b.sweepEvery)
 	defer t.Stop()
 	for {

@@ -286,6 +286,8 @@ type harness struct {
 	engine    *cleanup.Engine
 	cfg       Config
 	policy    cleanup.Policy
+	watch     WatchConfig
+	schedules []Schedule
 	backupDir string
 	bot       *Bot
 	env       int
@@ -329,7 +331,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	for _, o := range opts {
 		o(h, &d)
 	}
-	h.cfg, h.policy = d.Config, d.Policy
+	h.cfg, h.policy, h.watch, h.schedules = d.Config, d.Policy, d.Watch, d.Schedules
 	h.bot = h.newBot(d)
 	return h
 }
@@ -348,7 +350,7 @@ func (h *harness) newBot(d Deps) *Bot {
 func (h *harness) deps() Deps {
 	return Deps{
 		Config: h.cfg, Chat: h.chat, Engine: h.engine, Auditor: h.auditor, Notifier: h.notifier, Policy: h.policy,
-		Backup: cleanup.BackupConfig{Dir: h.backupDir}, Now: h.clock.Now,
+		Backup: cleanup.BackupConfig{Dir: h.backupDir}, Now: h.clock.Now, Watch: h.watch, Schedules: h.schedules,
 		ProgressInterval: 20 * time.Millisecond, LeaseTTL: 3 * time.Second,
 	}
 }

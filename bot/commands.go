@@ -75,7 +75,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 	switch sub {
 	case "help":
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.policy))
+		m := helpMessage(b.cfg, b.policy)
+		m.Lines = append(m.Lines, watchHelp(b.cfg, b.watch, b.schedules))
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m)
 	case "stats":
 		if len(args) > 0 {
 			say("`stats` takes no arguments. Nothing was done.")
@@ -148,6 +150,20 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 }
 
 func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.Options, ref MessageRef) error {
+	req, err := b.plan(ctx, c, who, opts, ref)
+	if err != nil {
+		return err
+	}
+	if req.Plan.Matched == 0 {
+		b.update(ctx, ref, nothingToDoMessage(req))
+		return nil
+	}
+	return b.publish(ctx, req)
+}
+
+// plan runs the dry run of opts for who, showing its progress on ref, and returns the request it
+// makes, with what cleanup.Policy requires of it decided. Nothing is stored yet.
+func (b *Bot) plan(ctx context.Context, c Command, who Person, opts cleanup.Options, ref MessageRef) (*Request, error) {
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
 	mode := ModeExecute
@@ -177,7 +193,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	})
 	stop()
 	if err != nil {
-		return fmt.Errorf("preview %s: %w", scope, err)
+		return nil, fmt.Errorf("preview %s: %w", scope, err)
 	}
 	_ = b.record(cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
 		Breakdown: &cleanup.ScanBreakdown{Valid: plan.Valid, Malformed: plan.Malformed}}.Event(b.now(), num))
@@ -204,11 +220,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	}
 	d := b.policy.Decide(plan, opts)
 	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
-	if plan.Matched == 0 {
-		b.update(ctx, ref, nothingToDoMessage(req))
-		return nil
-	}
-	return b.publish(ctx, req)
+	return req, nil
 }
 
 // publish stores req, audits it and shows its buttons: Run/Cancel in place of the preview, or
@@ -226,6 +238,22 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 		req.Origin = &origin
 		req.Ref = ref
 	}
+	if err := b.storeRequest(ctx, req); err != nil {
+		return err
+	}
+	if !req.NeedsApproval {
+		b.update(ctx, req.Ref, previewMessage(req))
+		return nil
+	}
+	b.update(ctx, req.Ref, approvalMessage(req))
+	if elsewhere {
+		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
+	}
+	return nil
+}
+
+// storeRequest stores req as pending and audits it (Request Created).
+func (b *Bot) storeRequest(ctx context.Context, req *Request) error {
 	if err := b.st.createRequest(ctx, req); err != nil {
 		return err
 	}
@@ -243,15 +271,6 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 		created.BackupID, created.Sessions = req.BackupID, req.Restore.Restorable
 	}
 	_ = b.record(created.Event(b.now(), num))
-
-	if !req.NeedsApproval {
-		b.update(ctx, req.Ref, previewMessage(req))
-		return nil
-	}
-	b.update(ctx, req.Ref, approvalMessage(req))
-	if elsewhere {
-		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
-	}
 	return nil
 }
 

@@ -1,0 +1,449 @@
+package bot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/platform-team/sessionbot/cleanup"
+)
+
+// The watcher looks for the runbook's symptoms ("When to Cleanup Sessions": memory rising,
+// session keys without a TTL piling up) on a target every WATCH_INTERVAL, and when one crosses
+// its threshold posts what it saw in WATCH_CHANNEL with a ready preview, through the same
+// preview and request path as a typed command: whether Run needs an approval is cleanup.Policy's
+// call, as always. One replica watches a target at a time (it holds the target's watch lease);
+// each symptom is posted at most once per target and WATCH_COOLDOWN, across replicas and
+// restarts (the cooldown lives in the state Redis).
+
+// WatchConfig holds the watcher's and the schedules' settings (SPEC §13 "Watch and schedules").
+type WatchConfig struct {
+	// Interval is how often each target is checked; 0 turns the watcher off.
+	Interval cleanup.Duration `env:"WATCH_INTERVAL, default=0"`
+	// Channel receives symptom posts and scheduled runs' reports; empty: NOTIFY_CHANNEL.
+	Channel string `env:"WATCH_CHANNEL"`
+	// MemoryPercent: used_memory above this percentage of maxmemory is a symptom (no maxmemory:
+	// never).
+	MemoryPercent int `env:"WATCH_MEMORY_PERCENT, default=80"`
+	// Orphans: more session keys than this without a TTL is a symptom.
+	Orphans int64 `env:"WATCH_ORPHANS, default=1000"`
+	// Cooldown is the least time between two posts about one symptom on one target.
+	Cooldown cleanup.Duration `env:"WATCH_COOLDOWN, default=6h"`
+	// MaxKeys bounds each check: the TTLs of at most this many session keys are read (keys and
+	// TTLs only, never values). A check that stops there says so (log and
+	// sessionbot_watch_over_budget_total) and judges on what it counted.
+	MaxKeys int64 `env:"WATCH_MAX_KEYS, default=200000"`
+	// Schedules are the scheduled cleanups, "TARGET: FILTERS every DURATION; …" (ParseSchedules).
+	Schedules string `env:"SCHEDULES"`
+}
+
+// Validate reports every problem at once, each naming its variable. SCHEDULES is checked by
+// ParseSchedules, which knows the targets.
+func (w WatchConfig) Validate() error {
+	var errs []error
+	if w.Interval < 0 {
+		errs = append(errs, fmt.Errorf("WATCH_INTERVAL: %s is negative (0 turns the watcher off)", time.Duration(w.Interval)))
+	}
+	if w.Channel != "" && !validChannel(w.Channel) {
+		errs = append(errs, fmt.Errorf("WATCH_CHANNEL: %q is not a channel id (C…) or #name", w.Channel))
+	}
+	if w.MemoryPercent < 1 || w.MemoryPercent > 100 {
+		errs = append(errs, fmt.Errorf("WATCH_MEMORY_PERCENT: %d is out of range (1 to 100)", w.MemoryPercent))
+	}
+	if w.Orphans < 0 {
+		errs = append(errs, fmt.Errorf("WATCH_ORPHANS: %d is negative", w.Orphans))
+	}
+	if w.Cooldown <= 0 {
+		errs = append(errs, fmt.Errorf("WATCH_COOLDOWN: %s must be positive", time.Duration(w.Cooldown)))
+	}
+	if w.MaxKeys < 1 {
+		errs = append(errs, fmt.Errorf("WATCH_MAX_KEYS: %d must be at least 1", w.MaxKeys))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultWatchConfig is the watch configuration with every default applied (the watcher off).
+func DefaultWatchConfig() WatchConfig {
+	return WatchConfig{MemoryPercent: 80, Orphans: 1000, Cooldown: cleanup.Duration(6 * time.Hour), MaxKeys: 200_000}
+}
+
+// channel is where the watcher and the schedules post.
+func (w WatchConfig) channel(c Config) string {
+	if w.Channel != "" {
+		return w.Channel
+	}
+	return c.NotifyChannel
+}
+
+// The bot's own requesters: who asks when nobody typed anything. Their ids are no Slack ids, so
+// no person can press a button as them (the two-person rule holds: any approver may approve).
+var (
+	scheduleActor = Person{ID: "schedule", Name: "schedule"}
+	watchActor    = Person{ID: "watch", Name: "watch"}
+)
+
+// Symptoms the watcher looks for.
+const (
+	symptomMemory  = "memory"
+	symptomOrphans = "orphans"
+)
+
+// reading is what one check of a target saw; the last one is kept in the state Redis so that the
+// next check (on whichever replica) can tell the trend.
+type reading struct {
+	At       time.Time `json:"at"`
+	Used     int64     `json:"used"`
+	Max      int64     `json:"max"`
+	Orphans  int64     `json:"orphans"`
+	Scanned  int64     `json:"scanned"`
+	Complete bool      `json:"complete"`
+}
+
+func (r reading) percent() float64 { return cleanup.Memory{Used: r.Used, Max: r.Max}.Percent() }
+
+// runWatch checks the target every WATCH_INTERVAL until ctx ends.
+func (b *Bot) runWatch(ctx context.Context) {
+	t := time.NewTicker(time.Duration(b.watch.Interval))
+	defer t.Stop()
+	for {
+		b.Watch(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Watch checks the target once (when this replica holds its watch lease) and posts the symptoms
+// that crossed their thresholds, each with a preview that continues in the background (Wait
+// waits for it). Run calls it every WATCH_INTERVAL; it is exported for tests that drive time
+// themselves.
+func (b *Bot) Watch(ctx context.Context) {
+	b.watchTarget(ctx, DefaultTarget, b.engine)
+}
+
+// watchTarget checks one target, named name, on eng.
+func (b *Bot) watchTarget(ctx context.Context, name string, eng *cleanup.Engine) {
+	every := max(time.Duration(b.watch.Interval), time.Second)
+	ok, err := b.st.holdLease(ctx, "watch:"+name, b.replica, 2*every)
+	if err != nil {
+		b.log.Warn("watch lease", "target", name, "err", err)
+		return
+	}
+	if !ok {
+		return // another replica watches this target
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(every, time.Minute))
+	defer cancel()
+	mem, err := eng.Memory(cctx)
+	if err != nil {
+		b.log.Warn("watch: memory check failed", "target", name, "err", err)
+		return
+	}
+	orphans, err := eng.CountOrphans(cctx, b.watch.MaxKeys)
+	if err != nil {
+		b.log.Warn("watch: orphan count failed", "target", name, "err", cleanup.RedactKeys(err.Error(), eng.Target().Prefix()))
+		return
+	}
+	r := reading{At: b.now(), Used: mem.Used, Max: mem.Max, Orphans: orphans.Orphans, Scanned: orphans.Scanned, Complete: orphans.Complete}
+	prev, err := b.st.swapReading(ctx, name, r)
+	if err != nil {
+		b.log.Warn("watch: store reading", "target", name, "err", err)
+	}
+	b.metrics.watchReading(name, r)
+	if !r.Complete {
+		b.metrics.watchOverBudget(name)
+		b.log.Warn("watch: key budget reached; orphans counted over part of the keys only",
+			"target", name, "budget", b.watch.MaxKeys, "scanned", r.Scanned, "orphans_at_least", r.Orphans)
+	}
+	if r.Max > 0 && r.percent() > float64(b.watch.MemoryPercent) {
+		b.symptom(ctx, name, symptomMemory, r, prev, mem.Node)
+	}
+	if r.Orphans > b.watch.Orphans {
+		b.symptom(ctx, name, symptomOrphans, r, prev, "")
+	}
+}
+
+// symptom posts a symptom of target name, unless it was posted less than WATCH_COOLDOWN ago,
+// then previews the cleanup that treats it: --orphans for orphans, expired for memory.
+func (b *Bot) symptom(ctx context.Context, name, kind string, r reading, prev *reading, node string) {
+	cooldown := time.Duration(b.watch.Cooldown)
+	ok, _, err := b.st.claim(ctx, b.st.cooldownKey(name, kind), r.At, cooldown)
+	if err != nil {
+		b.log.Warn("watch cooldown", "target", name, "symptom", kind, "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	channel := b.watch.channel(b.cfg)
+	s := symptomOf(kind, r, prev, b.watch, node)
+	_ = b.record(cleanup.SymptomDetected{User: personText(watchActor), Target: name, Symptom: kind,
+		Seen: s.seen, Threshold: s.threshold, Trend: s.trend, Channel: channel}.Event(r.At))
+	b.metrics.watchSymptom(name, kind)
+	if _, err := b.chat.Post(ctx, channel, symptomMessage(name, s, b.watch, r.At.Add(cooldown))); err != nil {
+		b.log.Error("watch: post symptom", "target", name, "symptom", kind, "err", err)
+		return
+	}
+	opts := cleanup.Options{Filter: cleanup.Filter{Orphans: kind == symptomOrphans}, Reason: s.reason}
+	b.previewFor(ctx, watchActor, channel, opts, func(ctx context.Context, c Command, ref MessageRef) error {
+		return b.preview(ctx, c, watchActor, opts, ref)
+	})
+}
+
+// previewFor posts "Previewing…" in channel for who (the watcher or a schedule), then runs fn on
+// it in the background once one of the target's preview slots is free. A failure replaces the
+// message.
+func (b *Bot) previewFor(ctx context.Context, who Person, channel string, opts cleanup.Options, fn func(context.Context, Command, MessageRef) error) {
+	scope := opts.Filter.Normalize().Scope()
+	ref, err := b.chat.Post(ctx, channel, previewingMessage(scope, who))
+	if err != nil {
+		b.log.Error("post preview", "channel", channel, "requester", who.ID, "err", err)
+		return
+	}
+	c := Command{TeamID: b.cfg.TeamID, UserID: who.ID, UserName: who.Name, ChannelID: channel}
+	ok := b.spawn(func(ctx context.Context) {
+		select {
+		case b.previewSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-b.previewSlots }()
+		ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+		defer cancel()
+		if err := fn(ctx, c, ref); err != nil {
+			b.update(ctx, ref, Message{Text: "Preview failed", Title: "Preview failed: " + userText(scope),
+				Lines: []string{b.safeText("preview", err)}, Context: []string{"Nothing was deleted."}})
+		}
+	})
+	if !ok {
+		b.update(ctx, ref, Message{Text: "The bot is shutting down; nothing was done."})
+	}
+}
+
+// symptomText is a symptom as posted and audited.
+type symptomText struct {
+	kind, title, seen, threshold, trend, reason string
+	lines                                       []string
+}
+
+func symptomOf(kind string, r reading, prev *reading, w WatchConfig, node string) symptomText {
+	s := symptomText{kind: kind}
+	switch kind {
+	case symptomMemory:
+		where := ""
+		if node != "" {
+			where = " on master " + node
+		}
+		s.seen = fmt.Sprintf("%.1f%% of maxmemory", r.percent())
+		s.threshold = strconv.Itoa(w.MemoryPercent) + "%"
+		s.title = fmt.Sprintf("Redis memory at %.1f%% of maxmemory", r.percent())
+		s.reason = fmt.Sprintf("watch: memory at %.1f%% of maxmemory (WATCH_MEMORY_PERCENT %d)", r.percent(), w.MemoryPercent)
+		s.lines = []string{fmt.Sprintf("*Memory:* used_memory %s of maxmemory %s%s (*%.1f%%*), above WATCH_MEMORY_PERCENT (%d%%).",
+			bytesText(r.Used), bytesText(r.Max), where, r.percent(), w.MemoryPercent)}
+		switch {
+		case prev != nil && prev.Max > 0:
+			s.trend = fmt.Sprintf("%+.1f points since %s (%.1f%% then)", r.percent()-prev.percent(), stamp(prev.At), prev.percent())
+		case prev != nil:
+			s.trend = fmt.Sprintf("used_memory %s since %s (no maxmemory then)", signedBytes(r.Used-prev.Used), stamp(prev.At))
+		}
+		s.lines = append(s.lines, "Runbook, Problem 1: memory rising. Deleting expired sessions frees memory and logs nobody out: the preview below shows how much.")
+	default:
+		s.seen = num(r.Orphans)
+		s.threshold = num(w.Orphans)
+		s.title = fmt.Sprintf("%s session keys without a TTL", num(r.Orphans))
+		s.reason = fmt.Sprintf("watch: %s session keys without a TTL (WATCH_ORPHANS %s)", num(r.Orphans), num(w.Orphans))
+		line := fmt.Sprintf("*Session keys without a TTL (TTL -1):* %s of %s scanned, above WATCH_ORPHANS (%s).",
+			num(r.Orphans), num(r.Scanned), num(w.Orphans))
+		if !r.Complete {
+			line = fmt.Sprintf("*Session keys without a TTL (TTL -1):* at least %s, counted over the first %s keys (WATCH_MAX_KEYS), above WATCH_ORPHANS (%s).",
+				num(r.Orphans), num(r.Scanned), num(w.Orphans))
+		}
+		s.lines = []string{line}
+		if prev != nil {
+			s.trend = fmt.Sprintf("%+d since %s (%s then)", r.Orphans-prev.Orphans, stamp(prev.At), num(prev.Orphans))
+		}
+		s.lines = append(s.lines, "Runbook, Problem 1: sessions not expiring automatically. They stay until deleted: the `--orphans` preview below shows what Run would delete.")
+	}
+	if s.trend != "" {
+		s.lines = append(s.lines, "*Trend:* "+s.trend+".")
+	} else {
+		s.lines = append(s.lines, "*Trend:* first check; the next one shows the change.")
+	}
+	return s
+}
+
+// signedBytes is a change of size: "+12.0 KiB", "-3 B".
+func signedBytes(n int64) string {
+	if n < 0 {
+		return "-" + bytesText(-n)
+	}
+	return "+" + bytesText(n)
+}
+
+func symptomMessage(target string, s symptomText, w WatchConfig, next time.Time) Message {
+	return Message{
+		Text:  "Symptom on " + target + ": " + s.title,
+		Title: "Symptom on " + target + ": " + s.title,
+		Lines: s.lines,
+		Context: []string{fmt.Sprintf("Seen by the watcher (every %s). Not posted again for this symptom on %s before %s (WATCH_COOLDOWN %s).",
+			shortDuration(time.Duration(w.Interval)), target, stamp(next), shortDuration(time.Duration(w.Cooldown)))},
+	}
+}
+
+// newReplicaID names this process in the watch lease.
+func newReplicaID() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+// State of the watcher and the schedules, under the store's prefix (sessionbot:).
+
+func (s *store) cooldownKey(target, symptom string) string {
+	return s.prefix + "watch:" + target + ":cooldown:" + symptom
+}
+func (s *store) readingKey(target string) string { return s.prefix + "watch:" + target + ":reading" }
+
+// holdLeaseScript takes a lease for a holder, or renews it when the holder already has it.
+var holdLeaseScript = redis.NewScript(`
+local h = redis.call('GET', KEYS[1])
+if h and h ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// holdLease takes or renews lease name for holder; false: someone else holds it.
+func (s *store) holdLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	n, err := holdLeaseScript.Run(ctx, s.rdb, []string{s.leaseKey(name)}, holder, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+// claimScript is "at most once per period" across replicas, by the caller's clock: it records
+// now and returns {1, previous} unless the previous record is less than a period old ({0,
+// previous}). The key is kept (in Redis's time) well beyond the period, so that a claim
+// survives restarts; a clock that goes back never claims twice.
+var claimScript = redis.NewScript(`
+local last = redis.call('GET', KEYS[1])
+if last and tonumber(ARGV[1]) - tonumber(last) < tonumber(ARGV[2]) then return {0, last} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return {1, last or ''}
+`)
+
+// claim claims key at now for one period. last is the previous claim (zero: none).
+func (s *store) claim(ctx context.Context, key string, now time.Time, period time.Duration) (ok bool, last time.Time, err error) {
+	keep := period + s.keep
+	res, err := claimScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), period.Milliseconds(), keep.Milliseconds()).Slice()
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("claim %s: %w", key, err)
+	}
+	n, _ := res[0].(int64)
+	if prev, _ := res[1].(string); prev != "" {
+		if ms, err := strconv.ParseInt(prev, 10, 64); err == nil {
+			last = time.UnixMilli(ms).UTC()
+		}
+	}
+	return n == 1, last, nil
+}
+
+// swapReading stores r as the target's last reading and returns the one before it (nil: none).
+func (s *store) swapReading(ctx context.Context, target string, r reading) (*reading, error) {
+	data, _ := json.Marshal(r)
+	old, err := s.rdb.SetArgs(ctx, s.readingKey(target), data, redis.SetArgs{Get: true, TTL: s.keep}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store watch reading: %w", err)
+	}
+	var prev reading
+	if json.Unmarshal([]byte(old), &prev) != nil {
+		return nil, nil
+	}
+	return &prev, nil
+}
+
+// watchMetrics are the watcher's and the schedules' series, labelled by target.
+type watchMetrics struct {
+	memory     *prometheus.GaugeVec
+	orphans    *prometheus.GaugeVec
+	symptoms   *prometheus.CounterVec
+	overBudget *prometheus.CounterVec
+	scheduled  *prometheus.CounterVec
+}
+
+// scheduleResults are what a scheduled run's occurrence did.
+var scheduleResults = []string{"started", "approval", "nothing", "skipped", "failed"}
+
+func newWatchMetrics(register func(prometheus.Collector)) *watchMetrics {
+	w := &watchMetrics{
+		memory: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessionbot_watch_memory_percent",
+			Help: "used_memory as a percentage of maxmemory at the watcher's last check (the fullest master; 0: no maxmemory)."}, []string{"target"}),
+		orphans: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessionbot_watch_orphans",
+			Help: "Session keys without a TTL at the watcher's last check (a lower bound when its key budget was reached)."}, []string{"target"}),
+		symptoms: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_watch_symptoms_total",
+			Help: "Symptoms posted by the watcher, by target and symptom (memory, orphans)."}, []string{"target", "symptom"}),
+		overBudget: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_watch_over_budget_total",
+			Help: "Watcher checks that stopped at WATCH_MAX_KEYS before counting every session key."}, []string{"target"}),
+		scheduled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_scheduled_runs_total",
+			Help: "Scheduled cleanups by target and result: started, approval (an approval request was posted), nothing (nothing matched), skipped (a job was running), failed."},
+			[]string{"target", "result"}),
+	}
+	for _, c := range []prometheus.Collector{w.memory, w.orphans, w.symptoms, w.overBudget, w.scheduled} {
+		register(c)
+	}
+	return w
+}
+
+// watchTarget creates a target's series at zero, so that alerts have something to compare.
+func (m *Metrics) watchTarget(target string) {
+	if m == nil {
+		return
+	}
+	m.watch.memory.WithLabelValues(target)
+	m.watch.orphans.WithLabelValues(target)
+	m.watch.overBudget.WithLabelValues(target)
+	for _, s := range []string{symptomMemory, symptomOrphans} {
+		m.watch.symptoms.WithLabelValues(target, s)
+	}
+	for _, r := range scheduleResults {
+		m.watch.scheduled.WithLabelValues(target, r)
+	}
+}
+
+func (m *Metrics) watchReading(target string, r reading) {
+	if m == nil {
+		return
+	}
+	m.watch.memory.WithLabelValues(target).Set(r.percent())
+	m.watch.orphans.WithLabelValues(target).Set(float64(r.Orphans))
+}
+
+func (m *Metrics) watchSymptom(target, symptom string) {
+	if m != nil {
+		m.watch.symptoms.WithLabelValues(target, symptom).Inc()
+	}
+}
+
+func (m *Metrics) watchOverBudget(target string) {
+	if m != nil {
+		m.watch.overBudget.WithLabelValues(target).Inc()
+	}
+}
+
+func (m *Metrics) scheduledRun(target, result string) {
+	if m != nil {
+		m.watch.scheduled.WithLabelValues(target, known(result, scheduleResults)).Inc()
+	}
+}
