@@ -28,12 +28,13 @@ import (
 type WatchConfig struct {
 	// Interval is how often each target is checked; 0 turns the watcher off.
 	Interval cleanup.Duration `env:"WATCH_INTERVAL, default=0"`
-	// Channel receives symptom posts and scheduled runs' reports; empty: NOTIFY_CHANNEL.
+	// Channel receives symptom posts, scheduled runs' reports and their approval requests (unless
+	// APPROVAL_CHANNEL is set); empty: NOTIFY_CHANNEL.
 	Channel string `env:"WATCH_CHANNEL"`
-	// MemoryPercent: used_memory above this percentage of maxmemory is a symptom (no maxmemory:
-	// never).
+	// MemoryPercent is the percentage of maxmemory above which used_memory is a symptom (on the
+	// fullest master; never without maxmemory).
 	MemoryPercent int `env:"WATCH_MEMORY_PERCENT, default=80"`
-	// Orphans: more session keys than this without a TTL is a symptom.
+	// Orphans is the number of session keys without a TTL above which they are a symptom.
 	Orphans int64 `env:"WATCH_ORPHANS, default=1000"`
 	// Cooldown is the least time between two posts about one symptom on one target.
 	Cooldown cleanup.Duration `env:"WATCH_COOLDOWN, default=6h"`
@@ -41,7 +42,9 @@ type WatchConfig struct {
 	// TTLs only, never values). A check that stops there says so (log and
 	// sessionbot_watch_over_budget_total) and judges on what it counted.
 	MaxKeys int64 `env:"WATCH_MAX_KEYS, default=200000"`
-	// Schedules are the scheduled cleanups, "TARGET: FILTERS every DURATION; …" (ParseSchedules).
+	// Schedules are the scheduled cleanups: entries separated by ";", each "TARGET: FILTERS every
+	// DURATION" (FILTERS as in the slash command, none: expired; DURATION like 6h, 1d or 2w). They
+	// run as "schedule" when they need no approval, else post an approval request.
 	Schedules string `env:"SCHEDULES"`
 }
 
