@@ -90,6 +90,8 @@ type Bot struct {
 	mu       sync.Mutex
 	closed   bool
 	jobs     map[string]context.CancelFunc // jobs running in this process
+	// localClaims are watch cooldowns kept here while the state Redis refuses writes (OOM).
+	localClaims map[string]time.Time
 
 	// previewSlots holds one token per preview or stats scan running on the target.
 	previewSlots chan struct{}
@@ -163,6 +165,7 @@ func New(d Deps) (*Bot, error) {
 		ctx:           ctx,
 		stop:          stop,
 		jobs:          map[string]context.CancelFunc{},
+		localClaims:   map[string]time.Time{},
 		previewSlots:  make(chan struct{}, MaxPreviews),
 	}
 	return b, nil

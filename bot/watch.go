@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,6 +141,12 @@ func (b *Bot) Watch(ctx context.Context) {
 func (b *Bot) watchTarget(ctx context.Context, name string, eng *cleanup.Engine) {
 	every := max(time.Duration(b.watch.Interval), time.Second)
 	ok, err := b.st.holdLease(ctx, "watch:"+name, b.replica, 2*every)
+	if isOOM(err) {
+		// The state Redis is full and refuses writes (see symptom): a lease that is still
+		// there is honoured; without one, every replica checks, each keeping its own cooldown.
+		holder, herr := b.st.leaseHolder(ctx, "watch:"+name)
+		ok, err = herr == nil && (holder == "" || holder == b.replica), herr
+	}
 	if err != nil {
 		b.log.Warn("watch lease", "target", name, "err", err)
 		return
@@ -182,8 +189,15 @@ func (b *Bot) watchTarget(ctx context.Context, name string, eng *cleanup.Engine)
 // then previews the cleanup that treats it: --orphans for orphans, expired for memory.
 func (b *Bot) symptom(ctx context.Context, name, kind string, r reading, prev *reading, node string) {
 	cooldown := time.Duration(b.watch.Cooldown)
-	ok, _, err := b.st.claim(ctx, b.st.cooldownKey(name, kind), r.At, cooldown)
-	if err != nil {
+	key := b.st.cooldownKey(name, kind)
+	ok, _, err := b.st.claim(ctx, key, r.At, cooldown)
+	switch {
+	case isOOM(err):
+		// The state lives on a target at maxmemory that refuses writes: the very symptom to
+		// report. This replica keeps the cooldown until Redis takes writes again.
+		b.log.Warn("watch: the state Redis refuses writes (OOM); cooldown kept by this replica only", "target", name, "symptom", kind)
+		ok = b.claimLocally(key, r.At, cooldown)
+	case err != nil:
 		b.log.Warn("watch cooldown", "target", name, "symptom", kind, "err", err)
 		return
 	}
@@ -203,6 +217,23 @@ func (b *Bot) symptom(ctx context.Context, name, kind string, r reading, prev *r
 	b.previewFor(ctx, watchActor, channel, opts, func(ctx context.Context, c Command, ref MessageRef) error {
 		return b.preview(ctx, c, watchActor, opts, ref)
 	})
+}
+
+// isOOM reports whether Redis refused a write because it is at maxmemory (noeviction).
+func isOOM(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "OOM")
+}
+
+// claimLocally is claim kept in this process, for when the state Redis refuses writes.
+func (b *Bot) claimLocally(key string, now time.Time, period time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if last, ok := b.localClaims[key]; ok && now.Sub(last) < period {
+		return false
+	}
+	b.localClaims[key] = now
+	return true
 }
 
 // previewFor posts "Previewing…" in channel for who (the watcher or a schedule), then runs fn on

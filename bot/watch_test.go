@@ -206,3 +206,42 @@ func TestWatchConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A target at maxmemory with noeviction that also holds the bot's state refuses every write: the
+// symptom is still posted, once per cooldown (kept by the replica); the preview fails (its request
+// cannot be stored) and says that nothing was deleted.
+func TestWatchMemoryFullStateRefusesWrites(t *testing.T) {
+	h := newHarness(t, watching(1000))
+	ctx := context.Background()
+	h.seed(sessionSpec{n: 4, expired: true})
+	info, err := h.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, _ := strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", strconv.FormatInt(used/2, 10)}} {
+		if err := h.rdb.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = h.rdb.ConfigSet(context.Background(), "maxmemory", "0").Err() })
+
+	h.watchOn(h.bot)
+	h.clock.Advance(watchEvery)
+	h.watchOn(h.bot)
+	_, msgs := h.chat.postsIn(opsChannel)
+	if len(msgs) != 2 {
+		t.Fatalf("posts in %s = %d; want one symptom and its (failed) preview", opsChannel, len(msgs))
+	}
+	wantContains(t, "symptom post", FormatText(msgs[0]), "Redis memory at", "above WATCH_MEMORY_PERCENT (80%)")
+	wantContains(t, "preview", FormatText(msgs[1]), "Preview failed", "Nothing was deleted.")
+	if got := h.audited("Symptom Detected"); len(got) != 1 {
+		t.Errorf("Symptom Detected lines = %d; want 1", len(got))
+	}
+	if err := h.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.sessionCount(); got != 4 {
+		t.Errorf("sessions = %d; want 4 (nothing deleted)", got)
+	}
+}
