@@ -243,3 +243,22 @@ func TestParseSchedules(t *testing.T) {
 		t.Errorf("ParseSchedules(two bad entries) = %v; want two lines", err)
 	}
 }
+
+func TestHelpDescribesWatchAndSchedules(t *testing.T) {
+	h := newHarness(t, scheduling(t, "default: every 6h; default: --orphans every 1d"),
+		func(_ *harness, d *Deps) { d.Watch.Interval = cleanup.Duration(5 * time.Minute) })
+	h.command(alice, "help")
+	h.chat.mu.Lock()
+	help := FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	h.chat.mu.Unlock()
+	wantContains(t, "help", help, "*Watching and schedules*",
+		"Watcher: every 5m, posts in #"+opsChannel+" when Redis memory passes 80% of maxmemory or more than 1,000 session keys have no TTL",
+		"Schedules: `expired_only` on default every 6h; `orphans` on default every 24h.", "runs as `schedule`")
+
+	off := newHarness(t)
+	off.command(alice, "help")
+	off.chat.mu.Lock()
+	help = FormatText(off.chat.ephemerals[len(off.chat.ephemerals)-1].Msg)
+	off.chat.mu.Unlock()
+	wantContains(t, "help without watch", help, "Watcher: off (WATCH_INTERVAL).", "Schedules: none (SCHEDULES).")
+}
