@@ -2,16 +2,12 @@ package bot
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -333,151 +329,5 @@ func symptomMessage(target string, s symptomText, w WatchConfig, next time.Time)
 		Lines: s.lines,
 		Context: []string{fmt.Sprintf("Seen by the watcher (every %s). Not posted again for this symptom on %s before %s (WATCH_COOLDOWN %s).",
 			shortDuration(time.Duration(w.Interval)), target, stamp(next), shortDuration(time.Duration(w.Cooldown)))},
-	}
-}
-
-// newReplicaID names this process in the watch lease.
-func newReplicaID() string {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	return hex.EncodeToString(r[:])
-}
-
-// State of the watcher and the schedules, under the store's prefix (sessionbot:).
-
-func (s *store) cooldownKey(target, symptom string) string {
-	return s.prefix + "watch:" + target + ":cooldown:" + symptom
-}
-func (s *store) readingKey(target string) string { return s.prefix + "watch:" + target + ":reading" }
-
-// holdLeaseScript takes a lease for a holder, or renews it when the holder already has it.
-var holdLeaseScript = redis.NewScript(`
-local h = redis.call('GET', KEYS[1])
-if h and h ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`)
-
-// holdLease takes or renews lease name for holder; false: someone else holds it.
-func (s *store) holdLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
-	n, err := holdLeaseScript.Run(ctx, s.rdb, []string{s.leaseKey(name)}, holder, ttl.Milliseconds()).Int()
-	return n == 1, err
-}
-
-// claimScript is "at most once per period" across replicas, by the caller's clock: it records
-// now and returns {1, previous} unless the previous record is less than a period old ({0,
-// previous}). The key is kept (in Redis's time) well beyond the period, so that a claim
-// survives restarts; a clock that goes back never claims twice.
-var claimScript = redis.NewScript(`
-local last = redis.call('GET', KEYS[1])
-if last and tonumber(ARGV[1]) - tonumber(last) < tonumber(ARGV[2]) then return {0, last} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return {1, last or ''}
-`)
-
-// claim claims key at now for one period. last is the previous claim (zero: none).
-func (s *store) claim(ctx context.Context, key string, now time.Time, period time.Duration) (ok bool, last time.Time, err error) {
-	keep := period + s.keep
-	res, err := claimScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), period.Milliseconds(), keep.Milliseconds()).Slice()
-	if err != nil {
-		return false, time.Time{}, fmt.Errorf("claim %s: %w", key, err)
-	}
-	n, _ := res[0].(int64)
-	if prev, _ := res[1].(string); prev != "" {
-		if ms, err := strconv.ParseInt(prev, 10, 64); err == nil {
-			last = time.UnixMilli(ms).UTC()
-		}
-	}
-	return n == 1, last, nil
-}
-
-// swapReading stores r as the target's last reading and returns the one before it (nil: none).
-func (s *store) swapReading(ctx context.Context, target string, r reading) (*reading, error) {
-	data, _ := json.Marshal(r)
-	old, err := s.rdb.SetArgs(ctx, s.readingKey(target), data, redis.SetArgs{Get: true, TTL: s.keep}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store watch reading: %w", err)
-	}
-	var prev reading
-	if json.Unmarshal([]byte(old), &prev) != nil {
-		return nil, nil
-	}
-	return &prev, nil
-}
-
-// watchMetrics are the watcher's and the schedules' series, labelled by target.
-type watchMetrics struct {
-	memory     *prometheus.GaugeVec
-	orphans    *prometheus.GaugeVec
-	symptoms   *prometheus.CounterVec
-	overBudget *prometheus.CounterVec
-	scheduled  *prometheus.CounterVec
-}
-
-// scheduleResults are what a scheduled run's occurrence did.
-var scheduleResults = []string{"started", "approval", "nothing", "skipped", "failed"}
-
-func newWatchMetrics(register func(prometheus.Collector)) *watchMetrics {
-	w := &watchMetrics{
-		memory: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessionbot_watch_memory_percent",
-			Help: "used_memory as a percentage of maxmemory at the watcher's last check (the fullest master; 0: no maxmemory)."}, []string{"target"}),
-		orphans: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessionbot_watch_orphans",
-			Help: "Session keys without a TTL at the watcher's last check (a lower bound when its key budget was reached)."}, []string{"target"}),
-		symptoms: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_watch_symptoms_total",
-			Help: "Symptoms posted by the watcher, by target and symptom (memory, orphans)."}, []string{"target", "symptom"}),
-		overBudget: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_watch_over_budget_total",
-			Help: "Watcher checks that stopped at WATCH_MAX_KEYS before counting every session key."}, []string{"target"}),
-		scheduled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessionbot_scheduled_runs_total",
-			Help: "Scheduled cleanups by target and result: started, approval (an approval request was posted), nothing (nothing matched), skipped (a job was running), failed."},
-			[]string{"target", "result"}),
-	}
-	for _, c := range []prometheus.Collector{w.memory, w.orphans, w.symptoms, w.overBudget, w.scheduled} {
-		register(c)
-	}
-	return w
-}
-
-// watchTarget creates a target's series at zero, so that alerts have something to compare.
-func (m *Metrics) watchTarget(target string) {
-	if m == nil {
-		return
-	}
-	m.watch.memory.WithLabelValues(target)
-	m.watch.orphans.WithLabelValues(target)
-	m.watch.overBudget.WithLabelValues(target)
-	for _, s := range []string{symptomMemory, symptomOrphans} {
-		m.watch.symptoms.WithLabelValues(target, s)
-	}
-	for _, r := range scheduleResults {
-		m.watch.scheduled.WithLabelValues(target, r)
-	}
-}
-
-func (m *Metrics) watchReading(target string, r reading) {
-	if m == nil {
-		return
-	}
-	m.watch.memory.WithLabelValues(target).Set(r.percent())
-	m.watch.orphans.WithLabelValues(target).Set(float64(r.Orphans))
-}
-
-func (m *Metrics) watchSymptom(target, symptom string) {
-	if m != nil {
-		m.watch.symptoms.WithLabelValues(target, symptom).Inc()
-	}
-}
-
-func (m *Metrics) watchOverBudget(target string) {
-	if m != nil {
-		m.watch.overBudget.WithLabelValues(target).Inc()
-	}
-}
-
-func (m *Metrics) scheduledRun(target, result string) {
-	if m != nil {
-		m.watch.scheduled.WithLabelValues(target, known(result, scheduleResults)).Inc()
 	}
 }
