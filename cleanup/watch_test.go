@@ -7,7 +7,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+// ownTargets is targets with clients of the test's own: the shared servers' clients may have been
+// closed by a test before.
+func ownTargets(t *testing.T, fn func(t *testing.T, tgt *Target)) {
+	t.Helper()
+	t.Run("standalone", func(t *testing.T) {
+		c := redis.NewClient(&redis.Options{Addr: sharedStandalone(t).Addr()})
+		t.Cleanup(func() { _ = c.Close() })
+		fn(t, NewTarget(c, uniquePrefix(t), "standalone"))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: sharedCluster(t).Seeds()})
+		t.Cleanup(func() { _ = c.Close() })
+		fn(t, NewTarget(c, uniquePrefix(t), "cluster"))
+	})
+}
 
 // valueReads counts the commands that read a value (GET, MGET) served by the target's masters.
 func valueReads(t *testing.T, tgt *Target) int64 {
@@ -36,7 +54,7 @@ func valueReads(t *testing.T, tgt *Target) int64 {
 }
 
 func TestCountOrphans(t *testing.T) {
-	targets(t, func(t *testing.T, tgt *Target) {
+	ownTargets(t, func(t *testing.T, tgt *Target) {
 		ctx := context.Background()
 		c := tgt.Client()
 		for i := range 400 {
@@ -84,7 +102,7 @@ func TestCountOrphans(t *testing.T) {
 }
 
 func TestMemory(t *testing.T) {
-	targets(t, func(t *testing.T, tgt *Target) {
+	ownTargets(t, func(t *testing.T, tgt *Target) {
 		m, err := NewEngine(tgt, EngineConfig{BatchSize: 100}).Memory(context.Background())
 		if err != nil {
 			t.Fatal(err)
