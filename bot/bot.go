@@ -46,8 +46,13 @@ type Deps struct {
 	// (keys under sessionbot:, never under the session prefix).
 	State  redis.UniversalClient
 	Backup cleanup.BackupConfig
-	Now    func() time.Time // nil: time.Now
-	Logger *slog.Logger     // nil: discard
+	// Watch configures the watcher and the schedules; its zero value is invalid: start from
+	// DefaultWatchConfig.
+	Watch WatchConfig
+	// Schedules are the scheduled cleanups (ParseSchedules of Watch.Schedules); nil: none.
+	Schedules []Schedule
+	Now       func() time.Time // nil: time.Now
+	Logger    *slog.Logger     // nil: discard
 
 	// ProgressInterval is the least time between two progress updates of a message (2 s).
 	ProgressInterval time.Duration
@@ -61,17 +66,20 @@ type Deps struct {
 // and jobs in Redis, and runs cleanups. Transports call HandleCommand and HandleAction after
 // they have acknowledged the delivery; slow work continues in goroutines the Bot owns.
 type Bot struct {
-	cfg     Config
-	chat    Chat
-	targets *targets
-	audit   *cleanup.Auditor
-	notify  Notifier
-	metrics *Metrics
-	st      *store
-	backup  cleanup.BackupConfig
-	now     func() time.Time
-	log     *slog.Logger
-	access  *access
+	cfg       Config
+	chat      Chat
+	targets   *targets
+	audit     *cleanup.Auditor
+	notify    Notifier
+	metrics   *Metrics
+	st        *store
+	backup    cleanup.BackupConfig
+	now       func() time.Time
+	log       *slog.Logger
+	access    *access
+	watch     WatchConfig
+	schedules []Schedule
+	replica   string // this process, in the watch lease
 
 	progressEvery time.Duration
 	sweepEvery    time.Duration
@@ -85,6 +93,8 @@ type Bot struct {
 	mu       sync.Mutex
 	closed   bool
 	jobs     map[string]context.CancelFunc // jobs running in this process
+	// localClaims are watch cooldowns kept here while the state Redis refuses writes (OOM).
+	localClaims map[string]time.Time
 }
 
 // New checks deps and returns a Bot.
@@ -114,6 +124,12 @@ func New(d Deps) (*Bot, error) {
 		if d.Targets[i].Engine != nil {
 			d.Targets[i].Engine = d.Targets[i].Engine.WithClock(orNow(d.Now))
 		}
+	}
+	if d.Watch == (WatchConfig{}) {
+		d.Watch = DefaultWatchConfig()
+	}
+	if err := d.Watch.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	ts, err := newTargets(d.Targets, d.Config)
 	errs = append(errs, err)
@@ -155,18 +171,34 @@ func New(d Deps) (*Bot, error) {
 		now:           d.Now,
 		log:           d.Logger,
 		access:        newAccess(d.Config, ts.approvers(), d.Chat, d.Now, d.Logger),
+		watch:         d.Watch,
+		schedules:     d.Schedules,
+		replica:       newReplicaID(),
 		progressEvery: d.ProgressInterval,
 		sweepEvery:    d.SweepInterval,
 		leaseTTL:      d.LeaseTTL,
 		ctx:           ctx,
 		stop:          stop,
 		jobs:          map[string]context.CancelFunc{},
+		localClaims:   map[string]time.Time{},
 	}
 	return b, nil
 }
 
-// Run runs the background loops (the expiry sweeper) until ctx is done.
+// Run runs the background loops (the expiry sweeper, and the watcher and the schedules when
+// configured) until ctx is done.
 func (b *Bot) Run(ctx context.Context) error {
+	if b.watch.Interval > 0 || len(b.schedules) > 0 {
+		for _, t := range b.targets.list {
+			b.metrics.watchTarget(t.Name)
+		}
+	}
+	if b.watch.Interval > 0 {
+		go b.runWatch(ctx)
+	}
+	if len(b.schedules) > 0 {
+		go b.runSchedules(ctx)
+	}
 	t := time.NewTicker(b.sweepEvery)
 	defer t.Stop()
 	for {

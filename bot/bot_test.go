@@ -267,9 +267,14 @@ type harness struct {
 	engine    *cleanup.Engine
 	cfg       Config
 	policy    cleanup.Policy
-	backupDir string
-	bot       *Bot
-	env       int
+	watch     WatchConfig
+	schedules []Schedule
+	// defaultTarget: the bot serves its engine as the target named default (Deps.Targets), as serve
+	// does without TARGETS_FILE.
+	defaultTarget bool
+	backupDir     string
+	bot           *Bot
+	env           int
 }
 
 type harnessOption func(*harness, *Deps)
@@ -310,13 +315,18 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	for _, o := range opts {
 		o(h, &d)
 	}
-	h.cfg, h.policy = d.Config, d.Policy
+	h.cfg, h.policy, h.watch, h.schedules = d.Config, d.Policy, d.Watch, d.Schedules
 	h.bot = h.newBot(d)
 	return h
 }
 
 func (h *harness) newBot(d Deps) *Bot {
 	h.t.Helper()
+	if h.defaultTarget && d.Engine != nil {
+		// As serve without TARGETS_FILE: the one target is named default.
+		d.Targets = []Target{{Name: cleanup.DefaultTargetName, Engine: d.Engine, Policy: d.Policy}}
+		d.Engine = nil
+	}
 	b, err := New(d)
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
@@ -329,7 +339,7 @@ func (h *harness) newBot(d Deps) *Bot {
 func (h *harness) deps() Deps {
 	return Deps{
 		Config: h.cfg, Chat: h.chat, Engine: h.engine, Auditor: h.auditor, Notifier: h.notifier, Policy: h.policy,
-		Backup: cleanup.BackupConfig{Dir: h.backupDir}, Now: h.clock.Now,
+		Backup: cleanup.BackupConfig{Dir: h.backupDir}, Now: h.clock.Now, Watch: h.watch, Schedules: h.schedules,
 		ProgressInterval: 20 * time.Millisecond, LeaseTTL: 3 * time.Second,
 	}
 }

@@ -92,7 +92,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 
 	switch sub {
 	case "help":
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, helpMessage(b.cfg, b.helpTarget(t, c.ChannelID), b.targets))
+		m := helpMessage(b.cfg, b.helpTarget(t, c.ChannelID), b.targets)
+		m.Lines = append(m.Lines, watchHelp(b.cfg, b.watch, b.schedules))
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m)
 	case "stats":
 		if len(args) > 0 {
 			say("`stats` takes no arguments but `--target NAME`. Nothing was done.")
@@ -180,6 +182,20 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, t *target
 }
 
 func (b *Bot) preview(ctx context.Context, c Command, who Person, t *target, opts cleanup.Options, ref MessageRef) error {
+	req, err := b.plan(ctx, c, who, t, opts, ref)
+	if err != nil {
+		return err
+	}
+	if req.Plan.Matched == 0 {
+		b.update(ctx, ref, nothingToDoMessage(req))
+		return nil
+	}
+	return b.publish(ctx, req)
+}
+
+// plan runs the dry run of opts on t for who, showing its progress on ref, and returns the
+// request it makes, with what t's cleanup.Policy requires of it decided. Nothing is stored yet.
+func (b *Bot) plan(ctx context.Context, c Command, who Person, t *target, opts cleanup.Options, ref MessageRef) (*Request, error) {
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
 	mode := ModeExecute
@@ -209,7 +225,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, t *target, opt
 	})
 	stop()
 	if err != nil {
-		return fmt.Errorf("preview %s: %w", scope, err)
+		return nil, fmt.Errorf("preview %s: %w", scope, err)
 	}
 	_ = b.recordOn(t.Name, cleanup.SessionsScanned{Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept,
 		Breakdown: &cleanup.ScanBreakdown{Valid: plan.Valid, Malformed: plan.Malformed}}.Event(b.now(), num))
@@ -237,11 +253,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, t *target, opt
 	}
 	d := t.Policy.Decide(plan, opts)
 	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
-	if plan.Matched == 0 {
-		b.update(ctx, ref, nothingToDoMessage(req))
-		return nil
-	}
-	return b.publish(ctx, req)
+	return req, nil
 }
 
 // publish stores req, audits it and shows its buttons: Run/Cancel in place of the preview, or
@@ -259,6 +271,22 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 		req.Origin = &origin
 		req.Ref = ref
 	}
+	if err := b.storeRequest(ctx, req); err != nil {
+		return err
+	}
+	if !req.NeedsApproval {
+		b.update(ctx, req.Ref, previewMessage(req))
+		return nil
+	}
+	b.update(ctx, req.Ref, approvalMessage(req))
+	if elsewhere {
+		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
+	}
+	return nil
+}
+
+// storeRequest stores req as pending and audits it (Request Created).
+func (b *Bot) storeRequest(ctx context.Context, req *Request) error {
 	if err := b.st.createRequest(ctx, req); err != nil {
 		return err
 	}
@@ -276,15 +304,6 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 		created.BackupID, created.Sessions = req.BackupID, req.Restore.Restorable
 	}
 	_ = b.recordOn(req.Target, created.Event(b.now(), num))
-
-	if !req.NeedsApproval {
-		b.update(ctx, req.Ref, previewMessage(req))
-		return nil
-	}
-	b.update(ctx, req.Ref, approvalMessage(req))
-	if elsewhere {
-		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
-	}
 	return nil
 }
 

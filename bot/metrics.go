@@ -69,6 +69,7 @@ type Metrics struct {
 	notifyFailure *prometheus.CounterVec
 	auditErrors   *prometheus.CounterVec
 	redisExpired  prometheus.Counter
+	watch         *watchMetrics
 
 	mu           sync.Mutex
 	authMethods  map[string]bool // label values currently set on sessionsByAuth
@@ -165,6 +166,7 @@ func NewMetrics(version string) *Metrics {
 		Help: "Keys expired by the session Redis (INFO stats expired_keys, all keys, not only sessions) since this replica started.",
 	})
 	f(m.redisExpired)
+	m.watch = newWatchMetrics(f)
 	return m
 }
 

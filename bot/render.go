@@ -548,6 +548,8 @@ func userRef(id string) string {
 	switch {
 	case id == "":
 		return "—"
+	case id == scheduleActor.ID || id == watchActor.ID:
+		return "sessionbot (" + id + ")"
 	case strings.HasPrefix(id, "S"):
 		return "group " + id
 	default:

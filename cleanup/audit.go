@@ -32,6 +32,7 @@ const (
 	EventNotificationFailed = "Notification Failed"
 	EventRestoreCompleted   = "Restore Completed"
 	EventBackupCompleted    = "Backup Completed"
+	EventSymptomDetected    = "Symptom Detected"
 )
 
 // maxAuditValue bounds one field value (in runes) so a pasted essay as --reason cannot turn an

@@ -381,3 +381,29 @@ func (e AuditEvent) On(target string) AuditEvent {
 	e.Fields = append(append([]AuditField(nil), e.Fields...), AuditField{Name: "Target", Value: target})
 	return e
 }
+
+// SymptomDetected records that the watcher saw one of the runbook's symptoms on a target cross
+// its threshold and posted it (SPEC §13 "Watch and schedules"); at most one per symptom, target
+// and WATCH_COOLDOWN.
+type SymptomDetected struct {
+	User      string // who saw it: the watcher
+	Target    string
+	Symptom   string // memory or orphans
+	Seen      string // what was seen, as the post shows it ("85.2% of maxmemory", "1,234")
+	Threshold string // the threshold it passed, likewise
+	Trend     string // the change since the previous check; omitted when empty
+	Channel   string // where it was posted
+}
+
+// Event returns the audit line.
+func (e SymptomDetected) Event(t time.Time) AuditEvent {
+	var f fields
+	f.add("User", e.User)
+	f.add("Target", e.Target)
+	f.add("Symptom", e.Symptom)
+	f.add("Seen", e.Seen)
+	f.add("Threshold", e.Threshold)
+	f.opt("Trend", e.Trend)
+	f.add("Channel", e.Channel)
+	return f.event(t, EventSymptomDetected)
+}

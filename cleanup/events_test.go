@@ -194,6 +194,17 @@ func TestTypedEvents(t *testing.T) {
 			ev:   BackupCompleted{User: "alice", Filters: "expired_only", Sessions: 0, File: "b/x.jsonl.gz"}.Event(t0, plain),
 			want: "Backup Completed | User: alice | Filters: expired_only | Sessions: 0 | File: b/x.jsonl.gz",
 		},
+		{
+			name: "symptom detected",
+			ev: SymptomDetected{User: "watch", Target: "default", Symptom: "orphans", Seen: "1,234", Threshold: "1,000",
+				Trend: "+234 since 2025-11-26 09:55:00Z", Channel: "C0OPS"}.Event(t0),
+			want: "Symptom Detected | User: watch | Target: default | Symptom: orphans | Seen: 1,234 | Threshold: 1,000 | Trend: +234 since 2025-11-26 09:55:00Z | Channel: C0OPS",
+		},
+		{
+			name: "symptom detected: first check",
+			ev:   SymptomDetected{User: "watch", Target: "default", Symptom: "memory", Seen: "85.0% of maxmemory", Threshold: "80%", Channel: "#ops"}.Event(t0),
+			want: "Symptom Detected | User: watch | Target: default | Symptom: memory | Seen: 85.0% of maxmemory | Threshold: 80% | Channel: #ops",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

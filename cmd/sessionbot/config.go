@@ -152,6 +152,8 @@ func envKinds(t reflect.Type) map[string]string {
 		switch {
 		case f.Type == reflect.TypeFor[time.Duration]():
 			out[name] = "want a duration like 10ms, 2s or 5m"
+		case f.Type == reflect.TypeFor[cleanup.Duration]():
+			out[name] = "want a duration like 30m, 12h, 7d or 2w"
 		case f.Type.Kind() == reflect.Bool:
 			out[name] = "want true or false"
 		case f.Type.Kind() >= reflect.Int && f.Type.Kind() <= reflect.Uint64:

@@ -20,6 +20,7 @@ var update = flag.Bool("update", false, "rewrite generated README sections")
 var configSources = []string{
 	"../../bot/slackconfig.go",
 	"../../bot/config.go",
+	"../../bot/watch.go",
 	"../../bot/pagerduty/config.go",
 	"../../bot/email/config.go",
 	"../../bot/webhook/config.go",

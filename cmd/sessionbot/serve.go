@@ -46,6 +46,11 @@ Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPR
             NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET, STATE_REDIS_URL, BACKUP_DIR,
             BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR
             (default :9090: /metrics, /healthz, /readyz)
+Watch:      WATCH_INTERVAL (default 0: off), WATCH_CHANNEL (default NOTIFY_CHANNEL),
+            WATCH_MEMORY_PERCENT (80), WATCH_ORPHANS (1000), WATCH_COOLDOWN (6h), WATCH_MAX_KEYS
+Schedules:  SCHEDULES="default: every 6h; default: --orphans every 1d" (TARGET: FILTERS every
+            DURATION; FILTERS as in /sessions cleanup, none = expired; run as "schedule" when
+            no approval is needed, otherwise an approval request is posted in WATCH_CHANNEL)
 See README.md, "Configuration", for every variable.
 
 Example (the tokens come from the Slack app; see README.md, "Deploying"):
@@ -84,6 +89,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
 	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
+	var wcfg bot.WatchConfig
+	watchErr := errors.Join(append(decodeEnv(ctx, &wcfg, c.getenv), wcfg.Validate())...)
+	schedules, schedErr := bot.ParseSchedules(wcfg.Schedules, bot.KnownTargets(cleanup.TargetNames(cfg.Targets)...))
 	if len(bcfg.Operators) == 0 {
 		botErr = errors.Join(botErr, errors.New("OPERATORS: required by serve (Slack user or user-group ids allowed to use the command)"))
 	}
@@ -92,7 +100,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Approvers) == 0 && !ownApprovers {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout; in TARGETS_FILE, for every target without approvers)"))
 	}
-	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr}); err != nil {
+	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr, watchErr, schedErr}); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
@@ -135,7 +143,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		bot.WithFanoutMetrics(metrics), bot.WithFanoutLogger(log), bot.WithFanoutSecrets(append(ncfg.secrets(), scfg.AppToken, scfg.BotToken)...))
 	b, err := bot.New(bot.Deps{
 		Config: bcfg, Chat: chat, Targets: targets, Auditor: audit, Notifier: ann, Metrics: metrics,
-		State: state, Backup: cfg.Backup, Logger: log,
+		State: state, Backup: cfg.Backup, Logger: log, Watch: wcfg, Schedules: schedules,
 	})
 	if err != nil {
 		return err
