@@ -366,7 +366,7 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 		}
 	}
 	// Counted even when the call fails part-way: what it removed before is gone.
-	res, err := o.cad(ctx, mode, keys, digests)
+	res, err := o.cad(ctx, mode, keys, digests, nil)
 	r.c.deleted.Add(res.deleted)
 	for i, en := range entries {
 		switch res.flags[i] {

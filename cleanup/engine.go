@@ -282,6 +282,10 @@ func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress),
 			if it.malformedFor(f) {
 				plan.Malformed++
 			}
+			if it.verdict == Repair {
+				plan.Repaired++
+				continue
+			}
 			if it.verdict != Delete {
 				continue
 			}
@@ -342,8 +346,8 @@ func sampleOf(it *item, prefix string) Sample {
 
 // counters are the live numbers of one operation, read by the progress reporter.
 type counters struct {
-	matched, deleted, deletedValid, skipped, malformed, errors atomic.Int64
-	phase                                                      atomic.Value // string
+	matched, deleted, deletedValid, skipped, malformed, errors, repaired atomic.Int64
+	phase                                                                atomic.Value // string
 }
 
 // report calls progress every 250 ms until the returned stop is called (and once more then).
