@@ -119,7 +119,9 @@ func TestParseArgs(t *testing.T) {
 		{"repair", []string{"--orphans", "--repair-ttl"}, false,
 			with(func(o *Options) { o.Filter.Orphans, o.Filter.RepairTTL = true, true })},
 		{"repair with a condition, cli", []string{"--repair-ttl", "--auth-method", "oauth2", "--orphans", "--no-backup"}, true,
-			with(func(o *Options) { o.Filter.Orphans, o.Filter.RepairTTL, o.Filter.AuthMethod, o.NoBackup = true, true, "oauth2", true })},
+			with(func(o *Options) {
+				o.Filter.Orphans, o.Filter.RepairTTL, o.Filter.AuthMethod, o.NoBackup = true, true, "oauth2", true
+			})},
 		{"cli pause", []string{"--pause", "10ms", "--max-rate=40000"}, true,
 			with(func(o *Options) { o.Pause, o.MaxRate = 10*time.Millisecond, 40000 })},
 	}
