@@ -151,8 +151,11 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
 	mode := ModeExecute
-	if f.All {
+	switch {
+	case f.All:
 		mode = ModeAll
+	case f.RepairTTL:
+		mode = ModeRepair
 	}
 	_ = b.record(cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
 
@@ -204,7 +207,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, opts cleanup.O
 	}
 	d := b.policy.Decide(plan, opts)
 	req.NeedsApproval, req.Backup, req.MaxValid = d.NeedsApproval, d.Backup, d.MaxValid
-	if plan.Matched == 0 {
+	if plan.Matched == 0 && plan.Repaired == 0 {
 		b.update(ctx, ref, nothingToDoMessage(req))
 		return nil
 	}

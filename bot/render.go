@@ -130,6 +130,12 @@ func previewMessage(req *Request) Message {
 			{ActionID: "cancel", Label: "Cancel", Value: req.ID},
 		},
 	}
+	if req.Filter.RepairTTL {
+		m.Text = fmt.Sprintf("Dry-run preview: %s sessions would get a TTL, %s expired would be deleted (%s)",
+			num(req.Plan.Repaired), num(req.Plan.Matched), userText(req.Scope))
+		m.Buttons[0].Label = "Run repair"
+		m.Buttons[0].Confirm = fmt.Sprintf("Give about %s sessions their TTL and delete about %s expired ones?", num(req.Plan.Repaired), num(req.Plan.Matched))
+	}
 	return m
 }
 
@@ -346,6 +352,9 @@ func (o cleanupOutcome) reportLines(req *Request) []string {
 		rows = append(rows, fmt.Sprintf("Remaining: %s session keys", num(rep.Remaining)))
 	}
 	lines := []string{codeBlock(rows)}
+	if req.Filter.RepairTTL {
+		lines = []string{codeBlock(cleanup.RepairLines(rep, num)), codeBlock(rows)}
+	}
 	switch {
 	case rep.Backup != "":
 		lines = append(lines, "Backup: `"+rep.Backup+"`")
@@ -570,6 +579,8 @@ func backupPlan(req *Request) string {
 		return "yes, written to BACKUP_DIR before anything is deleted"
 	case req.NoBackup:
 		return "*skipped (--no-backup)*"
+	case req.Filter.RepairTTL:
+		return "none (a repair deletes only expired sessions)"
 	default:
 		return "none (not required; --backup forces one)"
 	}

@@ -24,7 +24,8 @@ type Mode string
 const (
 	ModeDryRun  Mode = "dry-run" // a preview: audited, never deletes
 	ModeExecute Mode = cleanup.ModeExecute
-	ModeAll     Mode = cleanup.ModeAll // mass logout
+	ModeAll     Mode = cleanup.ModeAll    // mass logout
+	ModeRepair  Mode = cleanup.ModeRepair // --orphans --repair-ttl
 	ModeRestore Mode = "restore"
 )
 
