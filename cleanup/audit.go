@@ -32,6 +32,7 @@ const (
 	EventNotificationFailed = "Notification Failed"
 	EventRestoreCompleted   = "Restore Completed"
 	EventBackupCompleted    = "Backup Completed"
+	EventCleanupResumed     = "Cleanup Resumed"
 )
 
 // maxAuditValue bounds one field value (in runes) so a pasted essay as --reason cannot turn an

@@ -63,6 +63,10 @@ type BackupSpec struct {
 	Dir        string
 	JobID      string
 	Recipients []string // age recipients; empty: plain gzip
+	// FirstRound is the round the run's first file is (0 or 1: <JobID>.jsonl.gz). A resumed job
+	// extends the backup of the run it continues instead of rewriting it: its rounds follow
+	// those already written (NextBackupRound), so one restore of JobID puts back both.
+	FirstRound int
 }
 
 // Stats describes the sessions on a target.
@@ -359,7 +363,7 @@ func (c *counters) report(progress func(Progress), phase string, start time.Time
 	snap := func() Progress {
 		return Progress{
 			Phase: c.phase.Load().(string), Scanned: scanned.Load(), Matched: c.matched.Load(),
-			Deleted: c.deleted.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
+			Deleted: c.deleted.Load(), DeletedValid: c.deletedValid.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
 			Elapsed: time.Since(start),
 		}
 	}

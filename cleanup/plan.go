@@ -73,7 +73,10 @@ type Progress struct {
 	Scanned int64
 	Matched int64
 	Deleted int64
-	Skipped int64 // changed since read: kept
+	// DeletedValid: of Deleted, still-valid sessions (logouts), so that a job resumed after its
+	// replica died counts them against its bound.
+	DeletedValid int64
+	Skipped      int64 // changed since read: kept
 	Errors  int64
 	Elapsed time.Duration
 }
