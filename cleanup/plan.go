@@ -77,8 +77,8 @@ type Progress struct {
 	// replica died counts them against its bound.
 	DeletedValid int64
 	Skipped      int64 // changed since read: kept
-	Errors  int64
-	Elapsed time.Duration
+	Errors       int64
+	Elapsed      time.Duration
 }
 
 // Report is the outcome of an executed cleanup.
