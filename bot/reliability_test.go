@@ -183,6 +183,8 @@ type fleetOptions struct {
 	stateServer bool
 	// noSeed leaves the target empty: the test writes its own sessions.
 	noSeed bool
+	// now is every replica's clock (nil: time.Now).
+	now func() time.Time
 }
 
 func newFleet(t *testing.T, o fleetOptions) *fleet {
@@ -295,7 +297,7 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	r.bot, err = New(Deps{
 		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state, Policy: policy,
 		Backup: cleanup.BackupConfig{Dir: f.backups}, Logger: log,
-		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond,
+		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond, Now: o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -327,6 +327,16 @@ func reportMessage(req *Request, job *Job, out outcome, st Status, errText strin
 	}
 }
 
+// withResume adds to a failed job's report the Resume button (SPEC §13 "Resume") and what it
+// does; it is shown while the request's approval is younger than APPROVAL_TTL.
+func withResume(m Message, req *Request) Message {
+	m.Context = append(m.Context, fmt.Sprintf("Resume continues this cleanup with the same filters and bound, without a new approval, until %s; after that, make a fresh request.",
+		stamp(req.resumeDeadline())))
+	m.Buttons = append(m.Buttons, Button{ActionID: "resume", Label: "Resume", Value: req.ID, Style: "primary",
+		Confirm: "Continue " + userText(req.Scope) + " where it stopped, under its approval?"})
+	return m
+}
+
 func (o cleanupOutcome) completedTitle(req *Request) string {
 	return "Cleanup completed: " + userText(req.Scope)
 }

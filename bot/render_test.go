@@ -92,6 +92,8 @@ func goldenCases() map[string]Message {
 	repair.Mode = ModeRepair
 	repaired := cleanup.Report{Filter: repairFilter, Mode: "repair", Start: goldenNow.Add(time.Minute), End: goldenNow.Add(time.Minute + 900*time.Millisecond),
 		Scanned: 150, Matched: 3, Deleted: 3, Repaired: 12, Kept: 147, Malformed: 3, Remaining: 147}
+	resumable := *all
+	resumable.DecidedAt = goldenNow.Add(time.Minute)
 	restored := newRestoreOutcome(cleanup.RestoreReport{Read: 1000, Restored: 890, SkippedExpired: 100, SkippedExists: 10},
 		goldenNow, goldenNow.Add(2*time.Second))
 	progress := &cleanup.Progress{Phase: "delete", Scanned: 600000, Matched: 600000, Deleted: 580000, Elapsed: 14 * time.Second}
@@ -146,8 +148,10 @@ func goldenCases() map[string]Message {
 		"approval_1_of_2":          approvalMessage(&oneOfTwo),
 		"waiting_elsewhere_1_of_2": approvalElsewhereMessage(&oneOfTwo, "C0APPROVAL"),
 		"running_two_approvals":    runningMessage(all, &twoApproved, progress),
-		"preview_repair":           previewMessage(repair),
-		"report_repair":            reportMessage(repair, runJob, cleanupOutcome{repaired}, StatusDone, ""),
+		"report_failed_resume": withResume(reportMessage(&resumable, job, cleanupOutcome{rep}, StatusFailed,
+			"Interrupted after deleting 1,234,590 sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish."), &resumable),
+		"preview_repair": previewMessage(repair),
+		"report_repair":  reportMessage(repair, runJob, cleanupOutcome{repaired}, StatusDone, ""),
 	}
 }
 
