@@ -197,3 +197,44 @@ func TestResumeDoublePressOneContinuation(t *testing.T) {
 		t.Errorf("jobs = %+v; want the interrupted one and one continuation, done", jobs)
 	}
 }
+
+// The bound holds across a resume: an approved cleanup over the threshold is interrupted, and
+// its continuation may log out only what the request's bound leaves after the first job's
+// logouts (audited as Valid-Deleted-Before and Max-Valid on Cleanup Resumed).
+func TestResumeCountsEarlierLogoutsAgainstTheBound(t *testing.T) {
+	f := newFleet(t, fleetOptions{replicas: 2, sessions: 3000, maxRate: 1000, threshold: 100})
+	f.slack.SetRoute(slacktest.Connection(0))
+	f.command(flAlice, "cleanup --auth-method oauth2 --no-backup")
+	req := f.awaitButton("approve")
+	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
+	f.awaitProgress(req.TS)
+	f.replicas[0].stop()
+	f.awaitMessage(req.TS, "shutting down", `"action_id":"resume"`)
+
+	f.slack.SetRoute(slacktest.RoundRobin)
+	f.slack.WaitAck(t, f.click(flAlice, "", req.TS, "resume"), 3*time.Second)
+	f.awaitMessage(req.TS, "Cleanup completed")
+	jobs := f.jobsOf()
+	if len(jobs) != 2 || jobs[0].Report == nil || jobs[1].Report == nil {
+		t.Fatalf("jobs = %+v; want the interrupted one and its continuation, with reports", jobs)
+	}
+	stored, err := newStore(f.rdb).request(context.Background(), jobs[0].RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := jobs[0].Report.DeletedValid
+	if before == 0 || jobs[1].ValidBefore != before {
+		t.Errorf("first job logged out %d; continuation counts %d before it; want the same, not 0", before, jobs[1].ValidBefore)
+	}
+	resumed := f.audited(cleanup.EventCleanupResumed)
+	want := "Valid-Deleted-Before: " + num(before) + " | Max-Valid: " + num(stored.MaxValid-before)
+	if len(resumed) != 1 || !strings.Contains(resumed[0], want) {
+		t.Errorf("Cleanup Resumed lines = %q; want one with %q", resumed, want)
+	}
+	if total := before + jobs[1].Report.DeletedValid; total > stored.MaxValid {
+		t.Errorf("the two jobs logged out %d still-valid sessions; the bound is %d", total, stored.MaxValid)
+	}
+	if n, _ := countKeys(f.rdb, "session:*"); n == 0 {
+		t.Error("every session is gone; want the other auth methods kept")
+	}
+}
