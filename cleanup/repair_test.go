@@ -164,3 +164,43 @@ func TestRepairChangedMeanwhile(t *testing.T) {
 		}
 	})
 }
+
+// What a preview saw is not what a repair acts on: the run reads every orphan again, so a
+// session changed between the preview and the run is repaired, deleted or kept as it is then.
+func TestRepairRunAfterChangesSincePreview(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		ctx := context.Background()
+		now := time.Now().Truncate(time.Second)
+		ss, _ := repairSessions(now)
+		ss = ss[:3] // valid orphans
+		put(t, tgt, ss...)
+		c := tgt.Client()
+		e := NewEngine(tgt, EngineConfig{BatchSize: 50}).WithClock(func() time.Time { return now })
+		f := Filter{Orphans: true, RepairTTL: true}
+		plan, err := e.Preview(ctx, f, nil)
+		if err != nil || plan.Repaired != 3 || plan.Matched != 0 {
+			t.Fatalf("Preview = repaired %d, matched %d, %v; want 3, 0", plan.Repaired, plan.Matched, err)
+		}
+		// Between preview and run: ss[0] gets a TTL from the application, ss[1] expires.
+		if err := c.Expire(ctx, tgt.Prefix()+ss[0].id, 5*time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		expired := ss[1]
+		expired.expires = now.Add(-time.Minute)
+		put(t, tgt, expired)
+
+		rep, err := e.Run(ctx, RunSpec{Filter: f, MaxValid: 0})
+		if err != nil || rep.Repaired != 1 || rep.Deleted != 1 || rep.DeletedValid != 0 {
+			t.Fatalf("Run = repaired %d, deleted %d (valid %d), %v; want 1, 1 (0)", rep.Repaired, rep.Deleted, rep.DeletedValid, err)
+		}
+		if ttl := c.PTTL(ctx, tgt.Prefix()+ss[0].id).Val(); ttl <= 0 || ttl > 5*time.Minute {
+			t.Errorf("ss[0]: PTTL %v; want the application's 5m kept", ttl)
+		}
+		if c.Exists(ctx, tgt.Prefix()+ss[1].id).Val() != 0 {
+			t.Error("ss[1] expired since the preview: still there; want deleted")
+		}
+		if got := c.PExpireTime(ctx, tgt.Prefix()+ss[2].id).Val(); got != time.Duration(ss[2].expires.UnixMilli())*time.Millisecond {
+			t.Errorf("ss[2]: PEXPIRETIME %v; want its expires_at %v", got, ss[2].expires)
+		}
+	})
+}
