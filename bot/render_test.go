@@ -185,7 +185,8 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
-// Approval-needing messages never carry run; previews never carry approve.
+// Approval-needing messages never carry run; previews never carry approve; a failed job's
+// report carries only resume.
 func TestRenderButtons(t *testing.T) {
 	for name, m := range goldenCases() {
 		ids := strings.Join(actionIDs(m), ",")
@@ -201,6 +202,10 @@ func TestRenderButtons(t *testing.T) {
 		case strings.HasPrefix(name, "running"):
 			if ids != "cancel" {
 				t.Errorf("%s buttons = %s; want cancel", name, ids)
+			}
+		case strings.HasSuffix(name, "_resume"):
+			if ids != "resume" {
+				t.Errorf("%s buttons = %s; want resume", name, ids)
 			}
 		default:
 			if ids != "" {
