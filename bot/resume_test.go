@@ -238,3 +238,34 @@ func TestResumeCountsEarlierLogoutsAgainstTheBound(t *testing.T) {
 		t.Error("every session is gone; want the other auth methods kept")
 	}
 }
+
+// The target's Redis goes away mid-job for longer than the engine retries: the job fails with
+// what it deleted and offers Resume; once Redis is back, Resume finishes the cleanup.
+func TestResumeAfterRedisDownPastRetries(t *testing.T) {
+	f := newFleet(t, fleetOptions{replicas: 1, sessions: 3000, maxRate: 1000, separateState: true, separateTarget: true})
+	r := f.replicas[0]
+	req := f.requestMassLogout("--no-backup")
+	f.slack.WaitAck(t, f.click(flBob, "", req.TS, "approve"), 3*time.Second)
+	f.awaitProgress(req.TS)
+
+	r.targetKS.kill()
+	m := f.awaitMessage(req.TS, "Failed after deleting", `"action_id":"resume"`)
+	left := f.sessionCount()
+	if left == 0 {
+		t.Fatal("the mass logout finished before Redis went away; slow it down")
+	}
+	wantContains(t, "report", blocksText(string(m.Blocks), m.Text), "Resume continues this cleanup")
+
+	r.targetKS.revive()
+	f.slack.WaitAck(t, f.click(flAlice, "", req.TS, "resume"), 3*time.Second)
+	f.awaitMessage(req.TS, "Cleanup completed")
+	if n := f.sessionCount(); n != 0 {
+		t.Errorf("%d sessions left after the resumed mass logout; want 0", n)
+	}
+	if got := f.audited(cleanup.EventCleanupResumed); len(got) != 1 {
+		t.Errorf("Cleanup Resumed lines = %q; want one", got)
+	}
+	if got := f.audited(cleanup.EventCleanupFailed); len(got) != 1 {
+		t.Errorf("Cleanup Failed lines = %q; want the one failure Redis caused", got)
+	}
+}
