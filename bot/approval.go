@@ -403,6 +403,9 @@ func (b *Bot) settleCard(ctx context.Context, id string, shown int) {
 				m = notStartedMessage(req, j.Error)
 			} else {
 				m = reportMessage(req, j, storedOutcome(req, *j.Report), j.Status, j.Error)
+				if req.Status == StatusFailed && req.Resumable && b.now().Before(req.resumeDeadline()) {
+					m = withResume(m, req) // as reportJob showed it
+				}
 			}
 		default:
 			return
