@@ -37,6 +37,7 @@ const (
 	doReject    effect = "reject"     // pending → rejected
 	doCancel    effect = "cancel"     // pending → cancelled
 	doCancelJob effect = "cancel job" // the request's job is asked to stop
+	doResume    effect = "resume"     // failed → approved again, under the same approval; a job continues it
 )
 
 // Decision is what a press does to a request: what happens, what to audit, what the request's
@@ -69,7 +70,7 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 	switch {
 	case p.Foreign:
 		return refuse("foreign workspace "+p.Team, "This bot serves another Slack workspace; nothing was done.")
-	case action != "run" && action != "approve" && action != "reject" && action != "cancel":
+	case action != "run" && action != "approve" && action != "reject" && action != "cancel" && action != "resume":
 		return refuse("unknown action", "Unknown button; nothing was done.")
 	case req == nil:
 		return refuse("unknown request", "This request no longer exists; nothing was done. Run a fresh preview.")
@@ -91,6 +92,23 @@ func decide(req *Request, p presser, action string, now time.Time) Decision {
 			return refuse(decided, decidedText(req))
 		}
 		return Decision{Do: doRun, By: p.Person, Start: true}
+
+	case "resume":
+		// SPEC §13 "Resume": an operator continues an interrupted job with the same filters and
+		// bound, without a new approval while the approval is younger than APPROVAL_TTL.
+		switch {
+		case !p.Operator:
+			return refuse("not in OPERATORS", "Only operators may resume a job; nothing was done.")
+		case req.Status == StatusApproved || req.Status == StatusRunning:
+			return refuse("already resumed", "A job of this request is already running (job "+req.JobID+"): it was resumed already. Nothing more was done.")
+		case req.Status != StatusFailed || !req.Resumable:
+			return refuse("not resumable", "This cleanup cannot be resumed: only one that failed or was interrupted part-way can be, not one that "+
+				"completed, was cancelled or stopped at its bound (that needs a fresh preview). Nothing was done.")
+		case !now.Before(req.resumeDeadline()):
+			return refuse("approval aged out", fmt.Sprintf("The approval of this cleanup is older than APPROVAL_TTL (%s, since %s): it cannot be resumed. Nothing was done; make a fresh request (`%s` again) to finish it.",
+				shortDuration(req.ExpiresAt.Sub(req.CreatedAt)), stamp(req.DecidedAt), userText(req.Scope)))
+		}
+		return Decision{Do: doResume, By: p.Person, Start: true}
 
 	case "cancel":
 		switch {
@@ -267,8 +285,8 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 		if !ok {
 			return "", false
 		}
-		req.Status, req.DecidedBy = StatusApproved, &d.By
-		return b.startText(ctx, req, d, action), true
+		req.Status, req.DecidedBy, req.DecidedAt = StatusApproved, &d.By, time.UnixMilli(now.UnixMilli()).UTC()
+		return b.startText(ctx, req, d, action, nil), true
 
 	case doApprove:
 		res, err := b.st.approve(ctx, req, d.By, now)
@@ -284,9 +302,25 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 			return d.Text, true
 		case approveApproved:
 			req.Status, req.Approvals = StatusApproved, append(req.Approvals, d.By)
-			return b.startText(ctx, req, d, action), true
+			req.DecidedAt = time.UnixMilli(now.UnixMilli()).UTC() // as approveScript stored it
+			return b.startText(ctx, req, d, action, nil), true
 		}
 		return "", false
+
+	case doResume:
+		prev, err := b.st.job(ctx, req.JobID)
+		if err != nil {
+			return notFoundText(err, b), true
+		}
+		ok, _, err := b.st.transition(ctx, req.ID, StatusFailed, StatusApproved, "resumable", "")
+		if err != nil {
+			return b.safeText("resume", err), true
+		}
+		if !ok {
+			return "", false // another press or replica resumed it first: decide again
+		}
+		req.Status, req.Resumable = StatusApproved, false
+		return b.startText(ctx, req, d, action, prev), true
 
 	case doReject, doCancel:
 		to := StatusRejected
@@ -315,10 +349,10 @@ func (b *Bot) perform(ctx context.Context, req *Request, d Decision, action stri
 	return b.cancelJob(ctx, j, d.By), true
 }
 
-// startText starts the job of req, just approved by d, and says what the presser is told: nothing
-// when it started, or why it did not.
-func (b *Bot) startText(ctx context.Context, req *Request, d Decision, action string) string {
-	err := b.startJob(ctx, req, d)
+// startText starts the job of req, just approved by d (resuming prev, when set), and says what
+// the presser is told: nothing when it started, or why it did not.
+func (b *Bot) startText(ctx context.Context, req *Request, d Decision, action string, prev *Job) string {
+	err := b.startJob(ctx, req, d, prev)
 	var r *refusal
 	switch {
 	case err == nil:
@@ -387,6 +421,9 @@ func (b *Bot) settleCard(ctx context.Context, id string, shown int) {
 				m = notStartedMessage(req, j.Error)
 			} else {
 				m = reportMessage(req, j, storedOutcome(req, *j.Report), j.Status, j.Error)
+				if req.Status == StatusFailed && req.Resumable && b.now().Before(req.resumeDeadline()) {
+					m = withResume(m, req) // as reportJob showed it
+				}
 			}
 		default:
 			return

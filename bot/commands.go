@@ -186,7 +186,7 @@ func (b *Bot) preview(ctx context.Context, c Command, who Person, t *target, opt
 	if err != nil {
 		return err
 	}
-	if req.Plan.Matched == 0 {
+	if req.Plan.Matched == 0 && req.Plan.Repaired == 0 {
 		b.update(ctx, ref, nothingToDoMessage(req))
 		return nil
 	}
@@ -199,8 +199,11 @@ func (b *Bot) plan(ctx context.Context, c Command, who Person, t *target, opts c
 	f := opts.Filter.Normalize()
 	scope := f.Scope()
 	mode := ModeExecute
-	if f.All {
+	switch {
+	case f.All:
 		mode = ModeAll
+	case f.RepairTTL:
+		mode = ModeRepair
 	}
 	_ = b.recordOn(t.Name, cleanup.CleanupStarted{User: personText(who), Mode: string(ModeDryRun), Filters: scope}.Event(b.now()))
 

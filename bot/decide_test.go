@@ -46,6 +46,13 @@ func TestDecide(t *testing.T) {
 	status := func(s Status, jobID string) func(r *Request) {
 		return func(r *Request) { r.Status, r.JobID = s, jobID }
 	}
+	// failedAt: approved at decided, its job interrupted part-way.
+	failedAt := func(decided time.Time) func(r *Request) {
+		return func(r *Request) {
+			r.Status, r.JobID, r.Resumable, r.DecidedAt = StatusFailed, "job-20251126-0001", true, decided
+			r.Approvals = []Person{pBob.Person}
+		}
+	}
 
 	tests := []struct {
 		name   string
@@ -67,6 +74,19 @@ func TestDecide(t *testing.T) {
 		{name: "expired on click", req: req(func(r *Request) { r.ExpiresAt = now }), who: pBob, action: "approve", do: doExpire},
 		{name: "expired, then pressed", req: req(status(StatusExpired, "")), who: pBob, action: "approve",
 			do: doRefuse, audit: "Why: already expired", text: []string{"expired at 2025-11-26 10:14:00Z"}},
+
+		// resume (SPEC §13 "Resume"): the request's approval was decided at now-2m; its TTL is 15m.
+		{name: "resume by an operator", req: req(failedAt(now.Add(-2 * time.Minute))), who: pCarol, action: "resume", do: doResume, start: true},
+		{name: "resume by a non-operator", req: req(failedAt(now.Add(-2 * time.Minute))), who: pBob, action: "resume",
+			do: doRefuse, audit: "Why: not in OPERATORS", text: []string{"Only operators may resume"}},
+		{name: "resume after the approval aged out", req: req(failedAt(now.Add(-15 * time.Minute))), who: pCarol, action: "resume",
+			do: doRefuse, audit: "Why: approval aged out", text: []string{"older than APPROVAL_TTL (15m", "make a fresh request", "Nothing was done"}},
+		{name: "resume a job stopped by its bound", req: req(func(r *Request) {
+			failedAt(now.Add(-2 * time.Minute))(r)
+			r.Resumable = false
+		}), who: pCarol, action: "resume", do: doRefuse, audit: "Why: not resumable", text: []string{"cannot be resumed", "stopped at its bound"}},
+		{name: "resume twice", req: req(status(StatusRunning, "job-20251126-0002")), who: pCarol, action: "resume",
+			do: doRefuse, audit: "Why: already resumed", text: []string{"already running (job job-20251126-0002)"}},
 
 		// run
 		{name: "run by an operator", req: req(plain), who: pCarol, action: "run", do: doRun, start: true},

@@ -23,10 +23,19 @@ const finishTimeout = 2 * time.Minute
 // succeeds. A request that cannot start now goes back to pending, with the approval that
 // approved it withdrawn so that its approver can press again; the error says why, for the
 // presser: a *refusal (audited as such) or a failure.
-func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
+//
+// A resume (prev set: the job it continues) starts the same way, under the request's approval;
+// one that cannot start goes back to failed and stays resumable.
+func (b *Bot) startJob(ctx context.Context, req *Request, d Decision, prev *Job) error {
 	now := b.now()
 	bg := context.WithoutCancel(ctx)
 	reopen := func() {
+		if prev != nil {
+			if _, _, err := b.st.transition(bg, req.ID, StatusApproved, StatusFailed, "resumable", "1"); err != nil {
+				b.log.Error("reopen resumable request", "request", req.ID, "err", err)
+			}
+			return
+		}
 		last := ""
 		if d.Do == doApprove {
 			last = d.By.ID
@@ -81,15 +90,22 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	}
 	req.Status, req.JobID = StatusRunning, jobID
 
-	// Approved requests run on behalf of their requester; a run, of whoever pressed Run.
+	// Approved requests run on behalf of their requester; a run, of whoever pressed Run; a
+	// resumed job, of whoever pressed Resume.
 	executor := d.By
-	if len(req.Approvals) > 0 {
+	if len(req.Approvals) > 0 && prev == nil {
 		executor = req.Requester
 	}
 	job := &Job{
 		ID: jobID, RequestID: req.ID, Mode: req.Mode, Scope: req.Scope, Reason: req.Reason,
 		Requester: req.Requester, Executor: executor, Approvals: req.Approvals,
 		Target: target, Ref: req.Ref, StartedAt: now,
+	}
+	if prev != nil {
+		job.ResumeOf, job.Backup, job.ValidBefore = prev.ID, prev.backupID(), prev.ValidBefore
+		if prev.Report != nil {
+			job.ValidBefore += prev.Report.DeletedValid
+		}
 	}
 	if err := b.st.createJob(ctx, job); err != nil {
 		release()
@@ -105,7 +121,16 @@ func (b *Bot) startJob(ctx context.Context, req *Request, d Decision) error {
 	} else if executor.ID != req.Requester.ID {
 		intent.Requester = personText(req.Requester)
 	}
-	if err := b.recordOn(target, intent.Event(now)); err != nil {
+	event := intent.Event(now)
+	if prev != nil {
+		resumed := cleanup.CleanupResumed{User: personText(executor), Mode: string(req.Mode), Filters: req.Scope,
+			Job: jobID, Resumes: prev.ID, Request: req.ID, DeletedValidBefore: job.ValidBefore, MaxValid: job.maxValid(req)}
+		if req.Backup {
+			resumed.Backup = job.Backup
+		}
+		event = resumed.Event(now, num)
+	}
+	if err := b.recordOn(target, event); err != nil {
 		release()
 		b.abortRequest(bg, req, job, "The audit log could not be written, so the job was not started. Nothing was deleted.")
 		return userErrorf("Not started: the audit log could not be written. Nothing was deleted.")
@@ -296,7 +321,14 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome
 // report is shown: a million of them take a moment to sort.
 func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome, users *userIDSet, status Status, result, errText string, by *Person) {
 	now := b.now()
-	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status); err != nil {
+	// A cleanup that failed part-way may be resumed; one stopped by its bound may not (it would
+	// stop again at once: a fresh preview is what it needs), nor a cancelled or completed one.
+	resumable := status == StatusFailed && req.Kind == KindCleanup && out.report().Stopped != "bound" && !req.DecidedAt.IsZero()
+	var fields []string
+	if resumable {
+		fields = []string{"resumable", "1"}
+	}
+	if _, _, err := b.st.transition(ctx, req.ID, StatusRunning, status, fields...); err != nil {
 		b.log.Error("finish request", "request", req.ID, "err", err)
 	}
 
@@ -320,6 +352,9 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 
 	rep := out.report()
 	msg := reportMessage(req, job, out, status, errText)
+	if resumable && now.Before(req.resumeDeadline()) {
+		msg = withResume(msg, req)
+	}
 	b.showReport(ctx, req.Ref, msg, job.ID, job.Target)
 	if req.Origin != nil {
 		b.showReport(ctx, *req.Origin, msg, job.ID, job.Target)
@@ -415,8 +450,8 @@ func (b *Bot) every(ctx context.Context, d time.Duration, fn func()) (stop func(
 // sweepStaleJobs fails jobs whose replica died mid-run: no heartbeat for three lease periods
 // and nobody holding the target's lease for them. The job is reported like any failed run
 // (message, audit, metrics, notifications and a PagerDuty alert) with the last progress it
-// stored, so a crash mid-run is never silently lost. It is not resumed: the approval was for
-// one run, and a second backup under the same job id would overwrite the first.
+// stored, so a crash mid-run is never silently lost. It is not resumed by itself: the report
+// offers an operator Resume while the approval is younger than APPROVAL_TTL.
 func (b *Bot) sweepStaleJobs(ctx context.Context) {
 	jobs, err := b.st.recentJobs(ctx, 20)
 	if err != nil {
@@ -464,10 +499,20 @@ func interruptedReport(j *Job) cleanup.Report {
 	rep := cleanup.Report{Mode: string(j.Mode), Start: j.StartedAt, End: j.Heartbeat, Remaining: -1, Stopped: stoppedInterrupted}
 	if p := j.Progress; p != nil {
 		rep.Scanned, rep.Matched, rep.Deleted, rep.Skipped, rep.Errors = p.Scanned, p.Matched, p.Deleted, p.Skipped, p.Errors
+		rep.DeletedValid = p.DeletedValid
 		rep.Kept = max(p.Scanned-p.Matched, 0)
 	}
 	if rep.End.Before(rep.Start) {
 		rep.End = rep.Start
 	}
 	return rep
+}
+
+// maxValid is the bound the job runs under: what the request's bound leaves after the
+// still-valid sessions the jobs before it logged out (negative: unbounded).
+func (j *Job) maxValid(req *Request) int64 {
+	if req.MaxValid < 0 {
+		return req.MaxValid
+	}
+	return max(req.MaxValid-j.ValidBefore, 0)
 }

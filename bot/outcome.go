@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -84,13 +85,21 @@ func (b *Bot) run(ctx context.Context, req *Request, job *Job, progress func(cle
 	}
 	spec := cleanup.RunSpec{
 		Filter:   req.Filter,
-		MaxValid: req.MaxValid,
+		MaxValid: job.maxValid(req),
 		Progress: progress,
 		Verify:   true,
 		Deleted:  deleted,
 	}
 	if req.Backup {
-		spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.ID, Recipients: b.backup.AgeRecipients}
+		spec.Backup = &cleanup.BackupSpec{Dir: b.backup.Dir, JobID: job.backupID(), Recipients: b.backup.AgeRecipients}
+		if job.ResumeOf != "" {
+			// Extend the interrupted run's backup: its rounds stay as they are.
+			next, err := cleanup.NextBackupRound(b.backup.Dir, job.backupID())
+			if err != nil {
+				return cleanupOutcome{cleanup.Report{Start: job.StartedAt, End: b.now(), Remaining: -1}}, fmt.Errorf("backup: %w", err)
+			}
+			spec.Backup.FirstRound = next
+		}
 	}
 	t, err := b.targets.of(job.Target)
 	if err != nil {

@@ -68,6 +68,9 @@ func (k *killSwitch) kill() {
 	k.conns = nil
 }
 
+// revive lets new connections through again (the network came back).
+func (k *killSwitch) revive() { k.dead.Store(false) }
+
 var errKilled = errors.New("connection refused (replica killed)")
 
 // dial is a go-redis Dialer that tracks its connections.
@@ -141,6 +144,7 @@ type replica struct {
 	stdout    *testkit.SyncBuffer // audit lines echoed to stdout
 	ks        *killSwitch
 	stateKS   *killSwitch // cuts the state connections only (fleetOptions.separateState)
+	targetKS  *killSwitch // cuts the engine's target connections only (fleetOptions.separateTarget)
 	// stopSocket ends the transport only (the socket closes and never comes back); the core
 	// keeps running its jobs.
 	stopSocket func()
@@ -184,6 +188,11 @@ type fleetOptions struct {
 	stateServer bool
 	// noSeed leaves the target empty: the test writes its own sessions.
 	noSeed bool
+	// separateTarget puts the engine's connections to the target behind replica.targetKS, so
+	// that a test can take the target away from a replica (Redis down) and bring it back.
+	separateTarget bool
+	// now is every replica's clock (nil: time.Now).
+	now func() time.Time
 }
 
 func newFleet(t *testing.T, o fleetOptions) *fleet {
@@ -242,7 +251,7 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 
 func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t := f.t
-	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &testkit.SyncBuffer{}, stdout: &testkit.SyncBuffer{}, ks: &killSwitch{}, stateKS: &killSwitch{}}
+	r := &replica{name: fmt.Sprintf("replica-%d", i), logs: &testkit.SyncBuffer{}, stdout: &testkit.SyncBuffer{}, ks: &killSwitch{}, stateKS: &killSwitch{}, targetKS: &killSwitch{}}
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.auditPath = o.auditFile
 	if r.auditPath == "" {
@@ -254,7 +263,11 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	}
 	t.Cleanup(func() { _ = auditor.Close() })
 
-	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Dialer: r.ks.dial, MaxRetries: 1,
+	targetDial := r.ks.dial
+	if o.separateTarget {
+		targetDial = r.targetKS.dial
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), Dialer: targetDial, MaxRetries: 1,
 		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -296,7 +309,7 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	r.bot, err = New(Deps{
 		Config: f.cfg, Chat: chat, Engine: engine, Auditor: auditor, Notifier: r.announcer, Metrics: r.metrics, State: state, Policy: policy,
 		Backup: cleanup.BackupConfig{Dir: f.backups}, Logger: log,
-		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond,
+		ProgressInterval: o.progress, LeaseTTL: o.leaseTTL, SweepInterval: 50 * time.Millisecond, Now: o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

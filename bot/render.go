@@ -138,6 +138,12 @@ func previewMessage(req *Request) Message {
 			{ActionID: "cancel", Label: "Cancel", Value: req.ID},
 		},
 	}
+	if req.Filter.RepairTTL {
+		m.Text = fmt.Sprintf("Dry-run preview: %s sessions would get a TTL, %s expired would be deleted (%s)",
+			num(req.Plan.Repaired), num(req.Plan.Matched), userText(req.Scope))
+		m.Buttons[0].Label = "Run repair"
+		m.Buttons[0].Confirm = fmt.Sprintf("Give about %s sessions their TTL and delete about %s expired ones?", num(req.Plan.Repaired), num(req.Plan.Matched))
+	}
 	return onTarget(m, req.Target)
 }
 
@@ -339,6 +345,16 @@ func reportMessage(req *Request, job *Job, out outcome, st Status, errText strin
 	}
 }
 
+// withResume adds to a failed job's report the Resume button (SPEC §13 "Resume") and what it
+// does; it is shown while the request's approval is younger than APPROVAL_TTL.
+func withResume(m Message, req *Request) Message {
+	m.Context = append(m.Context, fmt.Sprintf("Resume continues this cleanup with the same filters and bound, without a new approval, until %s; after that, make a fresh request.",
+		stamp(req.resumeDeadline())))
+	m.Buttons = append(m.Buttons, Button{ActionID: "resume", Label: "Resume", Value: req.ID, Style: "primary",
+		Confirm: "Continue " + userText(req.Scope) + " where it stopped, under its approval?"})
+	return m
+}
+
 func (o cleanupOutcome) completedTitle(req *Request) string {
 	return "Cleanup completed: " + userText(req.Scope)
 }
@@ -364,6 +380,9 @@ func (o cleanupOutcome) reportLines(req *Request) []string {
 		rows = append(rows, fmt.Sprintf("Remaining: %s session keys", num(rep.Remaining)))
 	}
 	lines := []string{codeBlock(rows)}
+	if req.Filter.RepairTTL {
+		lines = []string{codeBlock(cleanup.RepairLines(rep, num)), codeBlock(rows)}
+	}
 	switch {
 	case rep.Backup != "":
 		lines = append(lines, "Backup: `"+rep.Backup+"`")
@@ -593,6 +612,8 @@ func backupPlan(req *Request) string {
 		return "yes, written to BACKUP_DIR before anything is deleted"
 	case req.NoBackup:
 		return "*skipped (--no-backup)*"
+	case req.Filter.RepairTTL:
+		return "none (a repair deletes only expired sessions)"
 	default:
 		return "none (not required; --backup forces one)"
 	}

@@ -85,6 +85,15 @@ func goldenCases() map[string]Message {
 		DeletedValid: 1000100, Kept: 10, Skipped: 10, Errors: 0, Backup: "backups/job-20251126-7f3a9c2b.jsonl.gz", Remaining: 42}
 	small := cleanup.Report{Start: goldenNow.Add(time.Minute), End: goldenNow.Add(time.Minute + 1200*time.Millisecond),
 		Scanned: 150, Matched: 45, Deleted: 44, Kept: 106, Skipped: 1, Malformed: 7, Remaining: 106}
+	repairFilter := cleanup.Filter{Orphans: true, RepairTTL: true}
+	repairPlan := goldenPlan(repairFilter, 150, 3, 0, 3)
+	repairPlan.Repaired = 12
+	repair := goldenRequest(repairFilter, repairPlan, false)
+	repair.Mode = ModeRepair
+	repaired := cleanup.Report{Filter: repairFilter, Mode: "repair", Start: goldenNow.Add(time.Minute), End: goldenNow.Add(time.Minute + 900*time.Millisecond),
+		Scanned: 150, Matched: 3, Deleted: 3, Repaired: 12, Kept: 147, Malformed: 3, Remaining: 147}
+	resumable := *all
+	resumable.DecidedAt = goldenNow.Add(time.Minute)
 	restored := newRestoreOutcome(cleanup.RestoreReport{Read: 1000, Restored: 890, SkippedExpired: 100, SkippedExists: 10},
 		goldenNow, goldenNow.Add(2*time.Second))
 	progress := &cleanup.Progress{Phase: "delete", Scanned: 600000, Matched: 600000, Deleted: 580000, Elapsed: 14 * time.Second}
@@ -139,6 +148,10 @@ func goldenCases() map[string]Message {
 		"approval_1_of_2":          approvalMessage(&oneOfTwo),
 		"waiting_elsewhere_1_of_2": approvalElsewhereMessage(&oneOfTwo, "C0APPROVAL"),
 		"running_two_approvals":    runningMessage(all, &twoApproved, progress),
+		"report_failed_resume": withResume(reportMessage(&resumable, job, cleanupOutcome{rep}, StatusFailed,
+			"Interrupted after deleting 1,234,590 sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish."), &resumable),
+		"preview_repair": previewMessage(repair),
+		"report_repair":  reportMessage(repair, runJob, cleanupOutcome{repaired}, StatusDone, ""),
 	}
 }
 
@@ -172,7 +185,8 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
-// Approval-needing messages never carry run; previews never carry approve.
+// Approval-needing messages never carry run; previews never carry approve; a failed job's
+// report carries only resume.
 func TestRenderButtons(t *testing.T) {
 	for name, m := range goldenCases() {
 		ids := strings.Join(actionIDs(m), ",")
@@ -188,6 +202,10 @@ func TestRenderButtons(t *testing.T) {
 		case strings.HasPrefix(name, "running"):
 			if ids != "cancel" {
 				t.Errorf("%s buttons = %s; want cancel", name, ids)
+			}
+		case strings.HasSuffix(name, "_resume"):
+			if ids != "resume" {
+				t.Errorf("%s buttons = %s; want resume", name, ids)
 			}
 		default:
 			if ids != "" {

@@ -24,14 +24,15 @@ type Mode string
 const (
 	ModeDryRun  Mode = "dry-run" // a preview: audited, never deletes
 	ModeExecute Mode = cleanup.ModeExecute
-	ModeAll     Mode = cleanup.ModeAll // mass logout
+	ModeAll     Mode = cleanup.ModeAll    // mass logout
+	ModeRepair  Mode = cleanup.ModeRepair // --orphans --repair-ttl
 	ModeRestore Mode = "restore"
 )
 
 // Request is a previewed cleanup (or restore) waiting for someone to run or approve it. Its
 // fields are written once, when the preview is shown: what an approver approves is exactly what
-// runs. Only the decision fields (Status, Approvals, DecidedBy, DecidedAt, JobID) change
-// afterwards; they are stored apart from the immutable JSON.
+// runs. Only the decision fields (Status, Approvals, DecidedBy, DecidedAt, JobID, Resumable)
+// change afterwards; they are stored apart from the immutable JSON.
 type Request struct {
 	ID            string         `json:"id"`
 	Kind          Kind           `json:"kind"`
@@ -72,6 +73,16 @@ type Request struct {
 	DecidedBy *Person   `json:"-"`
 	DecidedAt time.Time `json:"-"`
 	JobID     string    `json:"-"`
+	// Resumable: its job failed part-way (not stopped by its bound, not cancelled), so an
+	// operator may resume it until resumeDeadline.
+	Resumable bool `json:"-"`
+}
+
+// resumeDeadline is when the approval of the request (or the Run that started it) ages out: it
+// is as old as APPROVAL_TTL was when the request was made. Until then an interrupted job may be
+// resumed without a new approval; after it, only a fresh request runs.
+func (r *Request) resumeDeadline() time.Time {
+	return r.DecidedAt.Add(r.ExpiresAt.Sub(r.CreatedAt))
 }
 
 // UnmarshalJSON reads a stored request, those written by earlier versions included.

@@ -183,7 +183,7 @@ func (b *Bot) scheduledRun(ctx context.Context, s Schedule, c Command, t *target
 		return err
 	}
 	switch {
-	case req.Plan.Matched == 0:
+	case req.Plan.Matched == 0 && req.Plan.Repaired == 0:
 		b.metrics.scheduledRun(s.Target, "nothing")
 		b.update(ctx, ref, nothingToDoMessage(req))
 		return nil
@@ -203,7 +203,7 @@ func (b *Bot) scheduledRun(ctx context.Context, s Schedule, c Command, t *target
 		return errors.Join(err, fmt.Errorf("scheduled request %s changed before it could start", req.ID))
 	}
 	req.Status, req.DecidedBy = StatusApproved, &d.By
-	err = b.startJob(ctx, req, d)
+	err = b.startJob(ctx, req, d, nil)
 	var r *refusal
 	switch {
 	case errors.As(err, &r):

@@ -34,7 +34,8 @@ const (
 	StatusCancelled Status = "cancelled"
 )
 
-// Job is one execution of a request.
+// Job is one execution of a request; a request whose job was interrupted may have several, each
+// resuming the one before.
 type Job struct {
 	ID        string     `json:"id"`
 	RequestID string     `json:"request_id"`
@@ -47,6 +48,12 @@ type Job struct {
 	Target    string     `json:"target"`
 	Ref       MessageRef `json:"ref"`
 	StartedAt time.Time  `json:"started_at"`
+	// A resumed job continues ResumeOf under the same request and approval. Backup is the backup
+	// id its rounds extend (the first job's id); ValidBefore the still-valid sessions the jobs
+	// before it logged out, which count against the request's bound.
+	ResumeOf    string `json:"resume_of,omitempty"`
+	Backup      string `json:"backup,omitempty"`
+	ValidBefore int64  `json:"valid_before,omitempty"`
 
 	// Mutable.
 	Status    Status            `json:"-"`
@@ -177,6 +184,7 @@ func (s *store) request(ctx context.Context, id string) (*Request, error) {
 	}
 	r.Status = Status(h["status"])
 	r.JobID = h["job"]
+	r.Resumable = h["resumable"] != ""
 	// Approvals are the fields approval:1 … approval:N, N = approvals (approveScript).
 	n, _ := strconv.Atoi(h["approvals"])
 	for i := 1; i <= n; i++ {
@@ -533,4 +541,13 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// backupID is the id the job's backup files are named after: its own, or for a resumed job that
+// of the first job, whose backup it extends.
+func (j *Job) backupID() string {
+	if j.Backup != "" {
+		return j.Backup
+	}
+	return j.ID
 }

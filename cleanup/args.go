@@ -138,6 +138,7 @@ var flags = func() map[string]flagSpec {
 		"reason":     {kind: flagString},
 		"no-backup":  {kind: flagBool},
 		"backup":     {kind: flagBool},
+		"repair-ttl": {kind: flagBool},
 		"dry-run":    {kind: flagBool, cliOnly: true},
 		"yes":        {kind: flagBool, cliOnly: true},
 		"batch-size": {kind: flagCount, cliOnly: true},
@@ -219,6 +220,12 @@ func ParseArgs(args []string, cli bool) (Options, error) {
 			return Options{}, err
 		}
 	}
+	if o.Filter.RepairTTL && !o.Filter.Orphans {
+		return Options{}, usagef("--repair-ttl works only with --orphans: it gives sessions without a TTL their expiry from expires_at")
+	}
+	if o.Filter.RepairTTL && o.Backup {
+		return Options{}, usagef("--repair-ttl deletes only expired sessions, which a restore would skip: --backup is not available with it")
+	}
 	if o.Filter.All {
 		if len(filterFlags) > 0 {
 			return Options{}, usagef("--all selects every session and cannot be combined with %s", filterFlags[0])
@@ -244,6 +251,8 @@ func (o *Options) setOption(name, flag, value string) error {
 		o.NoBackup = true
 	case "backup":
 		o.Backup = true
+	case "repair-ttl":
+		o.Filter.RepairTTL = true
 	case "dry-run":
 		o.DryRun = true
 	case "yes":

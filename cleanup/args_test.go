@@ -116,6 +116,12 @@ func TestParseArgs(t *testing.T) {
 			with(func(o *Options) { o.Reason = "-- outage" })},
 		{"cli pacing", []string{"--dry-run", "--yes", "--batch-size", "500", "--pause=0", "--max-rate", "0"}, true,
 			with(func(o *Options) { o.DryRun, o.Yes, o.BatchSize, o.Pause, o.MaxRate = true, true, 500, 0, 0 })},
+		{"repair", []string{"--orphans", "--repair-ttl"}, false,
+			with(func(o *Options) { o.Filter.Orphans, o.Filter.RepairTTL = true, true })},
+		{"repair with a condition, cli", []string{"--repair-ttl", "--auth-method", "oauth2", "--orphans", "--no-backup"}, true,
+			with(func(o *Options) {
+				o.Filter.Orphans, o.Filter.RepairTTL, o.Filter.AuthMethod, o.NoBackup = true, true, "oauth2", true
+			})},
 		{"cli pause", []string{"--pause", "10ms", "--max-rate=40000"}, true,
 			with(func(o *Options) { o.Pause, o.MaxRate = 10*time.Millisecond, 40000 })},
 	}
@@ -176,6 +182,11 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--reason", "r", "--session-id", "a", "--all"}, true, "cannot be combined with --session-id"},
 		{[]string{"--all", "--reason", "r", "--older-than", "1d"}, true, "cannot be combined with --older-than"},
 		{[]string{"--backup", "--no-backup"}, true, "--backup and --no-backup contradict each other"},
+		{[]string{"--repair-ttl"}, false, "--repair-ttl works only with --orphans"},
+		{[]string{"--repair-ttl", "--expired"}, true, "--repair-ttl works only with --orphans"},
+		{[]string{"--all", "--repair-ttl", "--reason", "r"}, true, "--repair-ttl works only with --orphans"},
+		{[]string{"--orphans", "--repair-ttl", "--backup"}, false, "--backup is not available with it"},
+		{[]string{"--orphans", "--repair-ttl=yes"}, false, "--repair-ttl takes no value"},
 		{[]string{"--user-id", "a", "--user-id", "b"}, true, `--user-id is given twice with different values ("a" and "b")`},
 		{[]string{"--reason=a", "--reason", "b"}, true, "--reason is given twice"},
 		{[]string{"--user-id", "line\nbreak", "--user-id", "x"}, true, `("line\nbreak" and "x")`},
@@ -211,6 +222,9 @@ func FuzzParseArgs(f *testing.F) {
 			if flt.All && (flt.Expired || flt.Orphans || flt.AuthMethod != "" || flt.UserID != "" ||
 				len(flt.SessionIDs) > 0 || flt.OlderThan != 0 || o.Reason == "") {
 				t.Errorf("ParseArgs(%q, %v) = %+v; --all combined with a filter or without a reason", args, cli, o)
+			}
+			if flt.RepairTTL && (!flt.Orphans || o.Backup) {
+				t.Errorf("ParseArgs(%q, %v) = %+v; --repair-ttl without --orphans or with --backup", args, cli, o)
 			}
 			if o.Backup && o.NoBackup {
 				t.Errorf("ParseArgs(%q, %v) = %+v; both --backup and --no-backup", args, cli, o)

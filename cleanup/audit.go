@@ -33,6 +33,7 @@ const (
 	EventRestoreCompleted   = "Restore Completed"
 	EventBackupCompleted    = "Backup Completed"
 	EventSymptomDetected    = "Symptom Detected"
+	EventCleanupResumed     = "Cleanup Resumed"
 )
 
 // maxAuditValue bounds one field value (in runes) so a pasted essay as --reason cannot turn an

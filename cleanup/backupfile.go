@@ -42,6 +42,32 @@ func parseBackupName(name string) (id string, round int, encrypted, ok bool) {
 	return m[1], round, m[3] != "", true
 }
 
+// NextBackupRound is the round a job resuming the backup id should write first: after every
+// round of id in dir, complete or left behind half-written by a run that was interrupted
+// (.<id>[.r<k>].tmp), so that nothing of the earlier run is overwritten or collided with.
+func NextBackupRound(dir, id string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	last := 0
+	for _, e := range entries {
+		name := e.Name()
+		if rest, ok := strings.CutPrefix(name, "."); ok {
+			if base, ok := strings.CutSuffix(rest, ".tmp"); ok {
+				name = base + ".jsonl.gz"
+			}
+		}
+		if got, round, _, ok := parseBackupName(name); ok && got == id {
+			last = max(last, round)
+		}
+	}
+	return last + 1, nil
+}
+
 // ListBackups returns the backups in dir, newest first. A missing dir holds none.
 func ListBackups(dir string) ([]Backup, error) {
 	entries, err := os.ReadDir(dir)

@@ -32,8 +32,8 @@ import (
 // A mass logout then sweeps: keys that appeared since its scan (new logins, or sessions written
 // back by an application that held them in memory) are backed up and deleted in further rounds.
 //
-// Round 1 writes BACKUP_DIR/<job>.jsonl.gz; round k writes <job>.r<k>.jsonl.gz. Report.Backup
-// names every file written, comma-separated.
+// Round 1 writes BACKUP_DIR/<job>.jsonl.gz; round k writes <job>.r<k>.jsonl.gz. A resumed job
+// starts at BackupSpec.FirstRound. Report.Backup names every file written, comma-separated.
 func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 	scan := func(ctx context.Context, fn batchFunc) error {
 		_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
@@ -44,17 +44,18 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 	if r.f.All {
 		sweepsLeft = sweeps
 	}
-	cur, err := r.openRound(1)
+	first := max(r.spec.Backup.FirstRound, 1)
+	cur, err := r.openRound(first)
 	if err != nil {
 		return err
 	}
-	for round := 1; ; round++ {
+	for round := first; ; round++ {
 		r.c.phase.Store("backup")
 		if err := r.backupRound(ctx, cur, src); err != nil {
 			cur.abort()
 			return err
 		}
-		if round > 1 && cur.w.Count() == 0 {
+		if round > first && cur.w.Count() == 0 {
 			cur.abort() // a sweep that found nothing: no file
 			return nil
 		}
@@ -66,7 +67,7 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 			cur.list.remove() // only newer values of keys already deleted
 			return nil
 		}
-		if round > maxSettleRounds {
+		if round-first >= maxSettleRounds {
 			cur.list.remove()
 			r.c.errors.Add(1)
 			return fmt.Errorf("delete: %d matching sessions kept changing faster than they could be backed up and deleted; they were left in place", cur.list.n)
@@ -366,7 +367,7 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 		}
 	}
 	// Counted even when the call fails part-way: what it removed before is gone.
-	res, err := o.cad(ctx, mode, keys, digests)
+	res, err := o.cad(ctx, mode, keys, digests, nil)
 	r.c.deleted.Add(res.deleted)
 	for i, en := range entries {
 		switch res.flags[i] {

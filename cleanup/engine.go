@@ -64,6 +64,10 @@ type BackupSpec struct {
 	Dir        string
 	JobID      string
 	Recipients []string // age recipients; empty: plain gzip
+	// FirstRound is the round the run's first file is (0 or 1: <JobID>.jsonl.gz). A resumed job
+	// extends the backup of the run it continues instead of rewriting it: its rounds follow
+	// those already written (NextBackupRound), so one restore of JobID puts back both.
+	FirstRound int
 }
 
 // Stats describes the sessions on a target.
@@ -287,6 +291,10 @@ func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress),
 			if it.malformedFor(f) {
 				plan.Malformed++
 			}
+			if it.verdict == Repair {
+				plan.Repaired++
+				continue
+			}
 			if it.verdict != Delete {
 				continue
 			}
@@ -347,8 +355,8 @@ func sampleOf(it *item, prefix string) Sample {
 
 // counters are the live numbers of one operation, read by the progress reporter.
 type counters struct {
-	matched, deleted, deletedValid, skipped, malformed, errors atomic.Int64
-	phase                                                      atomic.Value // string
+	matched, deleted, deletedValid, skipped, malformed, errors, repaired atomic.Int64
+	phase                                                                atomic.Value // string
 }
 
 // report calls progress every 250 ms until the returned stop is called (and once more then).
@@ -360,7 +368,7 @@ func (c *counters) report(progress func(Progress), phase string, start time.Time
 	snap := func() Progress {
 		return Progress{
 			Phase: c.phase.Load().(string), Scanned: scanned.Load(), Matched: c.matched.Load(),
-			Deleted: c.deleted.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
+			Deleted: c.deleted.Load(), DeletedValid: c.deletedValid.Load(), Skipped: c.skipped.Load(), Errors: c.errors.Load(),
 			Elapsed: time.Since(start),
 		}
 	}

@@ -447,7 +447,7 @@ func TestRefreshedBetweenReadAndDeleteIsKept(t *testing.T) {
 		refreshed := ss[0]
 		refreshed.expires = testNow.Add(time.Hour)
 		put(t, tgt, refreshed)
-		res, err := o.cad(ctx, "v", []string{items[0].key, items[1].key}, []string{items[0].val, items[1].val})
+		res, err := o.cad(ctx, "v", []string{items[0].key, items[1].key}, []string{items[0].val, items[1].val}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,6 +83,39 @@ func (e CleanupStarted) Event(t time.Time) AuditEvent {
 	return f.event(t, EventCleanupStarted)
 }
 
+// CleanupResumed records that an interrupted job is continued by a new one, under the approval
+// of the first, before it touches anything: it is the resumed job's intent.
+type CleanupResumed struct {
+	User    string // who pressed Resume
+	Mode    string
+	Filters string
+	Job     string // the new job
+	Resumes string // the job it continues
+	Request string
+	// DeletedValidBefore: still-valid sessions the earlier runs logged out; they count against
+	// the bound (MaxValid says what is left of it; -1: unbounded, omitted).
+	DeletedValidBefore int64
+	MaxValid           int64
+	Backup             string // the backup it extends (its id), or no; omitted when empty
+}
+
+// Event returns the audit line.
+func (e CleanupResumed) Event(t time.Time, num func(int64) string) AuditEvent {
+	var f fields
+	f.add("User", e.User)
+	f.add("Mode", e.Mode)
+	f.add("Filters", e.Filters)
+	f.add("Job", e.Job)
+	f.add("Resumes", e.Resumes)
+	f.opt("Request", e.Request)
+	f.add("Valid-Deleted-Before", num(e.DeletedValidBefore))
+	if e.MaxValid >= 0 {
+		f.add("Max-Valid", num(e.MaxValid))
+	}
+	f.opt("Backup", e.Backup)
+	return f.event(t, EventCleanupResumed)
+}
+
 // SessionsScanned records what a preview or a run found.
 type SessionsScanned struct {
 	Total, Matched, Kept int64

@@ -31,6 +31,18 @@ func TestTypedEvents(t *testing.T) {
 			want: "Cleanup Started | User: U1 (alice) | Mode: all | Filters: all | Approved-By: U2 (bob) | Reason: INC-42 | Job: job-1 | Request: r1 | Backup: yes",
 		},
 		{
+			name: "resumed: a mass logout under its approval",
+			ev: CleanupResumed{User: "U3 (carol)", Mode: "all", Filters: "all", Job: "job-2", Resumes: "job-1", Request: "r1",
+				DeletedValidBefore: 1500, MaxValid: -1, Backup: "job-1"}.Event(t0, grouped),
+			want: "Cleanup Resumed | User: U3 (carol) | Mode: all | Filters: all | Job: job-2 | Resumes: job-1 | Request: r1 | Valid-Deleted-Before: 1,500 | Backup: job-1",
+		},
+		{
+			name: "resumed: bounded, no backup",
+			ev: CleanupResumed{User: "U3 (carol)", Mode: "execute", Filters: "auth_method=basic_auth", Job: "job-3", Resumes: "job-2",
+				DeletedValidBefore: 40, MaxValid: 25}.Event(t0, plain),
+			want: "Cleanup Resumed | User: U3 (carol) | Mode: execute | Filters: auth_method=basic_auth | Job: job-3 | Resumes: job-2 | Valid-Deleted-Before: 40 | Max-Valid: 25",
+		},
+		{
 			name: "started: bot job run by another operator, no reason",
 			ev: CleanupStarted{User: "U1 (alice)", Mode: "execute", Filters: "expired_only", Requester: "U3 (carol)",
 				Job: "job-1", Request: "r1", Backup: "no"}.Event(t0),

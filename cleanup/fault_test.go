@@ -1091,7 +1091,7 @@ func TestFaultTypeChangeBetweenReadAndDelete(t *testing.T) {
 			if err := tgt.Client().HSet(ctx, keys[1], "user_id", ss[1].user, "expires_at", ss[1].expires.Format(time.RFC3339)).Err(); err != nil {
 				t.Fatal(err)
 			}
-			res, err := o.cad(ctx, mode, keys, expected)
+			res, err := o.cad(ctx, mode, keys, expected, nil)
 			if err != nil {
 				t.Fatalf("mode %q: cad = %v; want no error", mode, err)
 			}

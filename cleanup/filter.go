@@ -20,6 +20,11 @@ type Filter struct {
 	// OlderThanText is OlderThan as the user typed it ("7d"), for scopes and audit lines.
 	OlderThanText string
 	All           bool // every session key (mass logout); combines with nothing else
+	// RepairTTL (--repair-ttl, only with Orphans) is not a condition: it changes what happens to
+	// the orphans that match, not which keys match. A matching orphan whose expires_at is still
+	// ahead gets its expiry from it (Repair) instead of being deleted; only those already past
+	// expires_at are deleted; one without a well-formed expires_at is Malformed (kept).
+	RepairTTL bool
 }
 
 // Normalize returns f with the implied default made explicit: no condition means Expired.
@@ -33,7 +38,7 @@ func (f Filter) Normalize() Filter {
 // Equal reports whether f and g select the same sessions.
 func (f Filter) Equal(g Filter) bool {
 	return f.Expired == g.Expired && f.Orphans == g.Orphans && f.AuthMethod == g.AuthMethod &&
-		f.UserID == g.UserID && slices.Equal(f.SessionIDs, g.SessionIDs) && f.OlderThan == g.OlderThan && f.All == g.All
+		f.UserID == g.UserID && slices.Equal(f.SessionIDs, g.SessionIDs) && f.OlderThan == g.OlderThan && f.All == g.All && f.RepairTTL == g.RepairTTL
 }
 
 // ByKey reports whether f selects by key alone (no value read needed to decide).
@@ -49,7 +54,7 @@ func (f Filter) selectsByKey() bool { return f.All || f.summary().selectsByKey()
 // needed returns the session fields f reads.
 func (f Filter) needed() Fields { return f.summary().reads }
 
-// summary sums up the conditions a filter sets (All aside).
+// summary sums up the conditions a filter sets (All aside), and the fields a repair reads.
 type summary struct {
 	n     int    // how many
 	keyed int    // how many of them are keyed
@@ -67,6 +72,9 @@ func (f Filter) summary() summary {
 			u.reads |= c.reads
 		}
 	}
+	if f.RepairTTL {
+		u.reads |= FieldExpiresAt // the expiry a repair sets
+	}
 	return u
 }
 
@@ -80,6 +88,7 @@ const (
 	Keep      Verdict = iota // does not match
 	Delete                   // matches
 	Malformed                // content filter could not be evaluated: kept, counted apart
+	Repair                   // matches, still valid, and RepairTTL: gets EXPIREAT expires_at, kept
 )
 
 // Decide applies f to one session. s is the decoded value (ok=false when the value is not a JSON
@@ -87,7 +96,8 @@ const (
 // or TTL come first: a key that fails one is kept, whatever its value. Then a value that f cannot
 // evaluate (not decodable, or without a field f reads) is Malformed, unless f selects by key
 // (All, SessionIDs without a content condition), which matches malformed values too; every other
-// filter (content conditions, and --orphans) never does. Then the content conditions.
+// filter (content conditions, and --orphans) never does. Then the content conditions. Last, with
+// RepairTTL a match whose expires_at has not passed is Repair: nobody is logged out.
 func (f Filter) Decide(s Session, ok bool, pttl time.Duration, now time.Time) Verdict {
 	if f.All {
 		return Delete
@@ -105,6 +115,9 @@ func (f Filter) Decide(s Session, ok bool, pttl time.Duration, now time.Time) Ve
 		if c := &conditions[i]; c.reads != 0 && c.set(f) && !c.match(f, s, pttl, now) {
 			return Keep
 		}
+	}
+	if f.RepairTTL && !s.ExpiresAt.Before(now) {
+		return Repair
 	}
 	return Delete
 }

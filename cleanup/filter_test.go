@@ -46,6 +46,13 @@ func TestDecideCombined(t *testing.T) {
 		{"expired and auth method keep a valid session", Filter{Expired: true, AuthMethod: "basic_auth"}, valid, Keep, false},
 		{"expired and auth method delete an expired one", Filter{Expired: true, AuthMethod: "basic_auth"}, expired, Delete, false},
 		{"orphans alone decide no content", Filter{Orphans: true}, noAuth, Delete, false},
+		{"repair gives a valid orphan its TTL", Filter{Orphans: true, RepairTTL: true}, valid, Repair, false},
+		{"repair deletes an expired orphan", Filter{Orphans: true, RepairTTL: true}, expired, Delete, false},
+		{"repair keeps a valid key with a TTL", Filter{Orphans: true, RepairTTL: true}, withTTL(valid), Keep, false},
+		{"repair: orphan without expires_at is malformed", Filter{Orphans: true, RepairTTL: true},
+			probe{Session{AuthMethod: "basic_auth", Has: FieldAuthMethod}, true, -1}, Malformed, false},
+		{"repair: undecodable orphan is malformed", Filter{Orphans: true, RepairTTL: true}, bad, Malformed, false},
+		{"repair with auth method keeps another method", Filter{Orphans: true, RepairTTL: true, AuthMethod: "oauth2"}, valid, Keep, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

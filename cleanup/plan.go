@@ -12,6 +12,9 @@ type Plan struct {
 	Matched   int64 // would be deleted
 	Valid     int64 // of Matched, still valid (not expired): these users would be logged out
 	Malformed int64 // kept: content filters cannot evaluate them
+	// Repaired would get their expiry from expires_at instead of being deleted (--repair-ttl):
+	// kept, so counted in Kept, never in Matched or Valid.
+	Repaired int64
 	// Kept is Found - Matched.
 	Kept int64
 
@@ -70,21 +73,25 @@ type Progress struct {
 	Scanned int64
 	Matched int64
 	Deleted int64
-	Skipped int64 // changed since read: kept
-	Errors  int64
-	Elapsed time.Duration
+	// DeletedValid: of Deleted, still-valid sessions (logouts), so that a job resumed after its
+	// replica died counts them against its bound.
+	DeletedValid int64
+	Skipped      int64 // changed since read: kept
+	Errors       int64
+	Elapsed      time.Duration
 }
 
 // Report is the outcome of an executed cleanup.
 type Report struct {
 	Filter Filter
-	Mode   string // execute, all
+	Mode   string // execute, all, repair
 	Start  time.Time
 	End    time.Time
 
 	Scanned      int64 // keys with the prefix seen by SCAN (a key may be seen twice)
 	Matched      int64
 	Deleted      int64 // what UNLINK or the compare-and-delete script actually removed
+	Repaired     int64 // orphans that got their expiry from expires_at (--repair-ttl): kept
 	DeletedValid int64 // of Deleted, still-valid sessions (users logged out)
 	Kept         int64 // scanned - matched
 	Skipped      int64 // matched when read, changed before deletion: kept

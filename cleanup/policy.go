@@ -45,6 +45,11 @@ type Decision struct {
 // --no-backup skips it. Bound: an approved run may log out what was previewed + 10% + 10
 // (ValidBound), --all is unbounded; a run that needed no approval never logs out more than
 // Threshold still-valid sessions, whatever appears after its preview.
+//
+// A repair (--orphans --repair-ttl) logs nobody out: it gives still-valid orphans their TTL and
+// deletes only expired ones, so its repairs never count as logouts (plan.Valid counts none of
+// them, and nothing asks for approval), it needs no backup (a restore skips expired sessions)
+// and its bound is 0: a key that would log a user out is repaired, never deleted.
 func (p Policy) Decide(plan Plan, opts Options) Decision {
 	f := plan.Filter.Normalize()
 	var d Decision
@@ -56,6 +61,8 @@ func (p Policy) Decide(plan Plan, opts Options) Decision {
 	}
 
 	switch {
+	case f.RepairTTL:
+		d.BackupWhy = "not needed (a repair deletes only expired sessions)"
 	case opts.NoBackup:
 		d.BackupWhy = "skipped (--no-backup)"
 	case opts.Backup:
@@ -71,6 +78,8 @@ func (p Policy) Decide(plan Plan, opts Options) Decision {
 	switch {
 	case f.All:
 		d.MaxValid = -1
+	case f.RepairTTL:
+		d.MaxValid = 0
 	case d.NeedsApproval:
 		d.MaxValid = ValidBound(plan.Valid)
 	default:

@@ -31,6 +31,10 @@ func TestPolicyDecide(t *testing.T) {
 		{name: "all", filter: Filter{All: true}, valid: 5, approval: true, backup: true, maxValid: -1, why: "--all"},
 		{name: "all with no valid session", filter: Filter{All: true}, valid: 0, approval: true, backup: true, maxValid: -1},
 		{name: "all --no-backup", filter: Filter{All: true}, valid: 5000, opts: Options{NoBackup: true}, approval: true, maxValid: -1},
+		// A repair's plan counts no still-valid session (those are repaired, not deleted): it
+		// logs nobody out, needs no approval and no backup, and may log out none.
+		{name: "repair", filter: Filter{Orphans: true, RepairTTL: true}, valid: 0, maxValid: 0, why: "a repair deletes only expired"},
+		{name: "repair --no-backup", filter: Filter{Orphans: true, RepairTTL: true}, opts: Options{NoBackup: true}, maxValid: 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			plan := Plan{Filter: tt.filter.Normalize(), Found: 10_000, Matched: 10_000, Valid: tt.valid}

@@ -21,12 +21,17 @@ import (
 // deleted by someone else, lost with a restarted node): neither deleted here nor kept, so not
 // counted as changed. One key per call on a Cluster, so it never crosses slots; many per call
 // on a single node, to keep round trips few.
+//
+// Mode "e" (--repair-ttl, with "vt") repairs instead of deleting: a key still unchanged and
+// still without a TTL gets EXPIREAT ARGV[#KEYS+1+i] (its expires_at, Unix seconds) and keeps its
+// value; flag '1' then means repaired. The checks are the same, so a concurrent change wins.
 var compareAndDelete = redis.NewScript(`
 local mode = ARGV[1]
 local cv = string.find(mode, 'v', 1, true)
 local cd = string.find(mode, 'd', 1, true)
 local cn = string.find(mode, 'n', 1, true)
 local ct = string.find(mode, 't', 1, true)
+local ce = string.find(mode, 'e', 1, true)
 local deleted, changed = 0, 0
 local flags = {}
 for i = 1, #KEYS do
@@ -60,7 +65,9 @@ for i = 1, #KEYS do
     end
   end
   local d = 0
-  if ok then
+  if ok and ce then
+    d = redis.call('EXPIREAT', k, ARGV[#KEYS+1+i])
+  elseif ok then
     d = redis.call('UNLINK', k)
     deleted = deleted + d
     gone = d == 0
@@ -404,11 +411,11 @@ type cadResult struct {
 	flags            []byte // per key: '1' deleted, '0' changed (kept), '2' already gone
 }
 
-// cad runs compareAndDelete over keys with their expected values or digests. A retry re-sends
-// only the keys without an answer yet: one deleted by an earlier attempt would otherwise come
-// back as gone and be missing from the count. On error, the result still holds every answer
-// received; keys without one have flag '0'.
-func (o ops) cad(ctx context.Context, mode string, keys, expected []string) (cadResult, error) {
+// cad runs compareAndDelete over keys with their expected values or digests and, for mode "e",
+// their expiry times (at; nil otherwise). A retry re-sends only the keys without an answer yet:
+// one deleted by an earlier attempt would otherwise come back as gone and be missing from the
+// count. On error, the result still holds every answer received; keys without one have flag '0'.
+func (o ops) cad(ctx context.Context, mode string, keys, expected, at []string) (cadResult, error) {
 	r := cadResult{flags: bytes.Repeat([]byte{'0'}, len(keys))}
 	if len(keys) == 0 {
 		return r, nil
@@ -419,12 +426,12 @@ func (o ops) cad(ctx context.Context, mode string, keys, expected []string) (cad
 	}
 	err := o.retry(ctx, func() error {
 		var err error
-		todo, err = o.cadOnce(ctx, mode, keys, expected, todo, &r)
+		todo, err = o.cadOnce(ctx, mode, keys, expected, at, todo, &r)
 		if isNoScript(err) {
 			if lerr := o.loadScript(ctx); lerr != nil {
 				return lerr
 			}
-			todo, err = o.cadOnce(ctx, mode, keys, expected, todo, &r)
+			todo, err = o.cadOnce(ctx, mode, keys, expected, at, todo, &r)
 		}
 		return err
 	})
@@ -455,15 +462,20 @@ func (r *cadResult) add(idx []int, part cadResult) {
 
 // cadOnce sends compareAndDelete for the keys at todo, records the answers in r and returns the
 // indexes still without an answer, with the first error.
-func (o ops) cadOnce(ctx context.Context, mode string, keys, expected []string, todo []int, r *cadResult) ([]int, error) {
+func (o ops) cadOnce(ctx context.Context, mode string, keys, expected, at []string, todo []int, r *cadResult) ([]int, error) {
 	args := func(idx []int) ([]string, []any) {
 		ks := make([]string, len(idx))
-		a := make([]any, 0, len(idx)+1)
+		a := make([]any, 0, 2*len(idx)+1)
 		a = append(a, mode)
 		for j, i := range idx {
 			ks[j] = keys[i]
 			if expected != nil {
 				a = append(a, expected[i])
+			}
+		}
+		for _, i := range idx {
+			if at != nil {
+				a = append(a, at[i])
 			}
 		}
 		return ks, a

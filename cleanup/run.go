@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,12 +33,19 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 	r.p = e.pacing(spec.BatchSize, spec.Pause, spec.MaxRate)
 	r.users = map[string]string{}
 	rep := Report{Filter: f, Mode: ModeExecute, Start: r.start, Remaining: -1}
-	if f.All {
+	switch {
+	case f.All:
 		rep.Mode = ModeAll
+	case f.RepairTTL:
+		rep.Mode = ModeRepair
 	}
 	stop := r.c.report(spec.Progress, "scan", r.start, &r.st.scanned)
 	var err error
 	switch {
+	case f.RepairTTL:
+		// Repairs are decided as each orphan is read: a repair reads every orphan again, and
+		// writes no backup (it deletes only expired sessions, which a restore would skip).
+		err = r.runDirect(ctx)
 	case spec.Backup != nil:
 		err = r.runWithBackup(ctx, &rep)
 	case spec.Selection != nil && !f.All:
@@ -54,6 +62,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 	rep.Scanned = r.st.scanned.Load()
 	rep.Matched = r.c.matched.Load()
 	rep.Deleted = r.c.deleted.Load()
+	rep.Repaired = r.c.repaired.Load()
 	rep.DeletedValid = r.c.deletedValid.Load()
 	rep.Skipped = r.c.skipped.Load()
 	rep.Malformed = r.c.malformed.Load()
@@ -88,6 +97,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Report, error) {
 const (
 	ModeExecute = "execute"
 	ModeAll     = "all"
+	ModeRepair  = "repair" // --orphans --repair-ttl
 )
 
 // maxSettleRounds bounds how often one key that keeps changing is read again and decided again
@@ -241,7 +251,7 @@ func (r *runner) runDirect(ctx context.Context) error {
 			return err
 		}
 		del := r.toDelete(items)
-		r.c.matched.Add(int64(len(del)))
+		r.c.matched.Add(deletions(del))
 		return r.settle(ctx, o, del)
 	}
 	if _, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn); err != nil {
@@ -269,7 +279,7 @@ func (r *runner) runDirect(ctx context.Context) error {
 // absent ids never count as logouts against the bound (SPEC §12.3).
 func (r *runner) readsValues() bool { return !r.f.All }
 
-// toDelete returns the items decided Delete and counts the malformed ones.
+// toDelete returns the items decided Delete or Repair and counts the malformed ones.
 func (r *runner) toDelete(items []item) []*item {
 	var del []*item
 	for i := range items {
@@ -280,18 +290,34 @@ func (r *runner) toDelete(items []item) []*item {
 		if it.malformedFor(r.f) && r.malformedSeen.add(it.key) {
 			r.c.malformed.Add(1) // once per key, however often a rescan reads it
 		}
-		if it.verdict == Delete {
+		if it.verdict == Delete || it.verdict == Repair {
 			del = append(del, it)
 		}
 	}
 	return del
 }
 
-// settle deletes the items decided Delete, each only if it is still exactly what was decided on
-// (compare-and-delete on its value, and for --orphans on still having no TTL). A key that
-// changed in between is read again and decided again: deleted if it still matches, kept and
-// counted Skipped if it no longer does. Still-valid deletions are reserved against the bound
-// before they are attempted, and released when the key was not deleted.
+// deletions counts the items of del decided Delete (the others are repairs).
+func deletions(del []*item) int64 {
+	var n int64
+	for _, it := range del {
+		if it.verdict == Delete {
+			n++
+		}
+	}
+	return n
+}
+
+// logsOut reports whether settling the item logs a user out: a still-valid session to be
+// deleted. A repair never does.
+func (it *item) logsOut(now time.Time) bool { return it.verdict == Delete && it.valid(now) }
+
+// settle deletes the items decided Delete and repairs those decided Repair, each only if it is
+// still exactly what was decided on (compare-and-delete or compare-and-expire on its value, and
+// for --orphans on still having no TTL). A key that changed in between is read again and decided
+// again: deleted or repaired if it still matches, kept and counted Skipped if it no longer does.
+// Still-valid deletions are reserved against the bound before they are attempted, and released
+// when the key was not deleted.
 func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 	for round := 1; len(del) > 0; round++ {
 		if round > maxSettleRounds {
@@ -300,7 +326,7 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 		}
 		var validN int64
 		for _, it := range del {
-			if it.valid(r.now) {
+			if it.logsOut(r.now) {
 				validN++
 			}
 		}
@@ -338,6 +364,8 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 				// deleted or expired by someone else meanwhile
 			case it.verdict == Delete:
 				del = append(del, it)
+			case it.verdict == Repair:
+				del = append(del, it)
 			default:
 				r.c.skipped.Add(1) // changed so that it no longer matches: kept
 			}
@@ -346,15 +374,20 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 	return nil
 }
 
-// compareAndDelete sends one compare-and-delete for del (string values compared with what was
-// read; other types deleted only if still not a string) and counts what it removed. It returns
-// the items that changed since they were read and how many still-valid sessions it deleted.
+// compareAndDelete sends one compare-and-delete for the items of del decided Delete (string
+// values compared with what was read; other types deleted only if still not a string) and one
+// compare-and-expire for those decided Repair (EXPIREAT their expires_at if the value is
+// unchanged and there is still no TTL), and counts what they did. It returns the items that
+// changed since they were read and how many still-valid sessions it deleted.
 func (r *runner) compareAndDelete(ctx context.Context, o ops, del []*item) (changed []*item, deletedValid int64, err error) {
-	var strs, others []*item
+	var strs, others, repairs []*item
 	for _, it := range del {
-		if it.state == stateString {
+		switch {
+		case it.verdict == Repair:
+			repairs = append(repairs, it)
+		case it.state == stateString:
 			strs = append(strs, it)
-		} else {
+		default:
 			others = append(others, it)
 		}
 	}
@@ -365,26 +398,36 @@ func (r *runner) compareAndDelete(ctx context.Context, o ops, del []*item) (chan
 	for _, group := range []struct {
 		items []*item
 		mode  string
-	}{{strs, "v" + tt}, {others, "n" + tt}} {
+	}{{strs, "v" + tt}, {others, "n" + tt}, {repairs, "vte"}} {
 		if len(group.items) == 0 {
 			continue
 		}
 		ks := make([]string, len(group.items))
-		var ex []string
+		var ex, at []string
 		if group.mode[0] == 'v' {
 			ex = make([]string, len(group.items))
+		}
+		if group.mode == "vte" {
+			at = make([]string, len(group.items))
 		}
 		for i, it := range group.items {
 			ks[i] = it.key
 			if ex != nil {
 				ex[i] = it.val
 			}
+			if at != nil {
+				at[i] = strconv.FormatInt(it.sess.ExpiresAt.Unix(), 10)
+			}
 		}
 		// Counted even when the call fails part-way: what it removed before is gone.
-		res, cerr := o.cad(ctx, group.mode, ks, ex)
+		res, cerr := o.cad(ctx, group.mode, ks, ex, at)
 		for i, it := range group.items {
 			switch res.flags[i] {
 			case '1':
+				if it.verdict == Repair {
+					r.c.repaired.Add(1)
+					continue
+				}
 				r.deletedItem(it)
 				if it.valid(r.now) {
 					deletedValid++
@@ -440,12 +483,12 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 	return nil
 }
 
-// trimValid keeps every item that is no logout (expired, malformed) and the first grant
-// still-valid ones.
+// trimValid keeps every item that is no logout (expired, malformed, a repair) and the first
+// grant still-valid ones.
 func trimValid(del []*item, grant int64, now time.Time) []*item {
 	out := del[:0]
 	for _, it := range del {
-		if !it.valid(now) {
+		if !it.logsOut(now) {
 			out = append(out, it)
 		} else if grant > 0 {
 			out = append(out, it)

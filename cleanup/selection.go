@@ -198,7 +198,7 @@ func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []ke
 				digests[i] = hex.EncodeToString(en.digest)
 			}
 		}
-		res, cerr := o.cad(ctx, g.mode, keys, digests)
+		res, cerr := o.cad(ctx, g.mode, keys, digests, nil)
 		r.c.deleted.Add(res.deleted)
 		for i, en := range g.entries {
 			switch res.flags[i] {

@@ -11,8 +11,9 @@ import "fmt"
 // The lines add up to Found. Malformed keys have a line of their own: a content filter cannot
 // evaluate them, so they are kept and left out of the "will be kept" line (which counts only
 // sessions the filter decided on: for the default scope, decodable sessions that have not
-// expired); --all and --session-id select by key, so they delete malformed keys with the rest
-// and the malformed line says how many of those are malformed.
+// expired; for a repair, those that are neither repaired nor deleted); --all and --session-id
+// select by key, so they delete malformed keys with the rest and the malformed line says how
+// many of those are malformed.
 func SummaryLines(p Plan, num func(int64) string) []string {
 	f := p.Filter.Normalize()
 	// count spells n things: "1 session", "45 sessions".
@@ -31,6 +32,11 @@ func SummaryLines(p Plan, num func(int64) string) []string {
 	switch {
 	case f.All:
 		lines = append(lines, count(p.Matched, "session")+" will be deleted (ALL)")
+	case f.RepairTTL:
+		lines = append(lines,
+			count(p.Repaired, "session")+" will get a TTL (repaired)",
+			count(p.Matched, "session")+" expired (will be deleted)",
+			count(kept-p.Repaired, "session")+" (will be kept)")
 	case f.Scope() == "expired_only":
 		lines = append(lines,
 			count(p.Matched, "session")+" expired (will be deleted)",
@@ -57,4 +63,20 @@ func SummaryLines(p Plan, num func(int64) string) []string {
 		lines = append(lines, count(p.Malformed, "malformed session")+" (kept; only --all or --session-id remove them)")
 	}
 	return lines
+}
+
+// RepairLines are what a repair (--orphans --repair-ttl) did, worded as its preview's lines in
+// the past tense ("12 sessions got a TTL (repaired)" / "3 sessions expired (deleted)"), for the
+// report of the run in chat and on the command line.
+func RepairLines(r Report, num func(int64) string) []string {
+	count := func(n int64) string {
+		if n == 1 {
+			return num(n) + " session"
+		}
+		return num(n) + " sessions"
+	}
+	return []string{
+		count(r.Repaired) + " got a TTL (repaired)",
+		count(r.Deleted) + " expired (deleted)",
+	}
 }

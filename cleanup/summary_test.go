@@ -49,6 +49,12 @@ func TestSummaryLines(t *testing.T) {
 			want: []string{"Found 1 total session key", "0 sessions matching orphans (will be deleted)", "1 session (will be kept)"},
 		},
 		{
+			name: "repair",
+			plan: Plan{Filter: Filter{Orphans: true, RepairTTL: true}, Found: 150, Matched: 3, Repaired: 12, Kept: 147, Malformed: 2},
+			want: []string{"Found 150 total session keys", "12 sessions will get a TTL (repaired)", "3 sessions expired (will be deleted)",
+				"133 sessions (will be kept)", "2 malformed sessions (kept; only --all or --session-id remove them)"},
+		},
+		{
 			name: "all",
 			plan: Plan{Filter: Filter{All: true}, Found: 1000, Matched: 1000, Valid: 900},
 			want: []string{"Found 1000 total session keys", "1000 sessions will be deleted (ALL)"},
@@ -83,5 +89,20 @@ func TestSummaryLinesNumberFormat(t *testing.T) {
 		"<7> malformed sessions (kept; only --all or --session-id remove them)"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("SummaryLines(grouped) =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A repair's report says what its preview said would happen, in the past tense.
+func TestRepairLines(t *testing.T) {
+	for _, tt := range []struct {
+		rep  Report
+		want []string
+	}{
+		{Report{Repaired: 12, Deleted: 3}, []string{"12 sessions got a TTL (repaired)", "3 sessions expired (deleted)"}},
+		{Report{Repaired: 1, Deleted: 0}, []string{"1 session got a TTL (repaired)", "0 sessions expired (deleted)"}},
+	} {
+		if got := RepairLines(tt.rep, plain); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+			t.Errorf("RepairLines(%+v) = %q; want %q", tt.rep, got, tt.want)
+		}
 	}
 }

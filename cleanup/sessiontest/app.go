@@ -134,7 +134,7 @@ func (a *App) Populate(ctx context.Context) error {
 			pttl = -1
 		}
 		ss, ok := cleanup.DecodeSession([]byte(v))
-		if a.f.Decide(ss, ok, pttl, a.cfg.Now) == cleanup.Delete {
+		if acts(a.f.Decide(ss, ok, pttl, a.cfg.Now)) {
 			matching = append(matching, k)
 		}
 	}
@@ -171,3 +171,6 @@ func (a *App) Populate(ctx context.Context) error {
 	a.roles.writeBack = take(a.cfg.WriteBack)
 	return nil
 }
+
+// acts reports whether a run acts on a key decided v: deletes it, or repairs its TTL.
+func acts(v cleanup.Verdict) bool { return v == cleanup.Delete || v == cleanup.Repair }

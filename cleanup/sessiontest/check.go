@@ -73,8 +73,8 @@ func (a *App) check(ctx context.Context, rep cleanup.Report, runErr error, exact
 				continue
 			}
 			s, ok := cleanup.DecodeSession([]byte(vals[i]))
-			if vals[i] != "" && a.f.Decide(s, ok, ttls[i], a.cfg.Now) == cleanup.Delete {
-				bad("run completed but %s still matches %s and survives", short(k, a.cfg.Prefix), a.f.Scope())
+			if vals[i] != "" && acts(a.f.Decide(s, ok, ttls[i], a.cfg.Now)) {
+				bad("run completed but %s still matches %s and survives (repair: without a TTL)", short(k, a.cfg.Prefix), a.f.Scope())
 			}
 		}
 	}

@@ -33,6 +33,13 @@ Filters (combine with AND; with no filter: expired sessions):
   --older-than D         created_at is older than D (30m, 12h, 7d, 2w)
   --all                  EVERY session key: mass logout. Needs --reason; combines with no filter
 
+Repair (runbook Scenario 1, "TTL not set correctly"):
+  --repair-ttl           only with --orphans: instead of deleting a session without a TTL,
+                         give it the expiry its expires_at says (EXPIREAT, only if the key is
+                         still unchanged and without a TTL); delete only those already past
+                         expires_at. Logs nobody out: no confirmation, no backup (--backup is
+                         refused). Malformed orphans are kept.
+
 Options:
   --dry-run              print the plan, delete nothing
   --reason TEXT          why; recorded in the audit log (required with --all)
@@ -73,6 +80,14 @@ Examples (runbook procedures):
 
   # Procedure 1, step 4: sessions with no TTL
   sessionbot cleanup --orphans --dry-run
+
+  # Scenario 1: TTL not set correctly — give orphans their TTL instead of logging users out
+  sessionbot cleanup --orphans --repair-ttl --dry-run
+      Found 150 total session keys
+      12 sessions will get a TTL (repaired)
+      3 sessions expired (will be deleted)
+      135 sessions (will be kept)
+  sessionbot cleanup --orphans --repair-ttl
 
   # Procedure 2: mass logout (security incident); asks you to type the count
   sessionbot cleanup --all --dry-run --reason "session secret rotated (INC-1234)"
@@ -122,6 +137,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		mode = "dry-run"
 	case f.All:
 		mode = cleanup.ModeAll
+	case f.RepairTTL:
+		mode = cleanup.ModeRepair
 	}
 
 	// The audit log is opened before Redis is touched: nothing happens unrecorded.
@@ -174,7 +191,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintln(c.stdout, "Dry run: nothing was deleted. Run the same command without --dry-run to delete.")
 		return nil
 	}
-	if plan.Matched == 0 {
+	if plan.Matched == 0 && plan.Repaired == 0 {
 		fmt.Fprintln(c.stdout, "Nothing to delete.")
 		return audit.Log(cleanup.CleanupCompleted{Kept: plan.Kept}.Event(time.Now(), itoa))
 	}

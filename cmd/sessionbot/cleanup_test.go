@@ -571,3 +571,59 @@ func TestStaleKeyListsAreRemovedAtStart(t *testing.T) {
 		t.Errorf("stderr does not say the key list was removed:\n%s", inv.stderr)
 	}
 }
+
+// Runbook Scenario 1 ("TTL not set correctly"): --orphans --repair-ttl gives every still-valid
+// orphan its TTL from expires_at and deletes only the expired ones, without a prompt.
+func TestCleanupRepairTTL(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(cleanup.SeedSpec{Count: 200, Expired: 0.3, NoTTL: 0.4, Malformed: -1, Unrelated: 20})
+	ctx := context.Background()
+	orphans := func() (valid, expired int) {
+		iter := tg.client.Scan(ctx, 0, "session:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			if tg.client.PTTL(ctx, k).Val() != -1 {
+				continue
+			}
+			s, ok := cleanup.DecodeSession([]byte(tg.client.Get(ctx, k).Val()))
+			if ok && s.ExpiresAt.Before(time.Now()) {
+				expired++
+			} else {
+				valid++
+			}
+		}
+		return valid, expired
+	}
+	valid, expired := orphans()
+	if valid == 0 || expired == 0 {
+		t.Fatalf("seeded %d still-valid and %d expired orphans; want both", valid, expired)
+	}
+	total := tg.count("session:*")
+
+	inv := tg.run("", "cleanup", "--orphans", "--repair-ttl")
+	if inv.code != 0 {
+		t.Fatalf("cleanup --orphans --repair-ttl: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout,
+		itoa(int64(valid))+" sessions will get a TTL (repaired)",
+		itoa(int64(expired))+" sessions expired (will be deleted)",
+		"  "+itoa(int64(valid))+" sessions got a TTL (repaired)",
+		"  "+itoa(int64(expired))+" sessions expired (deleted)")
+	if strings.Contains(inv.stdout, "Type the number") || strings.Contains(inv.stdout, "backup to") {
+		t.Errorf("a repair asked for confirmation or wrote a backup:\n%s", inv.stdout)
+	}
+	if v, e := orphans(); v != 0 || e != 0 {
+		t.Errorf("after the repair: %d still-valid and %d expired orphans; want none", v, e)
+	}
+	if n := tg.count("session:*"); n != total-expired {
+		t.Errorf("%d session keys left; want %d (only expired orphans deleted)", n, total-expired)
+	}
+	lines := tg.auditLines()
+	wantAudit(t, lines[0], `Cleanup Started \| User: alice \| Mode: repair \| Filters: orphans$`)
+	wantAudit(t, lines[len(lines)-1], `Cleanup Completed \| Deleted: `+itoa(int64(expired))+` \| Kept: `)
+
+	inv = tg.run("", "cleanup", "--repair-ttl")
+	if inv.code != 2 || !strings.Contains(inv.stderr, "--repair-ttl works only with --orphans") {
+		t.Errorf("cleanup --repair-ttl: exit %d, stderr %q; want 2 and a usage error", inv.code, inv.stderr)
+	}
+}

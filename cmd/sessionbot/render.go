@@ -53,6 +53,11 @@ func printReport(c *cli, rep cleanup.Report, err error, maxValid int64) {
 	default:
 		fmt.Fprintf(w, "Cleanup FAILED after %s\n", rep.Duration().Round(time.Millisecond))
 	}
+	if rep.Mode == cleanup.ModeRepair {
+		for _, line := range cleanup.RepairLines(rep, itoa) {
+			fmt.Fprintln(w, "  "+line)
+		}
+	}
 	row := func(name string, v any) { fmt.Fprintf(w, "  %-36s %v\n", name+":", v) }
 	row("scanned", rep.Scanned)
 	row("deleted", rep.Deleted)
@@ -100,6 +105,9 @@ func verifyHint(f cleanup.Filter, rep cleanup.Report, prefix string) []string {
 		}
 	case f.Scope() == "expired_only":
 		return []string{"Verify (runbook Procedure 1):", "  " + count + expect + " (only valid sessions remain)"}
+	case f.RepairTTL:
+		return []string{"Verify (runbook Scenario 1): orphans left (only malformed ones, kept):",
+			fmt.Sprintf(`  redis-cli --scan --pattern %s | while read key; do [ "$(redis-cli TTL "$key")" = -1 ] && echo "$key"; done | wc -l`, pattern)}
 	case f.AuthMethod != "":
 		return []string{"Verify (runbook Procedure 3):",
 			fmt.Sprintf(`  redis-cli --scan --pattern %s | head -100 | while read key; do redis-cli GET "$key" | jq -r '.auth_method'; done | grep -c %q   # expected: 0`, pattern, f.AuthMethod)}
