@@ -500,11 +500,14 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
+// stamp shows a time in a Slack message as a date token: each reader sees it in their own time
+// zone, and clients that cannot render it (notifications, the console) show the UTC fallback.
+// Audit lines, the CLI and PagerDuty keep UTC; they do not use stamp.
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05Z")
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04:05Z"))
 }
 
 func ttlValue(d time.Duration) string {
@@ -521,14 +524,15 @@ func orDash(s string) string {
 	return s
 }
 
-// userRef mentions a user (<@U…>, which Slack shows as a name); a user group is shown by id
-// (its mention syntax would ping the whole group).
+// userRef mentions a user (<@U…>, which Slack shows as a name) or a user group
+// (<!subteam^S…>, shown as @group-handle). A mention notifies only in a newly posted message,
+// never in an edit: notifyApprovers posts the one meant to reach approvers.
 func userRef(id string) string {
 	switch {
 	case id == "":
 		return "—"
 	case strings.HasPrefix(id, "S"):
-		return "group " + id
+		return "<!subteam^" + id + ">"
 	default:
 		return "<@" + id + ">"
 	}
