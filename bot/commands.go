@@ -252,6 +252,7 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if elsewhere {
 		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
 	}
+	b.notifyApprovers(ctx, req)
 	return nil
 }
 

@@ -181,9 +181,15 @@ func (e *e2eEnv) command(user, text string) string {
 // context block, whose elements' "text" is a string.)
 func (e *e2eEnv) press(user, ts, actionID string) string {
 	e.t.Helper()
-	m, ok := e.slack.Message(e.ops, ts)
+	return e.pressIn(user, e.ops, ts, actionID)
+}
+
+// pressIn clicks a button of the message ts in channel (an id) and waits for the ack.
+func (e *e2eEnv) pressIn(user, channel, ts, actionID string) string {
+	e.t.Helper()
+	m, ok := e.slack.Message(channel, ts)
 	if !ok {
-		e.t.Fatalf("no message %s in #sre-ops", ts)
+		e.t.Fatalf("no message %s in %s", ts, channel)
 	}
 	var blocks []struct {
 		BlockID  string `json:"block_id"`
@@ -200,7 +206,7 @@ func (e *e2eEnv) press(user, ts, actionID string) string {
 	for _, b := range blocks {
 		for _, el := range b.Elements {
 			if el.Type == "button" && el.ActionID == actionID {
-				env := e.slack.BlockAction(slacktest.BlockAction{UserID: user, UserName: e.name(user), ChannelID: e.ops,
+				env := e.slack.BlockAction(slacktest.BlockAction{UserID: user, UserName: e.name(user), ChannelID: channel,
 					MessageTS: ts, ActionID: actionID, BlockID: b.BlockID, Value: el.Value, Text: actionID})
 				e.slack.WaitAck(e.t, env, 3*time.Second)
 				return env

@@ -184,6 +184,25 @@ func approvalMessage(req *Request) Message {
 	}
 }
 
+// approvalPingMessage mentions the approvers in a reply to the approval request's card, so that
+// Slack notifies them (it does not for the card, an edited message).
+func approvalPingMessage(req *Request) Message {
+	card := approvalMessage(req)
+	ask := approversText(req.Approvers) + ": " + card.Title + ", requested by " + userRef(req.Requester.ID) +
+		". Approve or reject it on the request above, or in the direct message I sent you."
+	return Message{Text: ask, Lines: []string{ask}}
+}
+
+// approvalDMMessage is the approval request as sent to one approver: the card with its buttons,
+// which act on the stored request wherever they are pressed.
+func approvalDMMessage(req *Request) Message {
+	m := approvalMessage(req)
+	m.Text = "Your approval is requested: " + m.Title + " — requested by " + req.Requester.ID
+	m.Context = append(m.Context, "Sent to you as an approver. This copy is not updated; the request in "+
+		channelText(req.Ref.Channel)+" shows its current state.")
+	return m
+}
+
 // approvalsText says how many of the approvals a request needs were given, and by whom:
 // "1 of 2 approvals (by <@U…>)".
 func approvalsText(req *Request) string {
