@@ -76,3 +76,28 @@ func TestE2EApproversAreNotifiedByNewMessages(t *testing.T) {
 	e.awaitIncident()
 	e.assertNoLeaks()
 }
+
+// /sessions in a channel the bot is not in (chat.postMessage answers not_in_channel, or
+// channel_not_found for a private one) answers the user alone what to do — invite the bot, or
+// use the channel it posts in — instead of "internal error".
+func TestE2ECommandWhereTheBotIsNotAMember(t *testing.T) {
+	e := newE2E(t, e2eOptions{config: func(c *Config) { c.ApprovalChannel = "#sre-approvals" }})
+	for i, code := range []string{"not_in_channel", "channel_not_found"} {
+		e.slack.FailNextError("chat.postMessage", 1, code)
+		before := len(e.slack.Messages(e.ops))
+		e.command(e2eAlice, "cleanup")
+		var answers []slacktest.ResponseURLPost
+		slacktest.WaitFor(t, func() bool {
+			answers = e.slack.ResponseURLPosts()
+			return len(answers) > i
+		}, e2eWait)
+		a := answers[i]
+		if a.ResponseType != "ephemeral" || !strings.Contains(a.Text, "I am not a member of it. Invite me here") ||
+			!strings.Contains(a.Text, "run the command in #sre-approvals") || strings.Contains(a.Text, "internal error") {
+			t.Errorf("%s: answer = %s %q; want an ephemeral saying to invite the bot or use #sre-approvals", code, a.ResponseType, a.Text)
+		}
+		if n := len(e.slack.Messages(e.ops)); n != before {
+			t.Errorf("%s: %d messages posted in the channel; want none", code, n-before)
+		}
+	}
+}

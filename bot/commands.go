@@ -104,6 +104,20 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 	}
 }
 
+// cannotPostText says why a command's preview could not be posted. Where the bot is not a
+// member it says what to do: invite it, or use a channel it posts in.
+func (b *Bot) cannotPostText(err error) string {
+	if !errors.Is(err, ErrNotInChannel) {
+		return "Could not post the preview: " + b.safeText("post preview", err)
+	}
+	where := b.cfg.ApprovalChannel
+	if where == "" {
+		where = b.cfg.NotifyChannel
+	}
+	return "I cannot post in this channel: I am not a member of it. Invite me here (`/invite @` and my name, or the channel's " +
+		"settings → Integrations → Add apps), or run the command in " + channelText(where) + ". Nothing was done."
+}
+
 // refused audits a refusal: the person refused, what they tried, and why.
 func (b *Bot) refused(who Person, what, requestID, why string) {
 	_ = b.record(refusedEvent(b.now(), who, what, requestID, why))
@@ -131,7 +145,7 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, opts clea
 	scope := f.Scope()
 	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
 	if err != nil {
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: b.cannotPostText(err)})
 		return
 	}
 	ok := b.spawnPreview(ctx, c, func(ctx context.Context) {
@@ -219,6 +233,9 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if elsewhere {
 		// The approval message is posted first so that the stored request points at it.
 		ref, err := b.chat.Post(ctx, approvalChannel, Message{Text: "Approval request (loading)…"})
+		if errors.Is(err, ErrNotInChannel) {
+			return userErrorf("the approval request cannot be posted in APPROVAL_CHANNEL %s: the bot is not a member there (invite it)", approvalChannel)
+		}
 		if err != nil {
 			return fmt.Errorf("post approval request to %s: %w", approvalChannel, err)
 		}
@@ -394,7 +411,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, args []st
 	scope := "restore=" + id
 	ref, err := b.chat.Post(ctx, c.ChannelID, previewingMessage(scope, who))
 	if err != nil {
-		say("Could not post the preview: " + b.safeText("post preview", err))
+		say(b.cannotPostText(err))
 		return
 	}
 	b.spawnPreview(ctx, c, func(ctx context.Context) {

@@ -91,6 +91,9 @@ func (c *SlackChat) Post(ctx context.Context, channel string, m Message) (Messag
 		ref = MessageRef{Channel: ch, TS: ts}
 		return err
 	})
+	if code := SlackErrorCode(err); code == "not_in_channel" || code == "channel_not_found" {
+		err = fmt.Errorf("%w: %w", ErrNotInChannel, err)
+	}
 	return ref, err
 }
 
