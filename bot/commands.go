@@ -99,6 +99,8 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		b.cancelCommand(ctx, c, who, args[0])
 	case "restore":
 		b.startRestore(ctx, c, who, args)
+	case "backups":
+		b.listBackups(ctx, c, args)
 	default:
 		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", userText(short(sub, 40)), b.cfg.Command))
 	}
@@ -380,6 +382,35 @@ func (b *Bot) findBackup(id string) (cleanup.Backup, error) {
 		return cleanup.Backup{}, userErrorf("no backup %q in BACKUP_DIR", id)
 	}
 	return bk, nil
+}
+
+// maxBackupsListed is how many backups `backups` lists, newest first.
+const maxBackupsListed = 10
+
+// listBackups answers `backups`: the newest backups in BACKUP_DIR, with the job that wrote each
+// when it is still among the stored jobs, for choosing what to restore.
+func (b *Bot) listBackups(ctx context.Context, c Command, args []string) {
+	reply := func(m Message) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m) }
+	if len(args) > 0 {
+		reply(Message{Text: "`backups` takes no arguments. Nothing was done."})
+		return
+	}
+	all, err := cleanup.ListBackups(b.backup.Dir)
+	if err != nil {
+		reply(Message{Text: "Could not list the backups: " + b.safeText("list backups", err)})
+		return
+	}
+	rows := make([]backupRow, 0, min(len(all), maxBackupsListed))
+	for _, bk := range all[:min(len(all), maxBackupsListed)] {
+		row := backupRow{Backup: bk}
+		if j, err := b.st.job(ctx, bk.ID); err == nil {
+			row.Job = j
+		} else if !errors.Is(err, errNotFound) {
+			b.log.Warn("backups: load job", "job", bk.ID, "err", err)
+		}
+		rows = append(rows, row)
+	}
+	reply(backupsMessage(rows, len(all), b.now(), b.cfg.Command))
 }
 
 // backupReader returns a reader of bk's records for cleanup.Restore: newest round first, so

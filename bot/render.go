@@ -435,6 +435,60 @@ func jobDetailMessage(j *Job, now time.Time) Message {
 	return Message{Text: "Job " + j.ID + ": " + string(j.Status), Title: "Job " + j.ID, Lines: lines, Fields: jobFields(j)}
 }
 
+// backupRow is a backup as `backups` lists it: Job is the job that wrote it, nil when that job
+// is no longer stored.
+type backupRow struct {
+	cleanup.Backup
+	Job *Job
+}
+
+// backupsMessage lists backups (the newest of total) with what a restore needs to know: the id
+// to type, the job that wrote it, its size and age, and whether it is encrypted (a backup
+// holds live tokens).
+func backupsMessage(rows []backupRow, total int, now time.Time, command string) Message {
+	if len(rows) == 0 {
+		return Message{Text: "No backups.", Title: "Backups",
+			Lines: []string{"BACKUP_DIR holds no backups. A backup is written before --all and large cleanups, or with --backup."}}
+	}
+	var lines []string
+	for _, r := range rows {
+		enc := "encrypted"
+		if !r.Encrypted {
+			enc = "*not encrypted* (holds live tokens)"
+		}
+		job := "job no longer stored"
+		if j := r.Job; j != nil {
+			job = fmt.Sprintf("%s `%s` by %s", j.Mode, userText(j.Scope), userRef(j.Requester.ID))
+			if j.Status != "" {
+				job += ", " + string(j.Status)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("`%s` · %s · %s · %s old · %s", userText(r.ID), job, bytesText(r.Size),
+			ageText(now.Sub(r.Modified)), enc))
+	}
+	ctx := []string{"Restore one with `" + command + " restore BACKUP_ID --reason TEXT`; a restore needs approval."}
+	if total > len(rows) {
+		ctx = append(ctx, fmt.Sprintf("%s older %s not listed.", num(int64(total-len(rows))), plural(int64(total-len(rows)), "backup", "backups")))
+	}
+	return Message{Text: fmt.Sprintf("%d recent %s", len(rows), plural(int64(len(rows)), "backup", "backups")),
+		Title: "Recent backups", Lines: lines, Context: ctx}
+}
+
+// ageText is how old something is, in days and hours beyond a day.
+func ageText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "<1m"
+	case d < 24*time.Hour:
+		return shortDuration(d.Round(time.Minute))
+	}
+	days, hours := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+	if hours == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, hours)
+}
+
 func statsMessage(s cleanup.Stats) Message {
 	lines := []string{codeBlock([]string{
 		fmt.Sprintf("Found %s total session %s", num(s.Total), plural(s.Total, "key", "keys")),
