@@ -504,12 +504,24 @@ func statsMessage(s cleanup.Stats) Message {
 		}
 		lines = append(lines, "By auth_method: "+strings.Join(parts, " · "))
 	}
-	lines = append(lines, "TTL: "+ttlText(s.TTL),
-		fmt.Sprintf("Session memory about %s of %s used on %d %s.", bytesText(s.Bytes), bytesText(s.UsedMemory), s.Nodes, plural(int64(s.Nodes), "node", "nodes")))
+	lines = append(lines, "TTL: "+ttlText(s.TTL), memoryText(s))
 	if !s.Complete {
 		lines = append(lines, "_Partial: the scan stopped early; counts cover the keys seen._")
 	}
 	return Message{Text: fmt.Sprintf("%s sessions (%s expired)", num(s.Total), num(s.Expired)), Title: "Session stats (" + s.Prefix + "*)", Lines: lines}
+}
+
+// memoryText says how much memory the sessions take, and how much Redis uses of its maxmemory.
+func memoryText(s cleanup.Stats) string {
+	nodes := fmt.Sprintf("%d %s", s.Nodes, plural(int64(s.Nodes), "node", "nodes"))
+	switch {
+	case s.UsedMemory == 0:
+		return fmt.Sprintf("Session keys use about %s on %s; Redis does not report its memory use.", bytesText(s.Bytes), nodes)
+	case s.MaxMemory == 0:
+		return fmt.Sprintf("Session keys use about %s; Redis uses %s on %s, no maxmemory set.", bytesText(s.Bytes), bytesText(s.UsedMemory), nodes)
+	}
+	return fmt.Sprintf("Session keys use about %s; Redis uses %s of %s maxmemory (%.0f%%) on %s.", bytesText(s.Bytes),
+		bytesText(s.UsedMemory), bytesText(s.MaxMemory), 100*float64(s.UsedMemory)/float64(s.MaxMemory), nodes)
 }
 
 // Formatting helpers.

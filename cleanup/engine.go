@@ -75,9 +75,12 @@ type Stats struct {
 	ByAuthMethod map[string]int64
 	TTL          TTLHistogram
 	Bytes        int64 // estimated memory used by session keys
-	UsedMemory   int64 // INFO memory used_memory, summed over masters
-	Nodes        int
-	Duration     time.Duration
+	UsedMemory   int64 // INFO memory used_memory, summed over masters; 0: not reported
+	// MaxMemory is INFO memory maxmemory summed over masters; 0 when a master has none set
+	// (its memory is not bounded) or does not report it.
+	MaxMemory int64
+	Nodes     int
+	Duration  time.Duration
 	// Complete is false when a key budget stopped the scan early: counts cover only what was seen.
 	Complete bool
 }
@@ -424,30 +427,41 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 	s.Nodes = nodes
 	s.Complete = err == nil && !st.truncated.Load()
 	if err == nil {
-		s.UsedMemory = e.usedMemory(ctx)
+		s.UsedMemory, s.MaxMemory = e.memory(ctx)
 	}
 	s.Duration = time.Since(start)
 	return s, err
 }
 
-// usedMemory sums INFO memory used_memory over the masters (0 where a server does not say).
-func (e *Engine) usedMemory(ctx context.Context) int64 {
+// memory sums INFO memory used_memory and maxmemory over the masters (0 where a server does not
+// say). max is 0 when any master has no maxmemory: the total is then not bounded.
+func (e *Engine) memory(ctx context.Context) (used, max int64) {
 	ms, err := e.t.masters(ctx)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	var total int64
+	bounded := true
 	for _, m := range ms {
 		info, err := m.Info(ctx, "memory").Result()
 		if err != nil {
+			bounded = false
 			continue
 		}
+		var nodeMax int64
 		for _, line := range strings.Split(info, "\n") {
 			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
 				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				total += n
+				used += n
+			}
+			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+				nodeMax, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			}
 		}
+		bounded = bounded && nodeMax > 0
+		max += nodeMax
 	}
-	return total
+	if !bounded {
+		max = 0
+	}
+	return used, max
 }

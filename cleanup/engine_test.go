@@ -560,9 +560,28 @@ func TestStats(t *testing.T) {
 		if st.Total != int64(60+nm) || st.Expired != 20 || st.Orphans != 10+int64(nm) || st.Malformed != int64(nm) || !st.Complete {
 			t.Errorf("Stats = %+v", st)
 		}
+		if st.UsedMemory <= 0 || st.MaxMemory != 0 {
+			t.Errorf("Stats memory = used %d, maxmemory %d; want used > 0 and no maxmemory (the test servers set none)", st.UsedMemory, st.MaxMemory)
+		}
 		st, err = engine(tgt).Stats(context.Background(), 10)
 		if err != nil || st.Complete {
 			t.Errorf("Stats(budget 10) = complete %v, %v; want incomplete", st.Complete, err)
+		}
+
+		// With maxmemory on every master, Stats reports their sum.
+		ctx := context.Background()
+		ms, err := tgt.masters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if err := m.ConfigSet(ctx, "maxmemory", "1gb").Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.ConfigSet(context.Background(), "maxmemory", "0").Err() })
+		}
+		if st, err = engine(tgt).Stats(ctx, 0); err != nil || st.MaxMemory != int64(len(ms))<<30 {
+			t.Errorf("Stats maxmemory = %d, %v; want %d", st.MaxMemory, err, int64(len(ms))<<30)
 		}
 	})
 }
