@@ -23,7 +23,9 @@ var (
 	cleanupModes   = []string{"execute", "all", "restore"}
 	cleanupResults = []string{"completed", "failed", "cancelled", "stopped"}
 	approvalKinds  = []string{"approved", "rejected", "expired", "refused"}
-	commandNames   = []string{"help", "stats", "cleanup", "status", "cancel", "restore", "unknown"}
+	commandNames   = []string{"help", "stats", "cleanup", "status", "cancel", "restore", "backups", "unknown"}
+	deleteModes    = []string{"execute", "all"}
+	engineOps      = []string{"scan", "read", "ttl", "dump", "unlink", "getdel", "cad"}
 	notifyChannels = []string{"slack", "dm", "pagerduty", "email", "webhook"}
 	auditSinks     = []string{"file", "syslog"}
 	ttlBuckets     = []string{"none", "le_10m", "le_30m", "le_1h", "le_24h", "gt_24h"}
@@ -60,12 +62,14 @@ type Metrics struct {
 
 	cleanups        *prometheus.CounterVec
 	keysDeleted     *prometheus.CounterVec
+	keysRestored    prometheus.Counter
 	cleanupDuration *prometheus.HistogramVec
 	lastSuccess     prometheus.Gauge
 
 	approvals     *prometheus.CounterVec
 	commands      *prometheus.CounterVec
 	redisLatency  prometheus.Histogram
+	redisCommands *prometheus.HistogramVec
 	notifyFailure *prometheus.CounterVec
 	auditErrors   *prometheus.CounterVec
 	redisExpired  prometheus.Counter
@@ -137,17 +141,23 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"mode", "result"})
 	f(m.cleanups)
 	m.keysDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted (or restored, for mode restore) by executed jobs.",
+		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted by executed cleanup jobs, by mode (execute, all).",
 	}, []string{"mode"})
 	f(m.keysDeleted)
+	m.keysRestored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessionbot_keys_restored_total", Help: "Session keys put back by executed restore jobs.",
+	})
+	f(m.keysRestored)
 	m.cleanupDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sessionbot_cleanup_duration_seconds",
 		Help:    "Wall time of executed cleanup jobs.",
 		Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
 	}, []string{"mode"})
 	f(m.cleanupDuration)
-	for _, mode := range cleanupModes {
+	for _, mode := range deleteModes {
 		m.keysDeleted.WithLabelValues(mode)
+	}
+	for _, mode := range cleanupModes {
 		m.cleanupDuration.WithLabelValues(mode)
 		for _, r := range cleanupResults {
 			m.cleanups.WithLabelValues(mode, r)
@@ -163,10 +173,20 @@ func NewMetrics(version string) *Metrics {
 
 	m.redisLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sessionbot_redis_latency_seconds",
-		Help:    "Latency of Redis commands as seen by the bot.",
+		Help:    "Round trip of the sampler's PING to the session Redis, once per sample.",
 		Buckets: []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1},
 	})
 	f(m.redisLatency)
+	m.redisCommands = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "sessionbot_redis_command_duration_seconds",
+		Help: "Round trips of the cleanup engine's own Redis commands (previews, cleanups, restores, samples) by operation: " +
+			"scan, read, ttl, dump, unlink, getdel, cad (compare-and-delete). One pipelined batch of up to BATCH_SIZE keys is one observation.",
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+	}, []string{"op"})
+	f(m.redisCommands)
+	for _, op := range engineOps {
+		m.redisCommands.WithLabelValues(op)
+	}
 	m.redisExpired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sessionbot_redis_expired_keys_total",
 		Help: "Keys expired by the session Redis (INFO stats expired_keys, all keys, not only sessions) since this replica started.",
@@ -209,7 +229,11 @@ func (m *Metrics) CleanupFinished(mode, result string, deleted int64, d time.Dur
 	}
 	mode, result = known(mode, cleanupModes), known(result, cleanupResults)
 	m.cleanups.WithLabelValues(mode, result).Inc()
-	if deleted > 0 {
+	switch {
+	case deleted <= 0:
+	case mode == "restore":
+		m.keysRestored.Add(float64(deleted))
+	default:
 		m.keysDeleted.WithLabelValues(mode).Add(float64(deleted))
 	}
 	m.cleanupDuration.WithLabelValues(mode).Observe(d.Seconds())
@@ -259,6 +283,17 @@ func (m *Metrics) ObserveRedisLatency(d time.Duration) {
 		return
 	}
 	m.redisLatency.Observe(d.Seconds())
+}
+
+// EngineObserver returns the observer to give cleanup.Engine.ObserveCommands: it records the
+// engine's Redis round trips in sessionbot_redis_command_duration_seconds.
+func (m *Metrics) EngineObserver() cleanup.CommandObserver {
+	if m == nil {
+		return nil
+	}
+	return func(op string, d time.Duration) {
+		m.redisCommands.WithLabelValues(known(op, engineOps)).Observe(d.Seconds())
+	}
 }
 
 // NotificationFailed counts a notification given up on: channel is the sink (slack, dm,

@@ -27,10 +27,28 @@ type Target struct {
 
 // Engine previews and runs cleanups on one Target.
 type Engine struct {
-	t   *Target
-	cfg EngineConfig
-	now func() time.Time
+	t       *Target
+	cfg     EngineConfig
+	now     func() time.Time
+	observe CommandObserver
 }
+
+// CommandObserver is told the duration of each round trip the engine makes to Redis — a SCAN,
+// one pipelined batch of up to BatchSize commands, a compare-and-delete script — with its
+// operation: scan, read, ttl, dump, unlink, getdel or cad. It is called from the goroutines
+// that work on the masters in parallel, so it must be safe for concurrent use, and cheap. The
+// engine knows no metrics library: the bot registers a histogram as the observer.
+type CommandObserver func(op string, d time.Duration)
+
+func (o CommandObserver) observe(op string, start time.Time) {
+	if o != nil {
+		o(op, time.Since(start))
+	}
+}
+
+// ObserveCommands sets the observer of the engine's Redis round trips (nil: none). Call it
+// before the engine is used; copies made by WithPacing afterwards share it.
+func (e *Engine) ObserveCommands(o CommandObserver) { e.observe = o }
 
 // RunSpec is one cleanup to execute.
 type RunSpec struct {

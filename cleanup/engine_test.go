@@ -670,3 +670,37 @@ func TestPreviewIsPacedLikeARun(t *testing.T) {
 		}
 	})
 }
+
+// The engine reports every round trip it makes to its observer, by operation: what a metric
+// of the cleanup's own Redis latency is built from (runbook Problem 3).
+func TestCommandObserver(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		put(t, tgt, population(50, 20, nil)...)
+		var mu sync.Mutex
+		seen := map[string]int{}
+		e := engine(tgt)
+		e.ObserveCommands(func(op string, d time.Duration) {
+			if d <= 0 {
+				t.Errorf("observed %s with duration %v", op, d)
+			}
+			mu.Lock()
+			seen[op]++
+			mu.Unlock()
+		})
+		ctx := context.Background()
+		if _, err := e.Preview(ctx, Filter{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.Run(ctx, RunSpec{Filter: Filter{}, MaxValid: 0})
+		if err != nil || rep.Deleted != 20 {
+			t.Fatalf("Run = %d deleted, %v; want 20", rep.Deleted, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, op := range []string{"scan", "read", "cad"} {
+			if seen[op] == 0 {
+				t.Errorf("no %s round trip observed; saw %v", op, seen)
+			}
+		}
+	})
+}

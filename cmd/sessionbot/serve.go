@@ -114,6 +114,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 	metrics := bot.NewMetrics(version)
 	eng := cleanup.NewEngine(t, cfg.Engine)
+	eng.ObserveCommands(metrics.EngineObserver())
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
 	sinks, err := ncfg.sinks(log)
 	if err != nil {
