@@ -147,14 +147,12 @@ func TestSamplerStandalone(t *testing.T) {
 }
 
 func TestSamplerReturnsOnCancel(t *testing.T) {
-	srv := redistest.Standalone(t)
-	eng := cleanup.NewEngine(cleanup.NewTarget(srv.Client(), "session:", srv.Addr()), cleanup.EngineConfig{BatchSize: 100})
-	m := NewMetrics("v")
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	done := make(chan struct{})
 	go func() {
-		RunSessionSampler(ctx, eng, m, time.Hour, 10)
+		h.bot.RunSessionSampler(ctx, time.Hour, 10)
 		close(done)
 	}()
 	select {
@@ -192,4 +190,73 @@ func TestSamplerCluster(t *testing.T) {
 	if v := value(t, m, "sessionbot_redis_up", ""); v != 1 {
 		t.Errorf("redis_up = %v; want 1", v)
 	}
+}
+
+// With two replicas on one target, the sessions are scanned by one of them only, the holder of
+// the sampler lease; both still report that Redis is up. When the holder stops, the other takes
+// over once the lease has run out.
+func TestSamplerRunsOnOneOfTwoReplicas(t *testing.T) {
+	h := newHarness(t)
+	h.seed(sessionSpec{n: 7})
+	var ms [2]*Metrics
+	var bots [2]*Bot
+	for i := range bots {
+		ms[i] = NewMetrics("v")
+		d := h.deps()
+		d.Metrics = ms[i]
+		bots[i] = h.newBot(d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stops := [2]context.CancelFunc{}
+	done := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	for i, b := range bots {
+		rctx, stop := context.WithCancel(ctx)
+		stops[i] = stop
+		go func() {
+			defer close(done[i])
+			b.RunSessionSampler(rctx, 100*time.Millisecond, 0)
+		}()
+	}
+	sampled := func(i int) bool { return value(t, ms[i], "sessionbot_sessions_sampled_timestamp_seconds", "") > 0 }
+	redisUp := func(i int) bool { return value(t, ms[i], "sessionbot_redis_up", "") == 1 }
+	deadline := time.Now().Add(10 * time.Second)
+	for !(redisUp(0) && redisUp(1) && (sampled(0) || sampled(1))) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replicas did not sample within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	holder := 0
+	if sampled(1) {
+		holder = 1
+	}
+	other := 1 - holder
+	// Five more samples of the other replica (each one PING): it never scans.
+	pings := value(t, ms[other], "sessionbot_redis_latency_seconds", "")
+	for value(t, ms[other], "sessionbot_redis_latency_seconds", "") < pings+5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica stopped sampling")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sampled(other) {
+		t.Fatalf("both replicas scanned the sessions")
+	}
+	if v := value(t, ms[holder], "sessionbot_sessions", ""); v != 7 {
+		t.Errorf("sessions on the lease holder = %v; want 7", v)
+	}
+
+	// The holder stops; the lease runs out (3 intervals) and the other replica takes over.
+	stops[holder]()
+	<-done[holder]
+	deadline = time.Now().Add(10 * time.Second)
+	for !sampled(other) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica did not take over the sampling within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done[other]
 }

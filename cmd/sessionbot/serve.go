@@ -154,7 +154,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { _ = b.Run(runCtx) }()
-	go bot.RunSessionSampler(runCtx, eng, metrics, sv.SampleEvery, sv.SampleKeys)
+	go b.RunSessionSampler(runCtx, sv.SampleEvery, sv.SampleKeys)
 
 	err = tr.Run(ctx, b)
 	// Shut down in order: no new work, running jobs and notifications finish or stop cleanly.
