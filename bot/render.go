@@ -190,7 +190,7 @@ func approvalPingMessage(req *Request) Message {
 	card := approvalMessage(req)
 	ask := approversText(req.Approvers) + ": " + card.Title + ", requested by " + userRef(req.Requester.ID) +
 		". Approve or reject it on the request above, or in the direct message I sent you."
-	return Message{Text: ask, Lines: []string{ask}}
+	return Message{Text: ask}
 }
 
 // approvalDMMessage is the approval request as sent to one approver: the card with its buttons,

@@ -55,7 +55,7 @@ Then in Slack: /sessions help
 type serveConfig struct {
 	// MetricsAddr serves /metrics (Prometheus), /healthz and /readyz.
 	MetricsAddr string `env:"METRICS_ADDR, default=:9090"`
-	// SampleEvery is how often the session gauges are sampled.
+	// SampleEvery is how often the session gauges are sampled, by one replica: the holder of the sampler lease.
 	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
 	// SampleKeys bounds each sample's SCAN, so a huge keyspace costs no more than this budget.
 	SampleKeys int64 `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
