@@ -114,14 +114,14 @@ func NewMetrics(version string) *Metrics {
 	m.sessions = gauge("sessions", "Session keys found by the last sample (see sessionbot_sessions_sample_complete).")
 	m.sessionsByAuth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionbot_sessions_by_auth_method",
-		Help: "Sessions by auth_method in the last sample; the 20 largest methods, the rest as \"other\".",
+		Help: "Sessions by auth_method in the last full scan (/sessions stats: the sampler reads no values); the 20 largest methods, the rest as \"other\".",
 	}, []string{"auth_method"})
 	f(m.sessionsByAuth)
 	m.sessionsByAuth.WithLabelValues(otherLabel)
 	m.authMethods[otherLabel] = true
 	m.sessionsOrphaned = gauge("sessions_orphaned", "Session keys without a TTL (TTL -1) in the last sample.")
-	m.sessionsExpired = gauge("sessions_expired", "Sessions whose expires_at is past but whose key still exists, in the last sample.")
-	m.sessionsMalform = gauge("sessions_malformed", "Session keys whose value is not a valid session, in the last sample.")
+	m.sessionsExpired = gauge("sessions_expired", "Sessions whose expires_at is past but whose key still exists, in the last full scan (/sessions stats: the sampler reads no values).")
+	m.sessionsMalform = gauge("sessions_malformed", "Session keys whose value is not a valid session, in the last full scan (/sessions stats: the sampler reads no values).")
 	m.sessionsByTTL = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionbot_sessions_by_ttl",
 		Help: "Session keys by remaining TTL in the last sample (bucket none = no TTL).",
@@ -130,7 +130,7 @@ func NewMetrics(version string) *Metrics {
 	for _, b := range ttlBuckets {
 		m.sessionsByTTL.WithLabelValues(b)
 	}
-	m.sessionsBytes = gauge("sessions_bytes", "Estimated memory used by session keys in the last sample.")
+	m.sessionsBytes = gauge("sessions_bytes", "Estimated memory used by session keys in the last full scan (/sessions stats: the sampler reads no values).")
 	m.sampleComplete = gauge("sessions_sample_complete", "1 when the last sample scanned every session key; 0 when the key budget stopped it early.")
 	m.sampledAt = gauge("sessions_sampled_timestamp_seconds", "Unix time of the last successful session sample.")
 	m.sampleDuration = gauge("sessions_sample_duration_seconds", "Wall time of the last successful session sample.")
@@ -334,16 +334,15 @@ func (m *Metrics) SetRedisExpiredKeys(total int64) {
 }
 
 // SetSessionStats publishes a sample of the sessions. When st.Complete is false the counts
-// cover only the keys the budget allowed, and sessionbot_sessions_sample_complete says so.
+// cover only the keys the budget allowed, and sessionbot_sessions_sample_complete says so. A
+// keys-only sample (the periodic sampler's) sets what keys and TTLs tell; expired, malformed,
+// bytes and the auth-method breakdown need the values and come from full scans (/sessions stats).
 func (m *Metrics) SetSessionStats(st cleanup.Stats) {
 	if m == nil {
 		return
 	}
 	m.sessions.Set(float64(st.Total))
 	m.sessionsOrphaned.Set(float64(st.Orphans))
-	m.sessionsExpired.Set(float64(st.Expired))
-	m.sessionsMalform.Set(float64(st.Malformed))
-	m.sessionsBytes.Set(float64(st.Bytes))
 	m.sampleComplete.Set(b2f(st.Complete))
 	m.sampledAt.Set(float64(m.now().Unix()))
 	m.sampleDuration.Set(st.Duration.Seconds())
@@ -356,6 +355,13 @@ func (m *Metrics) SetSessionStats(st cleanup.Stats) {
 		m.sessionsByTTL.WithLabelValues(b).Set(float64(st.TTL.Buckets[i]))
 	}
 
+	if st.KeysOnly {
+		// The sampler reads no values: what needs them stays as the last full scan left it.
+		return
+	}
+	m.sessionsExpired.Set(float64(st.Expired))
+	m.sessionsMalform.Set(float64(st.Malformed))
+	m.sessionsBytes.Set(float64(st.Bytes))
 	byAuth := capAuthMethods(st.ByAuthMethod, maxAuthMethods)
 	m.mu.Lock()
 	defer m.mu.Unlock()

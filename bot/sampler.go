@@ -18,8 +18,8 @@ import (
 // The session scan runs on one replica only, the holder of the target's sampler lease in the
 // state Redis (taken when free, renewed every sample, lost after three missed samples), so that
 // N replicas do not scan production Redis N times; the others keep their session gauges at
-// zero (the dashboard takes the max over replicas). Each sample is one eng.Stats bounded by
-// maxKeys (so a huge keyspace costs at most that many SCANned keys per sample;
+// zero (the dashboard takes the max over replicas). Each sample is one eng.KeyStats — keys and
+// TTLs only, no value is read — bounded by maxKeys (so a huge keyspace costs at most that many SCANned keys per sample;
 // sessionbot_sessions_sample_complete says when the budget cut it short), paced one batch at a
 // time per master. Every replica sends one PING for latency and INFO on every master for the
 // expired-keys counter. A sample gets at most `every` to finish, so samples never pile up.
@@ -95,7 +95,7 @@ func (s *sampler) sample(ctx context.Context, maxKeys int64) {
 	s.m.ObserveRedisLatency(time.Since(start))
 
 	if s.lease == nil || s.lease(ctx) {
-		st, err := s.eng.Stats(ctx, maxKeys)
+		st, err := s.eng.KeyStats(ctx, maxKeys)
 		if err != nil {
 			s.m.SetRedisUp(false)
 			return

@@ -101,6 +101,9 @@ type Stats struct {
 	Duration  time.Duration
 	// Complete is false when a key budget stopped the scan early: counts cover only what was seen.
 	Complete bool
+	// KeysOnly says no value was read (KeyStats): Expired, Malformed, ByAuthMethod and Bytes are
+	// unknown, and zero.
+	KeysOnly bool
 }
 
 // Name identifies the target (e.g. "127.0.0.1:6379/0" or "cluster:10.0.0.1:7000").
@@ -438,8 +441,46 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 		}
 		return nil
 	}
-	// Stats also run on a schedule: small batches, one command in flight per master, so
-	// sampling never disturbs other clients.
+	return e.statsScan(ctx, &s, st, fn, start)
+}
+
+// KeyStats counts the session keys and their TTLs (orphans: none), scanning at most maxKeys
+// keys (0: all), without reading a single value: what a periodic sample may cost production
+// Redis, SCAN and PTTL. Expired, Malformed, ByAuthMethod and Bytes need the values: they stay
+// zero, and KeysOnly says so.
+func (e *Engine) KeyStats(ctx context.Context, maxKeys int64) (Stats, error) {
+	start := time.Now()
+	s := Stats{Prefix: e.t.prefix, KeysOnly: true}
+	var mu sync.Mutex
+	st := &scanState{budget: maxKeys}
+	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
+		items, idx := make([]item, len(keys)), make([]int, len(keys))
+		for i, k := range keys {
+			items[i].key, idx[i] = k, i
+		}
+		if err := e.opsFor(node).readTTLs(ctx, items, idx); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, it := range items {
+			if it.pttl == -2 { // gone since the SCAN
+				continue
+			}
+			s.Total++
+			s.TTL.Add(it.pttl)
+			if it.pttl == -1 {
+				s.Orphans++
+			}
+		}
+		return nil
+	}
+	return e.statsScan(ctx, &s, st, fn, start)
+}
+
+// statsScan runs a stats scan: small batches, one command in flight per master, so that
+// sampling on a schedule never disturbs other clients; then the memory figures.
+func (e *Engine) statsScan(ctx context.Context, s *Stats, st *scanState, fn func(context.Context, *redis.Client, []string) error, start time.Time) (Stats, error) {
 	p := pacing{batch: e.cfg.BatchSize, sequential: true}
 	nodes, err := e.scanAll(ctx, p, st, fn)
 	s.Nodes = nodes
@@ -448,7 +489,7 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 		s.UsedMemory, s.MaxMemory = e.memory(ctx)
 	}
 	s.Duration = time.Since(start)
-	return s, err
+	return *s, err
 }
 
 // memory sums INFO memory used_memory and maxmemory over the masters (0 where a server does not

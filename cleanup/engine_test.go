@@ -560,6 +560,11 @@ func TestStats(t *testing.T) {
 		if st.Total != int64(60+nm) || st.Expired != 20 || st.Orphans != 10+int64(nm) || st.Malformed != int64(nm) || !st.Complete {
 			t.Errorf("Stats = %+v", st)
 		}
+		ks, err := engine(tgt).KeyStats(context.Background(), 0)
+		if err != nil || !ks.KeysOnly || ks.Total != st.Total || ks.Orphans != st.Orphans || ks.TTL != st.TTL ||
+			ks.Expired != 0 || ks.Malformed != 0 || len(ks.ByAuthMethod) != 0 || ks.Bytes != 0 || !ks.Complete {
+			t.Errorf("KeyStats = %+v, %v; want the keys and TTLs of Stats %+v and nothing that needs a value", ks, err, st)
+		}
 		if st.UsedMemory <= 0 || st.MaxMemory != 0 {
 			t.Errorf("Stats memory = used %d, maxmemory %d; want used > 0 and no maxmemory (the test servers set none)", st.UsedMemory, st.MaxMemory)
 		}
