@@ -14,6 +14,9 @@ const maxApproverDMs = 50
 // in the card's thread, and each approver (user groups resolved) other than the requester gets
 // the card with its buttons in a direct message. A failure is logged: the card stands either way.
 func (b *Bot) notifyApprovers(ctx context.Context, req *Request) {
+	if len(req.Approvers) == 0 {
+		return // nobody to reach: the card says to set APPROVERS
+	}
 	if _, err := b.chat.Reply(ctx, req.Ref, approvalPingMessage(req)); err != nil {
 		b.log.Warn("approval request: mention approvers", "request", req.ID, "err", err)
 	}
