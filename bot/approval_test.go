@@ -342,7 +342,12 @@ func TestApprovalChannel(t *testing.T) {
 	h.seed(sessionSpec{n: 3})
 	h.command(alice, `cleanup --all --reason "channel test"`)
 	h.chat.mu.Lock()
-	posts := append([]postedMsg(nil), h.chat.posts...)
+	var posts []postedMsg
+	for _, p := range h.chat.posts {
+		if p.Thread == nil {
+			posts = append(posts, p)
+		}
+	}
 	h.chat.mu.Unlock()
 	if len(posts) != 2 || posts[1].Channel != "C0APPROVE" {
 		t.Fatalf("posts = %+v; want the preview in %s and the request in C0APPROVE", posts, chan1)

@@ -89,3 +89,21 @@ func (a *access) members(ctx context.Context, group string) []string {
 	a.mu.Unlock()
 	return m
 }
+
+// approverUsers returns the users in APPROVERS, user groups resolved into their members, each
+// once, in the order configured.
+func (a *access) approverUsers(ctx context.Context) []string {
+	var out []string
+	for _, id := range a.approvers {
+		members := []string{id}
+		if strings.HasPrefix(id, "S") {
+			members = a.members(ctx, id)
+		}
+		for _, u := range members {
+			if !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}

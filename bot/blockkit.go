@@ -171,10 +171,12 @@ func fallbackText(m Message) string {
 	return truncate(escapeMrkdwn(t), maxFallbackText)
 }
 
-// mention matches the Slack mentions the core may write on purpose: a user (<@U…>) or a channel
-// (<#C…> or <#C…|name>). Everything else between < and > (<!channel>, <!here>, links) is escaped.
-// Text from users never gets here with a < in it: userText wrote it as &lt; long before.
-var mention = regexp.MustCompile(`^<(@[UW][A-Z0-9]{2,}|#C[A-Z0-9]{2,}(\|[a-z0-9_-]{1,80})?)>`)
+// mention matches the Slack tokens the core may write on purpose: a user (<@U…>), a user group
+// (<!subteam^S…>), a channel (<#C…> or <#C…|name>) or a date as stamp writes it. Everything else
+// between < and > (<!channel>, <!here>, links) is escaped. Text from users never gets here with
+// a < in it: userText wrote it as &lt; long before.
+var mention = regexp.MustCompile(`^<(@[UW][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,}|#C[A-Z0-9]{2,}(\|[a-z0-9_-]{1,80})?|` +
+	`!date\^[0-9]{1,12}\^\{date_short_pretty\} \{time\}\|[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}Z)>`)
 
 // entity matches the entities userText writes; they are kept as they are, not escaped twice.
 var entity = regexp.MustCompile(`^&(amp|lt|gt);`)

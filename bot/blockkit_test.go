@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
+
+	"github.com/platform-team/sessionbot/cleanup"
 )
 
 // The -update flag rewrites golden files. Another test file of the package may define it too:
@@ -219,9 +221,42 @@ func TestEscapeMrkdwnKeepsMentionsOnly(t *testing.T) {
 		"a > b":                     "a &gt; b",
 		// userText's entities are kept, not escaped twice; a lone & is escaped.
 		"&lt;@U1&gt; &amp; R&D": "&lt;@U1&gt; &amp; R&amp;D",
+		// A user group and a date as userRef and stamp write them are kept; others are not.
+		"<!subteam^S0SECURITY> <!subteam^S0X|x>":                             "<!subteam^S0SECURITY> &lt;!subteam^S0X|x&gt;",
+		"<!date^1764151200^{date_short_pretty} {time}|2025-11-26 10:00:00Z>": "<!date^1764151200^{date_short_pretty} {time}|2025-11-26 10:00:00Z>",
+		"<!date^1764151200^{date}|<!here>>":                                  "&lt;!date^1764151200^{date}|&lt;!here&gt;&gt;",
 	} {
 		if got := escapeMrkdwn(in); got != want {
 			t.Errorf("escapeMrkdwn(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestSlackTimesAreDateTokens: a time in a Slack message is a <!date^…> token, so that each
+// reader sees their own time zone, with the UTC time as the fallback; the console and the
+// plain_text header show the fallback.
+func TestSlackTimesAreDateTokens(t *testing.T) {
+	req := goldenRequest(cleanup.Filter{All: true}, goldenPlan(cleanup.Filter{All: true}, 10, 10, 10, 0), true)
+	at := req.ExpiresAt
+	token := fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", at.Unix(), at.UTC().Format("2006-01-02 15:04:05Z"))
+	if got := stamp(at); got != token {
+		t.Fatalf("stamp(%v) = %q; want %q", at, got, token)
+	}
+	_, blocks := renderMessage(approvalMessage(req))
+	var wire strings.Builder
+	enc := json.NewEncoder(&wire)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(blocks); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(wire.String(), token) {
+		t.Errorf("approval card's blocks lack the date token %s: %s", token, wire.String())
+	}
+	if !strings.Contains(wire.String(), "<!subteam^S0SECURITY>") {
+		t.Errorf("approval card's blocks lack the group mention: %s", wire.String())
+	}
+	text := FormatText(approvalMessage(req))
+	if !strings.Contains(text, "Expires: 2025-11-26 10:15:00Z") || strings.Contains(text, "<!date") {
+		t.Errorf("console text of the card does not show the UTC fallback alone:\n%s", text)
 	}
 }

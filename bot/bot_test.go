@@ -52,6 +52,7 @@ type postedMsg struct {
 	Ref     MessageRef
 	Channel string
 	Msg     Message
+	Thread  *MessageRef // set for a reply: the message it replies to
 }
 
 type ephemeralMsg struct {
@@ -100,6 +101,10 @@ func (c *coreChat) msg(ref MessageRef) Message {
 }
 
 func (c *coreChat) Post(_ context.Context, channel string, m Message) (MessageRef, error) {
+	return c.post(channel, m, nil)
+}
+
+func (c *coreChat) post(channel string, m Message, thread *MessageRef) (MessageRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.failPost != nil {
@@ -108,14 +113,14 @@ func (c *coreChat) Post(_ context.Context, channel string, m Message) (MessageRe
 	c.seq++
 	ref := MessageRef{Channel: channel, TS: fmt.Sprintf("1700000000.%06d", c.seq)}
 	defer c.signal()
-	c.posts = append(c.posts, postedMsg{ref, channel, m})
+	c.posts = append(c.posts, postedMsg{Ref: ref, Channel: channel, Msg: m, Thread: thread})
 	c.current[ref] = m
 	c.history[ref] = append(c.history[ref], m)
 	return ref, nil
 }
 
-func (c *coreChat) Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error) {
-	return c.Post(ctx, ref.Channel, m)
+func (c *coreChat) Reply(_ context.Context, ref MessageRef, m Message) (MessageRef, error) {
+	return c.post(ref.Channel, m, &ref)
 }
 
 func (c *coreChat) Update(_ context.Context, ref MessageRef, m Message) error {
@@ -182,14 +187,21 @@ func (c *coreChat) postCount() int {
 	return len(c.posts)
 }
 
-// latest returns the current version of the i-th posted message (negative: from the end).
+// latest returns the current version of the i-th posted message (negative: from the end),
+// counting messages in channels, not replies in their threads.
 func (c *coreChat) latest(i int) (MessageRef, Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if i < 0 {
-		i += len(c.posts)
+	var top []MessageRef
+	for _, p := range c.posts {
+		if p.Thread == nil {
+			top = append(top, p.Ref)
+		}
 	}
-	ref := c.posts[i].Ref
+	if i < 0 {
+		i += len(top)
+	}
+	ref := top[i]
 	return ref, c.current[ref]
 }
 

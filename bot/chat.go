@@ -5,6 +5,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -37,9 +38,14 @@ type Button struct {
 // MessageRef locates a posted message so it can be updated or replied to in its thread.
 type MessageRef struct{ Channel, TS string }
 
+// ErrNotInChannel is wrapped by Chat.Post's error when the bot may not post in the channel: it
+// is not a member, or cannot see it (a private channel it was not invited to).
+var ErrNotInChannel = errors.New("the bot is not in this channel")
+
 // Chat is everything the core asks of a transport.
 type Chat interface {
-	// Post posts m to channel (an id or #name) and returns where it landed.
+	// Post posts m to channel (an id or #name) and returns where it landed. When the bot may
+	// not post there, the error wraps ErrNotInChannel.
 	Post(ctx context.Context, channel string, m Message) (MessageRef, error)
 	// Reply posts m in the thread of ref.
 	Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error)

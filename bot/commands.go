@@ -118,9 +118,25 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 		b.cancelCommand(ctx, c, who, args[0])
 	case "restore":
 		b.startRestore(ctx, c, who, t, args)
+	case "backups":
+		b.listBackups(ctx, c, args)
 	default:
 		say(fmt.Sprintf("Unknown command %q. Try `%s help`. Nothing was done.", userText(short(sub, 40)), b.cfg.Command))
 	}
+}
+
+// cannotPostText says why a command's preview could not be posted. Where the bot is not a
+// member it says what to do: invite it, or use a channel it posts in.
+func (b *Bot) cannotPostText(err error) string {
+	if !errors.Is(err, ErrNotInChannel) {
+		return "Could not post the preview: " + b.safeText("post preview", err)
+	}
+	where := b.cfg.ApprovalChannel
+	if where == "" {
+		where = b.cfg.NotifyChannel
+	}
+	return "I cannot post in this channel: I am not a member of it. Invite me here (`/invite @` and my name, or the channel's " +
+		"settings → Integrations → Add apps), or run the command in " + channelText(where) + ". Nothing was done."
 }
 
 // refused audits a refusal: the person refused, what they tried, and why.
@@ -165,7 +181,7 @@ func (b *Bot) startPreview(ctx context.Context, c Command, who Person, t *target
 	scope := f.Scope()
 	ref, err := b.chat.Post(ctx, c.ChannelID, onTarget(previewingMessage(scope, who), t.Name))
 	if err != nil {
-		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: "Could not post the preview: " + b.safeText("post preview", err)})
+		b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, Message{Text: b.cannotPostText(err)})
 		return
 	}
 	ok := b.spawnPreview(ctx, c, t, func(ctx context.Context) {
@@ -267,6 +283,9 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if elsewhere {
 		// The approval message is posted first so that the stored request points at it.
 		ref, err := b.chat.Post(ctx, approvalChannel, Message{Text: "Approval request (loading)…"})
+		if errors.Is(err, ErrNotInChannel) {
+			return userErrorf("the approval request cannot be posted in APPROVAL_CHANNEL %s: the bot is not a member there (invite it)", approvalChannel)
+		}
 		if err != nil {
 			return fmt.Errorf("post approval request to %s: %w", approvalChannel, err)
 		}
@@ -285,6 +304,7 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if elsewhere {
 		b.update(ctx, *req.Origin, approvalElsewhereMessage(req, approvalChannel))
 	}
+	b.notifyApprovers(ctx, req)
 	return nil
 }
 
@@ -423,6 +443,35 @@ func (b *Bot) findBackup(id string) (cleanup.Backup, error) {
 	return bk, nil
 }
 
+// maxBackupsListed is how many backups `backups` lists, newest first.
+const maxBackupsListed = 10
+
+// listBackups answers `backups`: the newest backups in BACKUP_DIR, with the job that wrote each
+// when it is still among the stored jobs, for choosing what to restore.
+func (b *Bot) listBackups(ctx context.Context, c Command, args []string) {
+	reply := func(m Message) { b.ephemeral(ctx, c.ChannelID, c.UserID, c.ResponseURL, m) }
+	if len(args) > 0 {
+		reply(Message{Text: "`backups` takes no arguments. Nothing was done."})
+		return
+	}
+	all, err := cleanup.ListBackups(b.backup.Dir)
+	if err != nil {
+		reply(Message{Text: "Could not list the backups: " + b.safeText("list backups", err)})
+		return
+	}
+	rows := make([]backupRow, 0, min(len(all), maxBackupsListed))
+	for _, bk := range all[:min(len(all), maxBackupsListed)] {
+		row := backupRow{Backup: bk}
+		if j, err := b.st.job(ctx, bk.ID); err == nil {
+			row.Job = j
+		} else if !errors.Is(err, errNotFound) {
+			b.log.Warn("backups: load job", "job", bk.ID, "err", err)
+		}
+		rows = append(rows, row)
+	}
+	reply(backupsMessage(rows, len(all), b.now(), b.cfg.Command))
+}
+
 // backupReader returns a reader of bk's records for cleanup.Restore: newest round first, so
 // that a session in two rounds is restored with its newest value.
 func (b *Bot) backupReader(bk cleanup.Backup) func(fn func(cleanup.BackupRecord) error) error {
@@ -452,7 +501,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, t *target
 	scope := "restore=" + id
 	ref, err := b.chat.Post(ctx, c.ChannelID, onTarget(previewingMessage(scope, who), t.Name))
 	if err != nil {
-		say("Could not post the preview: " + b.safeText("post preview", err))
+		say(b.cannotPostText(err))
 		return
 	}
 	b.spawnPreview(ctx, c, t, func(ctx context.Context) {

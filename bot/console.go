@@ -79,7 +79,7 @@ const tokenLen = 8
 func (c *Console) print(header string, m Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	text := FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context})
+	text := consoleEmoji.Replace(FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context}))
 	for id, n := range c.names {
 		text = strings.ReplaceAll(text, "@"+id, "@"+n)
 	}
@@ -96,6 +96,53 @@ func (c *Console) print(header string, m Message) {
 		fmt.Fprintf(&b, "  [%s] type: press %s %s\n", btn.Label, btn.ActionID, tok)
 	}
 	_, _ = io.WriteString(c.out, b.String())
+}
+
+// consoleEmoji shows the emoji shortcodes the bot writes as the symbols Slack would show.
+var consoleEmoji = strings.NewReplacer(
+	":white_check_mark:", "✅",
+	":rotating_light:", "🚨",
+	":warning:", "⚠️",
+	":x:", "❌",
+	":lock:", "🔒",
+	":octagonal_sign:", "🛑",
+)
+
+// ConsoleAuditWriter returns the writer for the audit lines a console shows (NewAuditor's
+// stdout): every line is marked "audit │ ", and dimmed when tty, so that the audit trail stands
+// apart from what the bot says.
+func ConsoleAuditWriter(w io.Writer, tty bool) io.Writer {
+	return &auditEcho{w: w, tty: tty}
+}
+
+type auditEcho struct {
+	mu  sync.Mutex
+	w   io.Writer
+	tty bool
+}
+
+func (a *auditEcho) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line == "" {
+			continue
+		}
+		body, nl := strings.CutSuffix(line, "\n")
+		if a.tty {
+			b.WriteString("\x1b[2maudit │ " + body + "\x1b[0m")
+		} else {
+			b.WriteString("audit │ " + body)
+		}
+		if nl {
+			b.WriteString("\n")
+		}
+	}
+	if _, err := io.WriteString(a.w, b.String()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Say prints a line from the console itself.

@@ -33,16 +33,18 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 	wantContains(t, "console output", got,
 		"Demo mode (OPERATORS and APPROVERS are not set): alice is an operator, bob is an approver.",
 		"You are alice.",
-		"== :rotating_light: Approval needed: MASS LOGOUT (all sessions) ==",
+		"== 🚨 Approval needed: MASS LOGOUT (all sessions) ==",
 		"12 sessions will be deleted (ALL)",
 		"Approvers: @bob",
 		"  [Approve] type: press approve ",
 		"── only alice sees this ──\nYou made this request: an approver other than you must approve it (two-person rule).",
 		"You are now bob (UBOB).",
 		"Approved by: @bob",
-		"== :white_check_mark: Cleanup completed: all ==",
+		"== ✅ Cleanup completed: all ==",
 		"Remaining: 0 session keys",
-		"── #platform-incidents · message 2 ──",
+		"── #console · reply to message 1 ──\n@bob: 🚨 Approval needed: MASS LOGOUT (all sessions), requested by @alice.",
+		"── direct message to bob ──\n== 🚨 Approval needed",
+		"── #platform-incidents · message 3 ──",
 		"Mass Logout Executed",
 		"*Affected Users:* All active users (12 sessions invalidated)",
 		"*Reason:* incident 42",
@@ -90,5 +92,24 @@ func TestConsoleInputErrors(t *testing.T) {
 	}
 	if h.sessionCount() != 0 {
 		t.Errorf("%d sessions left", h.sessionCount())
+	}
+}
+
+// Audit lines on a terminal are dimmed and marked; elsewhere only marked.
+func TestConsoleAuditWriter(t *testing.T) {
+	for _, tt := range []struct {
+		tty  bool
+		want string
+	}{
+		{false, "audit │ a | Refused\naudit │ b\n"},
+		{true, "\x1b[2maudit │ a | Refused\x1b[0m\n\x1b[2maudit │ b\x1b[0m\n"},
+	} {
+		var b strings.Builder
+		if n, err := ConsoleAuditWriter(&b, tt.tty).Write([]byte("a | Refused\nb\n")); err != nil || n != 14 {
+			t.Errorf("Write = %d, %v; want 14, nil", n, err)
+		}
+		if b.String() != tt.want {
+			t.Errorf("tty %v: wrote %q; want %q", tt.tty, b.String(), tt.want)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func TestDecide(t *testing.T) {
 		{name: "unknown request", req: nil, who: pBob, action: "approve", do: doRefuse, audit: "Why: unknown request", text: []string{"no longer exists"}},
 		{name: "expired on click", req: req(func(r *Request) { r.ExpiresAt = now }), who: pBob, action: "approve", do: doExpire},
 		{name: "expired, then pressed", req: req(status(StatusExpired, "")), who: pBob, action: "approve",
-			do: doRefuse, audit: "Why: already expired", text: []string{"expired at 2025-11-26 10:14:00Z"}},
+			do: doRefuse, audit: "Why: already expired", text: []string{"expired at <!date^1764152040^{date_short_pretty} {time}|2025-11-26 10:14:00Z>"}},
 
 		// resume (SPEC §13 "Resume"): the request's approval was decided at now-2m; its TTL is 15m.
 		{name: "resume by an operator", req: req(failedAt(now.Add(-2 * time.Minute))), who: pCarol, action: "resume", do: doResume, start: true},

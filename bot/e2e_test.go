@@ -186,7 +186,13 @@ func (e *e2eEnv) command(user, text string) string {
 // press clicks the button actionID on message ts in #sre-ops as user and waits for the ack.
 func (e *e2eEnv) press(user, ts, actionID string) string {
 	e.t.Helper()
-	env := e.slack.PressButton(user, e.ops, ts, actionID)
+	return e.pressIn(user, e.ops, ts, actionID)
+}
+
+// pressIn clicks a button of the message ts in channel (an id) and waits for the ack.
+func (e *e2eEnv) pressIn(user, channel, ts, actionID string) string {
+	e.t.Helper()
+	env := e.slack.PressButton(user, channel, ts, actionID)
 	e.slack.WaitAck(e.t, env, 3*time.Second)
 	return env
 }

@@ -23,7 +23,9 @@ var (
 	cleanupModes   = []string{"execute", "all", "restore"}
 	cleanupResults = []string{"completed", "failed", "cancelled", "stopped"}
 	approvalKinds  = []string{"approved", "rejected", "expired", "refused"}
-	commandNames   = []string{"help", "stats", "cleanup", "status", "cancel", "restore", "unknown"}
+	commandNames   = []string{"help", "stats", "cleanup", "status", "cancel", "restore", "backups", "unknown"}
+	deleteModes    = []string{"execute", "all"}
+	engineOps      = []string{"scan", "read", "ttl", "dump", "unlink", "getdel", "cad"}
 	notifyChannels = []string{"slack", "dm", "pagerduty", "email", "webhook"}
 	auditSinks     = []string{"file", "syslog"}
 	ttlBuckets     = []string{"none", "le_10m", "le_30m", "le_1h", "le_24h", "gt_24h"}
@@ -60,12 +62,14 @@ type Metrics struct {
 
 	cleanups        *prometheus.CounterVec
 	keysDeleted     *prometheus.CounterVec
+	keysRestored    prometheus.Counter
 	cleanupDuration *prometheus.HistogramVec
 	lastSuccess     prometheus.Gauge
 
 	approvals     *prometheus.CounterVec
 	commands      *prometheus.CounterVec
 	redisLatency  prometheus.Histogram
+	redisCommands *prometheus.HistogramVec
 	notifyFailure *prometheus.CounterVec
 	auditErrors   *prometheus.CounterVec
 	redisExpired  prometheus.Counter
@@ -111,14 +115,14 @@ func NewMetrics(version string) *Metrics {
 	m.sessions = gauge("sessions", "Session keys found by the last sample (see sessionbot_sessions_sample_complete).")
 	m.sessionsByAuth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionbot_sessions_by_auth_method",
-		Help: "Sessions by auth_method in the last sample; the 20 largest methods, the rest as \"other\".",
+		Help: "Sessions by auth_method in the last full scan (/sessions stats: the sampler reads no values); the 20 largest methods, the rest as \"other\".",
 	}, []string{"auth_method"})
 	f(m.sessionsByAuth)
 	m.sessionsByAuth.WithLabelValues(otherLabel)
 	m.authMethods[otherLabel] = true
 	m.sessionsOrphaned = gauge("sessions_orphaned", "Session keys without a TTL (TTL -1) in the last sample.")
-	m.sessionsExpired = gauge("sessions_expired", "Sessions whose expires_at is past but whose key still exists, in the last sample.")
-	m.sessionsMalform = gauge("sessions_malformed", "Session keys whose value is not a valid session, in the last sample.")
+	m.sessionsExpired = gauge("sessions_expired", "Sessions whose expires_at is past but whose key still exists, in the last full scan (/sessions stats: the sampler reads no values).")
+	m.sessionsMalform = gauge("sessions_malformed", "Session keys whose value is not a valid session, in the last full scan (/sessions stats: the sampler reads no values).")
 	m.sessionsByTTL = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionbot_sessions_by_ttl",
 		Help: "Session keys by remaining TTL in the last sample (bucket none = no TTL).",
@@ -127,7 +131,7 @@ func NewMetrics(version string) *Metrics {
 	for _, b := range ttlBuckets {
 		m.sessionsByTTL.WithLabelValues(b)
 	}
-	m.sessionsBytes = gauge("sessions_bytes", "Estimated memory used by session keys in the last sample.")
+	m.sessionsBytes = gauge("sessions_bytes", "Estimated memory used by session keys in the last full scan (/sessions stats: the sampler reads no values).")
 	m.sampleComplete = gauge("sessions_sample_complete", "1 when the last sample scanned every session key; 0 when the key budget stopped it early.")
 	m.sampledAt = gauge("sessions_sampled_timestamp_seconds", "Unix time of the last successful session sample.")
 	m.sampleDuration = gauge("sessions_sample_duration_seconds", "Wall time of the last successful session sample.")
@@ -138,9 +142,13 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"mode", "result", "target"})
 	f(m.cleanups)
 	m.keysDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted (or restored, for mode restore) by executed jobs, by target.",
+		Name: "sessionbot_keys_deleted_total", Help: "Session keys deleted by executed cleanup jobs, by mode (execute, all) and target.",
 	}, []string{"mode", "target"})
 	f(m.keysDeleted)
+	m.keysRestored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessionbot_keys_restored_total", Help: "Session keys put back by executed restore jobs.",
+	})
+	f(m.keysRestored)
 	m.cleanupDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sessionbot_cleanup_duration_seconds",
 		Help:    "Wall time of executed cleanup jobs, by target.",
@@ -157,10 +165,20 @@ func NewMetrics(version string) *Metrics {
 
 	m.redisLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sessionbot_redis_latency_seconds",
-		Help:    "Latency of Redis commands as seen by the bot.",
+		Help:    "Round trip of the sampler's PING to the session Redis, once per sample.",
 		Buckets: []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1},
 	})
 	f(m.redisLatency)
+	m.redisCommands = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "sessionbot_redis_command_duration_seconds",
+		Help: "Round trips of the cleanup engine's own Redis commands (previews, cleanups, restores, samples) by operation: " +
+			"scan, read, ttl, dump, unlink, getdel, cad (compare-and-delete). One pipelined batch of up to BATCH_SIZE keys is one observation.",
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+	}, []string{"op"})
+	f(m.redisCommands)
+	for _, op := range engineOps {
+		m.redisCommands.WithLabelValues(op)
+	}
 	m.redisExpired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sessionbot_redis_expired_keys_total",
 		Help: "Keys expired by the session Redis (INFO stats expired_keys, all keys, not only sessions) since this replica started.",
@@ -202,8 +220,10 @@ func (m *Metrics) InitTargets(names ...string) {
 		return
 	}
 	for _, target := range names {
-		for _, mode := range cleanupModes {
+		for _, mode := range deleteModes {
 			m.keysDeleted.WithLabelValues(mode, target)
+		}
+		for _, mode := range cleanupModes {
 			m.cleanupDuration.WithLabelValues(mode, target)
 			for _, r := range cleanupResults {
 				m.cleanups.WithLabelValues(mode, r, target)
@@ -221,7 +241,11 @@ func (m *Metrics) CleanupFinished(target, mode, result string, deleted int64, d 
 	}
 	mode, result = known(mode, cleanupModes), known(result, cleanupResults)
 	m.cleanups.WithLabelValues(mode, result, target).Inc()
-	if deleted > 0 {
+	switch {
+	case deleted <= 0:
+	case mode == "restore":
+		m.keysRestored.Add(float64(deleted))
+	default:
 		m.keysDeleted.WithLabelValues(mode, target).Add(float64(deleted))
 	}
 	m.cleanupDuration.WithLabelValues(mode, target).Observe(d.Seconds())
@@ -273,6 +297,17 @@ func (m *Metrics) ObserveRedisLatency(d time.Duration) {
 	m.redisLatency.Observe(d.Seconds())
 }
 
+// EngineObserver returns the observer to give cleanup.Engine.ObserveCommands: it records the
+// engine's Redis round trips in sessionbot_redis_command_duration_seconds.
+func (m *Metrics) EngineObserver() cleanup.CommandObserver {
+	if m == nil {
+		return nil
+	}
+	return func(op string, d time.Duration) {
+		m.redisCommands.WithLabelValues(known(op, engineOps)).Observe(d.Seconds())
+	}
+}
+
 // NotificationFailed counts a notification given up on: channel is the sink (slack, dm,
 // pagerduty, email, webhook).
 func (m *Metrics) NotificationFailed(channel string) {
@@ -311,16 +346,15 @@ func (m *Metrics) SetRedisExpiredKeys(total int64) {
 }
 
 // SetSessionStats publishes a sample of the sessions. When st.Complete is false the counts
-// cover only the keys the budget allowed, and sessionbot_sessions_sample_complete says so.
+// cover only the keys the budget allowed, and sessionbot_sessions_sample_complete says so. A
+// keys-only sample (the periodic sampler's) sets what keys and TTLs tell; expired, malformed,
+// bytes and the auth-method breakdown need the values and come from full scans (/sessions stats).
 func (m *Metrics) SetSessionStats(st cleanup.Stats) {
 	if m == nil {
 		return
 	}
 	m.sessions.Set(float64(st.Total))
 	m.sessionsOrphaned.Set(float64(st.Orphans))
-	m.sessionsExpired.Set(float64(st.Expired))
-	m.sessionsMalform.Set(float64(st.Malformed))
-	m.sessionsBytes.Set(float64(st.Bytes))
 	m.sampleComplete.Set(b2f(st.Complete))
 	m.sampledAt.Set(float64(m.now().Unix()))
 	m.sampleDuration.Set(st.Duration.Seconds())
@@ -333,6 +367,13 @@ func (m *Metrics) SetSessionStats(st cleanup.Stats) {
 		m.sessionsByTTL.WithLabelValues(b).Set(float64(st.TTL.Buckets[i]))
 	}
 
+	if st.KeysOnly {
+		// The sampler reads no values: what needs them stays as the last full scan left it.
+		return
+	}
+	m.sessionsExpired.Set(float64(st.Expired))
+	m.sessionsMalform.Set(float64(st.Malformed))
+	m.sessionsBytes.Set(float64(st.Bytes))
 	byAuth := capAuthMethods(st.ByAuthMethod, maxAuthMethods)
 	m.mu.Lock()
 	defer m.mu.Unlock()

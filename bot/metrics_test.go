@@ -77,12 +77,14 @@ func TestMetricsSeriesExistAtStartup(t *testing.T) {
 		"sessionbot_sessions_sample_duration_seconds":          1,
 		"sessionbot_redis_used_memory_bytes":                   1,
 		"sessionbot_cleanups_total":                            12,
-		"sessionbot_keys_deleted_total":                        3,
+		"sessionbot_keys_deleted_total":                        2,
+		"sessionbot_keys_restored_total":                       1,
 		"sessionbot_cleanup_duration_seconds":                  3,
 		"sessionbot_last_successful_cleanup_timestamp_seconds": 1,
 		"sessionbot_approvals_total":                           4,
-		"sessionbot_commands_total":                            7,
+		"sessionbot_commands_total":                            8,
 		"sessionbot_redis_latency_seconds":                     1,
+		"sessionbot_redis_command_duration_seconds":            7,
 		"sessionbot_notification_failures_total":               5,
 		"sessionbot_audit_errors_total":                        2,
 		"sessionbot_redis_expired_keys_total":                  1,
@@ -167,6 +169,11 @@ func TestMetricsEvents(t *testing.T) {
 	}
 	m.CleanupFinished("prod-us", "execute", "completed", 100, time.Second)
 	m.CleanupFinished("prod-us", "execute", "completed", 0, time.Second)
+	m.CleanupFinished("prod-us", "restore", "completed", 7, time.Second)
+	obs := m.EngineObserver()
+	obs("scan", time.Millisecond)
+	obs("scan", 2*time.Millisecond)
+	obs("cad", time.Millisecond)
 	m.Approval("expired")
 	m.CommandReceived("stats")
 	m.CommandReceived("rm -rf")
@@ -184,6 +191,10 @@ func TestMetricsEvents(t *testing.T) {
 		{"sessionbot_cleanups_total", "mode=execute,result=completed,target=prod-us", 2},
 		{"sessionbot_keys_deleted_total", "mode=all,target=prod-eu", 40},
 		{"sessionbot_keys_deleted_total", "mode=execute,target=prod-us", 100},
+		{"sessionbot_keys_restored_total", "", 7},
+		{"sessionbot_redis_command_duration_seconds", "op=scan", 2},
+		{"sessionbot_redis_command_duration_seconds", "op=cad", 1},
+		{"sessionbot_redis_command_duration_seconds", "op=unlink", 0},
 		{"sessionbot_cleanup_duration_seconds", "mode=execute,target=prod-us", 2},
 		{"sessionbot_last_successful_cleanup_timestamp_seconds", "", float64(at.Unix())},
 		{"sessionbot_approvals_total", "outcome=expired", 1},

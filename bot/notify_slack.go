@@ -146,7 +146,7 @@ func affectedUserMessage(o JobOutcome) Message {
 		Lines: []string{
 			":lock: *Your sessions were ended*",
 			fmt.Sprintf("At %s the platform team ended your active sessions. The next time you open the application you will be asked to sign in again.",
-				o.At.UTC().Format(time.RFC3339)),
+				stamp(o.At)),
 			"Nothing else changed: no data was lost, only sign-in state.",
 			"Questions? Contact " + templates.DefaultContact + ".",
 		},

@@ -244,6 +244,9 @@ func TestAnnouncerDMsAffectedUsersWithoutPostingTheirEmail(t *testing.T) {
 	if len(dm) != 1 || !strings.Contains(dm[0].Text, "sign in again") {
 		t.Errorf("DMs to carol = %+v; want exactly one", dm)
 	}
+	if len(dm) == 1 && !strings.Contains(string(dm[0].Blocks), `!date^1764151203^{date_short_pretty} {time}|2025-11-26 10:00:03Z`) {
+		t.Errorf("DM to carol = %s; want the time as a date token (the reader's time zone)", dm[0].Blocks)
+	}
 	if got := f.slack.Calls("users.lookupByEmail"); len(got) != 2 {
 		t.Errorf("users.lookupByEmail calls = %d; want 2 (one per distinct e-mail)", len(got))
 	}

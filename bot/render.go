@@ -198,6 +198,25 @@ func approvalMessage(req *Request) Message {
 	}, req.Target)
 }
 
+// approvalPingMessage mentions the approvers in a reply to the approval request's card, so that
+// Slack notifies them (it does not for the card, an edited message).
+func approvalPingMessage(req *Request) Message {
+	card := approvalMessage(req)
+	ask := approversText(req.Approvers) + ": " + card.Title + ", requested by " + userRef(req.Requester.ID) +
+		". Approve or reject it on the request above, or in the direct message I sent you."
+	return Message{Text: ask}
+}
+
+// approvalDMMessage is the approval request as sent to one approver: the card with its buttons,
+// which act on the stored request wherever they are pressed.
+func approvalDMMessage(req *Request) Message {
+	m := approvalMessage(req)
+	m.Text = "Your approval is requested: " + m.Title + " — requested by " + req.Requester.ID
+	m.Context = append(m.Context, "Sent to you as an approver. This copy is not updated; the request in "+
+		channelText(req.Ref.Channel)+" shows its current state.")
+	return m
+}
+
 // approvalsText says how many of the approvals a request needs were given, and by whom:
 // "1 of 2 approvals (by <@U…>)".
 func approvalsText(req *Request) string {
@@ -456,6 +475,60 @@ func jobDetailMessage(j *Job, now time.Time) Message {
 	return Message{Text: "Job " + j.ID + ": " + string(j.Status), Title: "Job " + j.ID, Lines: lines, Fields: jobFields(j)}
 }
 
+// backupRow is a backup as `backups` lists it: Job is the job that wrote it, nil when that job
+// is no longer stored.
+type backupRow struct {
+	cleanup.Backup
+	Job *Job
+}
+
+// backupsMessage lists backups (the newest of total) with what a restore needs to know: the id
+// to type, the job that wrote it, its size and age, and whether it is encrypted (a backup
+// holds live tokens).
+func backupsMessage(rows []backupRow, total int, now time.Time, command string) Message {
+	if len(rows) == 0 {
+		return Message{Text: "No backups.", Title: "Backups",
+			Lines: []string{"BACKUP_DIR holds no backups. A backup is written before --all and large cleanups, or with --backup."}}
+	}
+	var lines []string
+	for _, r := range rows {
+		enc := "encrypted"
+		if !r.Encrypted {
+			enc = "*not encrypted* (holds live tokens)"
+		}
+		job := "job no longer stored"
+		if j := r.Job; j != nil {
+			job = fmt.Sprintf("%s `%s` by %s", j.Mode, userText(j.Scope), userRef(j.Requester.ID))
+			if j.Status != "" {
+				job += ", " + string(j.Status)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("`%s` · %s · %s · %s old · %s", userText(r.ID), job, bytesText(r.Size),
+			ageText(now.Sub(r.Modified)), enc))
+	}
+	ctx := []string{"Restore one with `" + command + " restore BACKUP_ID --reason TEXT`; a restore needs approval."}
+	if total > len(rows) {
+		ctx = append(ctx, fmt.Sprintf("%s older %s not listed.", num(int64(total-len(rows))), plural(int64(total-len(rows)), "backup", "backups")))
+	}
+	return Message{Text: fmt.Sprintf("%d recent %s", len(rows), plural(int64(len(rows)), "backup", "backups")),
+		Title: "Recent backups", Lines: lines, Context: ctx}
+}
+
+// ageText is how old something is, in days and hours beyond a day.
+func ageText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "<1m"
+	case d < 24*time.Hour:
+		return shortDuration(d.Round(time.Minute))
+	}
+	days, hours := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+	if hours == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, hours)
+}
+
 func statsMessage(s cleanup.Stats) Message {
 	lines := []string{codeBlock([]string{
 		fmt.Sprintf("Found %s total session %s", num(s.Total), plural(s.Total, "key", "keys")),
@@ -471,12 +544,24 @@ func statsMessage(s cleanup.Stats) Message {
 		}
 		lines = append(lines, "By auth_method: "+strings.Join(parts, " · "))
 	}
-	lines = append(lines, "TTL: "+ttlText(s.TTL),
-		fmt.Sprintf("Session memory about %s of %s used on %d %s.", bytesText(s.Bytes), bytesText(s.UsedMemory), s.Nodes, plural(int64(s.Nodes), "node", "nodes")))
+	lines = append(lines, "TTL: "+ttlText(s.TTL), memoryText(s))
 	if !s.Complete {
 		lines = append(lines, "_Partial: the scan stopped early; counts cover the keys seen._")
 	}
 	return Message{Text: fmt.Sprintf("%s sessions (%s expired)", num(s.Total), num(s.Expired)), Title: "Session stats (" + s.Prefix + "*)", Lines: lines}
+}
+
+// memoryText says how much memory the sessions take, and how much Redis uses of its maxmemory.
+func memoryText(s cleanup.Stats) string {
+	nodes := fmt.Sprintf("%d %s", s.Nodes, plural(int64(s.Nodes), "node", "nodes"))
+	switch {
+	case s.UsedMemory == 0:
+		return fmt.Sprintf("Session keys use about %s on %s; Redis does not report its memory use.", bytesText(s.Bytes), nodes)
+	case s.MaxMemory == 0:
+		return fmt.Sprintf("Session keys use about %s; Redis uses %s on %s, no maxmemory set.", bytesText(s.Bytes), bytesText(s.UsedMemory), nodes)
+	}
+	return fmt.Sprintf("Session keys use about %s; Redis uses %s of %s maxmemory (%.0f%%) on %s.", bytesText(s.Bytes),
+		bytesText(s.UsedMemory), bytesText(s.MaxMemory), 100*float64(s.UsedMemory)/float64(s.MaxMemory), nodes)
 }
 
 // Formatting helpers.
@@ -540,11 +625,14 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
+// stamp shows a time in a Slack message as a date token: each reader sees it in their own time
+// zone, and clients that cannot render it (notifications, the console) show the UTC fallback.
+// Audit lines, the CLI and PagerDuty keep UTC; they do not use stamp.
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05Z")
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04:05Z"))
 }
 
 func ttlValue(d time.Duration) string {
@@ -561,8 +649,9 @@ func orDash(s string) string {
 	return s
 }
 
-// userRef mentions a user (<@U…>, which Slack shows as a name); a user group is shown by id
-// (its mention syntax would ping the whole group).
+// userRef mentions a user (<@U…>, which Slack shows as a name) or a user group
+// (<!subteam^S…>, shown as @group-handle). A mention notifies only in a newly posted message,
+// never in an edit: notifyApprovers posts the one meant to reach approvers.
 func userRef(id string) string {
 	switch {
 	case id == "":
@@ -570,7 +659,7 @@ func userRef(id string) string {
 	case id == scheduleActor.ID || id == watchActor.ID:
 		return "sessionbot (" + id + ")"
 	case strings.HasPrefix(id, "S"):
-		return "group " + id
+		return "<!subteam^" + id + ">"
 	default:
 		return "<@" + id + ">"
 	}

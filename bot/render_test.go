@@ -110,33 +110,46 @@ func goldenCases() map[string]Message {
 	oneOfTwo.Approvals = []Person{{ID: "UBOB0001", Name: "bob"}}
 	twoApproved := *job
 	twoApproved.Approvals = []Person{{ID: "UBOB0001", Name: "bob"}, {ID: "UDAVE001", Name: "dave"}}
+	doneJob := *job
+	doneJob.Status = StatusDone
 	stats := cleanup.Stats{Prefix: "session:", Total: 1500, Orphans: 12, Expired: 300, Malformed: 2,
 		ByAuthMethod: map[string]int64{"oauth2": 1200, "mtls_fallback": 298, "": 2},
 		TTL:          cleanup.TTLHistogram{NoTTL: 12, Buckets: [5]int64{50, 200, 500, 738, 0}}, Bytes: 801000, UsedMemory: 52428800, Nodes: 1, Complete: true}
 
+	statsMax, statsNoInfo := stats, stats
+	statsMax.MaxMemory = 256 << 20
+	statsNoInfo.UsedMemory = 0
+
 	return map[string]Message{
-		"help":                     helpMessage(DefaultConfig(), &target{Target: Target{Name: "default", Policy: defaultPolicy}}, &targets{list: []*target{{}}}),
-		"previewing":               previewingMessage("expired_only", Person{ID: "UALICE01"}),
-		"preview_expired":          previewMessage(expired),
-		"preview_auth_method":      previewMessage(basic),
-		"preview_user_older":       previewMessage(user),
-		"nothing_to_do":            nothingToDoMessage(goldenRequest(cleanup.Filter{}, cleanup.Plan{Found: 10, Kept: 10}, false)),
-		"approval_all":             approvalMessage(all),
-		"approval_threshold":       approvalMessage(big),
-		"approval_restore":         approvalMessage(restore),
-		"approval_elsewhere":       approvalElsewhereMessage(all, "C0APPROVAL"),
-		"expired":                  expiredMessage(all),
-		"rejected":                 rejectedMessage(all, Person{ID: "UBOB0001"}),
-		"cancelled":                cancelledMessage(expired, Person{ID: "UALICE01"}),
-		"running_all":              runningMessage(all, job, progress),
-		"report_all":               reportMessage(all, job, cleanupOutcome{rep}, StatusDone, ""),
-		"report_expired":           reportMessage(expired, runJob, cleanupOutcome{small}, StatusDone, ""),
-		"report_failed":            reportMessage(all, job, cleanupOutcome{rep}, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
-		"report_restore":           reportMessage(restore, runJob, restored, StatusDone, ""),
-		"not_started":              notStartedMessage(all, "The audit log could not be written, so the job was not started. Nothing was deleted."),
-		"status":                   statusMessage(jobs, goldenNow),
-		"status_empty":             statusMessage(nil, goldenNow),
-		"stats":                    statsMessage(stats),
+		"help":                 helpMessage(DefaultConfig(), &target{Target: Target{Name: "default", Policy: defaultPolicy}}, &targets{list: []*target{{}}}),
+		"previewing":           previewingMessage("expired_only", Person{ID: "UALICE01"}),
+		"preview_expired":      previewMessage(expired),
+		"preview_auth_method":  previewMessage(basic),
+		"preview_user_older":   previewMessage(user),
+		"nothing_to_do":        nothingToDoMessage(goldenRequest(cleanup.Filter{}, cleanup.Plan{Found: 10, Kept: 10}, false)),
+		"approval_all":         approvalMessage(all),
+		"approval_threshold":   approvalMessage(big),
+		"approval_restore":     approvalMessage(restore),
+		"approval_elsewhere":   approvalElsewhereMessage(all, "C0APPROVAL"),
+		"expired":              expiredMessage(all),
+		"rejected":             rejectedMessage(all, Person{ID: "UBOB0001"}),
+		"cancelled":            cancelledMessage(expired, Person{ID: "UALICE01"}),
+		"running_all":          runningMessage(all, job, progress),
+		"report_all":           reportMessage(all, job, cleanupOutcome{rep}, StatusDone, ""),
+		"report_expired":       reportMessage(expired, runJob, cleanupOutcome{small}, StatusDone, ""),
+		"report_failed":        reportMessage(all, job, cleanupOutcome{rep}, StatusFailed, "Failed after deleting 1,234,590 sessions: internal error (ref 0badc0de)"),
+		"report_restore":       reportMessage(restore, runJob, restored, StatusDone, ""),
+		"not_started":          notStartedMessage(all, "The audit log could not be written, so the job was not started. Nothing was deleted."),
+		"status":               statusMessage(jobs, goldenNow),
+		"status_empty":         statusMessage(nil, goldenNow),
+		"stats":                statsMessage(stats),
+		"stats_maxmemory":      statsMessage(statsMax),
+		"stats_no_memory_info": statsMessage(statsNoInfo),
+		"backups": backupsMessage([]backupRow{
+			{Backup: cleanup.Backup{ID: job.ID, Size: 3 << 20, Modified: goldenNow.Add(-26 * time.Hour), Encrypted: true}, Job: &doneJob},
+			{Backup: cleanup.Backup{ID: "job-20251120-0000beef", Size: 52000, Modified: goldenNow.Add(-6*24*time.Hour - 90*time.Minute)}},
+		}, 5, goldenNow, "/sessions"),
+		"backups_none":             backupsMessage(nil, 0, goldenNow, "/sessions"),
 		"template_mass_logout":     {Text: "template", Lines: []string{templates.MassLogout(templates.MassLogoutData{Timestamp: "2025-11-26T10:00:00Z", AffectedUsers: "All active users", Reason: "Security incident\n*Fake section*"})}},
 		"template_user_notice":     {Text: "template", Lines: []string{templates.UserNotice(templates.UserNoticeData{Timestamp: "2025-11-26T10:00:00Z"})}},
 		"preview_progress":         previewProgressMessage("all", Person{ID: "UALICE01"}, *progress),

@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,16 +15,30 @@ import (
 )
 
 // RunSessionSampler publishes session statistics until ctx ends: at once, then every `every`.
-// Each sample is one eng.Stats bounded by maxKeys (so a huge keyspace costs at most that many
-// SCANned keys per sample; sessionbot_sessions_sample_complete says when the budget cut it
-// short), one PING for latency and INFO on every master for the expired-keys counter. A sample
-// gets at most `every` to finish, so samples never pile up. Errors set sessionbot_redis_up to 0
-// and leave the last good session numbers (and their timestamp) in place.
-func RunSessionSampler(ctx context.Context, eng *cleanup.Engine, m *Metrics, every time.Duration, maxKeys int64) {
+// The session scan runs on one replica only, the holder of the target's sampler lease in the
+// state Redis (taken when free, renewed every sample, lost after three missed samples), so that
+// N replicas do not scan production Redis N times; the others keep their session gauges at
+// zero (the dashboard takes the max over replicas). Each sample is one eng.KeyStats — keys and
+// TTLs only, no value is read — bounded by maxKeys (so a huge keyspace costs at most that many SCANned keys per sample;
+// sessionbot_sessions_sample_complete says when the budget cut it short), paced one batch at a
+// time per master. Every replica sends one PING for latency and INFO on every master for the
+// expired-keys counter. A sample gets at most `every` to finish, so samples never pile up.
+// Errors set sessionbot_redis_up to 0 and leave the last good session numbers (and their
+// timestamp) in place.
+//
+// The session gauges describe one target: a bot serving several (TARGETS_FILE) samples none.
+func (b *Bot) RunSessionSampler(ctx context.Context, every time.Duration, maxKeys int64) {
+	if len(b.targets.list) != 1 {
+		return
+	}
+	tg := b.targets.list[0]
 	if every <= 0 {
 		every = 30 * time.Second
 	}
-	s := &sampler{eng: eng, m: m, nodes: map[string]nodeExpiry{}}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	s := &sampler{eng: tg.Engine, m: b.metrics, nodes: map[string]nodeExpiry{},
+		lease: b.samplerLease(tg, hex.EncodeToString(id[:]), 3*every)}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -37,9 +53,32 @@ func RunSessionSampler(ctx context.Context, eng *cleanup.Engine, m *Metrics, eve
 	}
 }
 
+// samplerLease returns whether the replica named id holds the target's sampler lease, taking
+// it when free and renewing it when held. An error of the state Redis means no: better no
+// sample than every replica scanning.
+func (b *Bot) samplerLease(t *target, id string, ttl time.Duration) func(context.Context) bool {
+	name := "sampler:" + t.Name
+	return func(ctx context.Context) bool {
+		ok, holder, err := b.st.acquireLease(ctx, name, id, ttl)
+		switch {
+		case err != nil:
+			b.log.Warn("sampler lease", "err", err)
+			return false
+		case ok:
+			return true
+		case holder != id:
+			return false
+		}
+		renewed, err := b.st.renewLease(ctx, name, id, ttl)
+		return err == nil && renewed
+	}
+}
+
 type sampler struct {
 	eng *cleanup.Engine
 	m   *Metrics
+	// lease says whether this replica scans the sessions now; nil: always.
+	lease func(context.Context) bool
 
 	// nodes holds, per master, the last expired_keys seen and the run_id it came from.
 	mu      sync.Mutex
@@ -61,12 +100,14 @@ func (s *sampler) sample(ctx context.Context, maxKeys int64) {
 	}
 	s.m.ObserveRedisLatency(time.Since(start))
 
-	st, err := s.eng.Stats(ctx, maxKeys)
-	if err != nil {
-		s.m.SetRedisUp(false)
-		return
+	if s.lease == nil || s.lease(ctx) {
+		st, err := s.eng.KeyStats(ctx, maxKeys)
+		if err != nil {
+			s.m.SetRedisUp(false)
+			return
+		}
+		s.m.SetSessionStats(st)
 	}
-	s.m.SetSessionStats(st)
 	if err := s.readExpiredKeys(ctx, client); err != nil {
 		s.m.SetRedisUp(false)
 		return

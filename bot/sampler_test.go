@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,9 +80,22 @@ func TestSamplerStandalone(t *testing.T) {
 	set("cb:unrelated", "x", 0)
 
 	eng := cleanup.NewEngine(cleanup.NewTarget(c, "session:", srv.Addr()), cleanup.EngineConfig{BatchSize: 100})
+	var mu sync.Mutex
+	ops := map[string]int{}
+	eng.ObserveCommands(func(op string, _ time.Duration) {
+		mu.Lock()
+		ops[op]++
+		mu.Unlock()
+	})
 	m := NewMetrics("v")
 	s := &sampler{eng: eng, m: m, nodes: map[string]nodeExpiry{}}
 	s.sample(ctx, 0)
+	// Keys and TTLs only: SCAN and PTTL, never a value.
+	mu.Lock()
+	if len(ops) != 2 || ops["scan"] == 0 || ops["ttl"] == 0 {
+		t.Errorf("the sampler's Redis round trips = %v; want only scan and ttl", ops)
+	}
+	mu.Unlock()
 
 	for _, tt := range []struct {
 		name, labels string
@@ -89,16 +103,17 @@ func TestSamplerStandalone(t *testing.T) {
 	}{
 		{"sessionbot_redis_up", "", 1},
 		{"sessionbot_sessions", "", 7},
-		{"sessionbot_sessions_expired", "", 2},
 		{"sessionbot_sessions_orphaned", "", 1},
-		{"sessionbot_sessions_malformed", "", 1},
+		// Need the values: left to full scans (/sessions stats).
+		{"sessionbot_sessions_expired", "", 0},
+		{"sessionbot_sessions_malformed", "", 0},
+		{"sessionbot_sessions_bytes", "", 0},
+		{"sessionbot_sessions_by_auth_method", "auth_method=other", 0},
 		{"sessionbot_sessions_sample_complete", "", 1},
 		{"sessionbot_sessions_by_ttl", "bucket=none", 1},
 		{"sessionbot_sessions_by_ttl", "bucket=le_10m", 1},
 		{"sessionbot_sessions_by_ttl", "bucket=le_1h", 3},
 		{"sessionbot_sessions_by_ttl", "bucket=gt_24h", 2},
-		{"sessionbot_sessions_by_auth_method", "auth_method=oauth2", 3},
-		{"sessionbot_sessions_by_auth_method", "auth_method=saml", 2},
 		{"sessionbot_redis_latency_seconds", "", 1},
 		{"sessionbot_redis_expired_keys_total", "", 0},
 	} {
@@ -106,8 +121,27 @@ func TestSamplerStandalone(t *testing.T) {
 			t.Errorf("after first sample: %s{%s} = %v; want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
+	// A full scan (what /sessions stats publishes) sets them.
+	st, err := eng.Stats(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetSessionStats(st)
+	for _, tt := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"sessionbot_sessions_expired", "", 2},
+		{"sessionbot_sessions_malformed", "", 1},
+		{"sessionbot_sessions_by_auth_method", "auth_method=oauth2", 3},
+		{"sessionbot_sessions_by_auth_method", "auth_method=saml", 2},
+	} {
+		if got := value(t, m, tt.name, tt.labels); got != tt.want {
+			t.Errorf("after a full scan: %s{%s} = %v; want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
 	if v := value(t, m, "sessionbot_sessions_bytes", ""); v <= 0 {
-		t.Errorf("sessions_bytes = %v; want > 0", v)
+		t.Errorf("sessions_bytes after a full scan = %v; want > 0", v)
 	}
 
 	// A budget smaller than the keyspace gives a partial sample, flagged as such.
@@ -147,14 +181,12 @@ func TestSamplerStandalone(t *testing.T) {
 }
 
 func TestSamplerReturnsOnCancel(t *testing.T) {
-	srv := redistest.Standalone(t)
-	eng := cleanup.NewEngine(cleanup.NewTarget(srv.Client(), "session:", srv.Addr()), cleanup.EngineConfig{BatchSize: 100})
-	m := NewMetrics("v")
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	done := make(chan struct{})
 	go func() {
-		RunSessionSampler(ctx, eng, m, time.Hour, 10)
+		h.bot.RunSessionSampler(ctx, time.Hour, 10)
 		close(done)
 	}()
 	select {
@@ -192,4 +224,73 @@ func TestSamplerCluster(t *testing.T) {
 	if v := value(t, m, "sessionbot_redis_up", ""); v != 1 {
 		t.Errorf("redis_up = %v; want 1", v)
 	}
+}
+
+// With two replicas on one target, the sessions are scanned by one of them only, the holder of
+// the sampler lease; both still report that Redis is up. When the holder stops, the other takes
+// over once the lease has run out.
+func TestSamplerRunsOnOneOfTwoReplicas(t *testing.T) {
+	h := newHarness(t)
+	h.seed(sessionSpec{n: 7})
+	var ms [2]*Metrics
+	var bots [2]*Bot
+	for i := range bots {
+		ms[i] = NewMetrics("v")
+		d := h.deps()
+		d.Metrics = ms[i]
+		bots[i] = h.newBot(d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stops := [2]context.CancelFunc{}
+	done := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	for i, b := range bots {
+		rctx, stop := context.WithCancel(ctx)
+		stops[i] = stop
+		go func() {
+			defer close(done[i])
+			b.RunSessionSampler(rctx, 100*time.Millisecond, 0)
+		}()
+	}
+	sampled := func(i int) bool { return value(t, ms[i], "sessionbot_sessions_sampled_timestamp_seconds", "") > 0 }
+	redisUp := func(i int) bool { return value(t, ms[i], "sessionbot_redis_up", "") == 1 }
+	deadline := time.Now().Add(10 * time.Second)
+	for !(redisUp(0) && redisUp(1) && (sampled(0) || sampled(1))) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replicas did not sample within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	holder := 0
+	if sampled(1) {
+		holder = 1
+	}
+	other := 1 - holder
+	// Five more samples of the other replica (each one PING): it never scans.
+	pings := value(t, ms[other], "sessionbot_redis_latency_seconds", "")
+	for value(t, ms[other], "sessionbot_redis_latency_seconds", "") < pings+5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica stopped sampling")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sampled(other) {
+		t.Fatalf("both replicas scanned the sessions")
+	}
+	if v := value(t, ms[holder], "sessionbot_sessions", ""); v != 7 {
+		t.Errorf("sessions on the lease holder = %v; want 7", v)
+	}
+
+	// The holder stops; the lease runs out (3 intervals) and the other replica takes over.
+	stops[holder]()
+	<-done[holder]
+	deadline = time.Now().Add(10 * time.Second)
+	for !sampled(other) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica did not take over the sampling within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done[other]
 }

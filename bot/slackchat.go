@@ -91,8 +91,17 @@ func (c *SlackChat) Post(ctx context.Context, channel string, m Message) (Messag
 		ref = MessageRef{Channel: ch, TS: ts}
 		return err
 	})
+	if code := SlackErrorCode(err); code == "not_in_channel" || code == "channel_not_found" {
+		err = notInChannel{err}
+	}
 	return ref, err
 }
+
+// notInChannel marks a chat.postMessage error as ErrNotInChannel; its text is unchanged.
+type notInChannel struct{ error }
+
+func (e notInChannel) Is(target error) bool { return target == ErrNotInChannel }
+func (e notInChannel) Unwrap() error        { return e.error }
 
 // Reply implements Chat.
 func (c *SlackChat) Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error) {

@@ -80,12 +80,19 @@ var (
 	domain = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(/.*)?$`)
 )
 
-var mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
+var (
+	mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
+	subteamRe = regexp.MustCompile(`<!subteam\^(S[A-Z0-9]+)(\|[^>]*)?>`)
+	dateRe    = regexp.MustCompile(`<!date\^[0-9]+\^[^|>]*\|([^>]*)>`)
+)
 
 // plainText turns mrkdwn into the text a plain_text object or the console shows: a mention
-// becomes @id or #id, and the entities userText and the transport write become characters again.
+// becomes @id or #id, a date its UTC fallback, and the entities userText and the transport write
+// become characters again.
 func plainText(s string) string {
 	s = mentionRe.ReplaceAllString(s, "$1$2")
+	s = subteamRe.ReplaceAllString(s, "@$1")
+	s = dateRe.ReplaceAllString(s, "$1")
 	if !strings.Contains(s, "&") {
 		return s
 	}

@@ -57,8 +57,10 @@ var hostileTexts = []struct {
 	{"line and override", "drill\n*Approved-By:* U0VP \u202e)desrever(", []string{"\n*Approved-By", "\u202e"}},
 }
 
-// deliberate is every <…> the bot itself writes in these flows: mentions of the two users.
-var deliberate = regexp.MustCompile(`^<@(U0E2EALICE|U0E2EBOB01)>$`)
+// deliberate is every <…> the bot itself writes in these flows: mentions of the two users, of
+// the channel (the approver's DM points at the request), and times as date tokens (stamp),
+// whose fallback is a UTC time, nothing a user wrote.
+var deliberate = regexp.MustCompile(`^<(@(U0E2EALICE|U0E2EBOB01)|#C[0-9A-F]+|!date\^[0-9]+\^\{date_short_pretty\} \{time\}\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)>$`)
 
 // User text is inert in Slack (SPEC §12.6): for each hostile text used as --reason, as
 // --user-id and as a session's user_id, the preview, its report, the approval request of a mass

@@ -26,14 +26,15 @@ func watching(orphans int64) harnessOption {
 
 const watchEvery = 5 * time.Minute
 
-// postsIn returns the current version of every message posted in channel, in order.
+// postsIn returns the current version of every message posted in channel (not in a thread),
+// in order.
 func (c *coreChat) postsIn(channel string) ([]MessageRef, []Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var refs []MessageRef
 	var msgs []Message
 	for _, p := range c.posts {
-		if p.Channel == channel {
+		if p.Channel == channel && p.Thread == nil { // channel messages, not thread replies
 			refs = append(refs, p.Ref)
 			msgs = append(msgs, c.current[p.Ref])
 		}

@@ -28,10 +28,28 @@ type Target struct {
 
 // Engine previews and runs cleanups on one Target.
 type Engine struct {
-	t   *Target
-	cfg EngineConfig
-	now func() time.Time
+	t       *Target
+	cfg     EngineConfig
+	now     func() time.Time
+	observe CommandObserver
 }
+
+// CommandObserver is told the duration of each round trip the engine makes to Redis — a SCAN,
+// one pipelined batch of up to BatchSize commands, a compare-and-delete script — with its
+// operation: scan, read, ttl, dump, unlink, getdel or cad. It is called from the goroutines
+// that work on the masters in parallel, so it must be safe for concurrent use, and cheap. The
+// engine knows no metrics library: the bot registers a histogram as the observer.
+type CommandObserver func(op string, d time.Duration)
+
+func (o CommandObserver) observe(op string, start time.Time) {
+	if o != nil {
+		o(op, time.Since(start))
+	}
+}
+
+// ObserveCommands sets the observer of the engine's Redis round trips (nil: none). Call it
+// before the engine is used; copies made by WithPacing afterwards share it.
+func (e *Engine) ObserveCommands(o CommandObserver) { e.observe = o }
 
 // RunSpec is one cleanup to execute.
 type RunSpec struct {
@@ -80,11 +98,17 @@ type Stats struct {
 	ByAuthMethod map[string]int64
 	TTL          TTLHistogram
 	Bytes        int64 // estimated memory used by session keys
-	UsedMemory   int64 // INFO memory used_memory, summed over masters
-	Nodes        int
-	Duration     time.Duration
+	UsedMemory   int64 // INFO memory used_memory, summed over masters; 0: not reported
+	// MaxMemory is INFO memory maxmemory summed over masters; 0 when a master has none set
+	// (its memory is not bounded) or does not report it.
+	MaxMemory int64
+	Nodes     int
+	Duration  time.Duration
 	// Complete is false when a key budget stopped the scan early: counts cover only what was seen.
 	Complete bool
+	// KeysOnly says no value was read (KeyStats): Expired, Malformed, ByAuthMethod and Bytes are
+	// unknown, and zero.
+	KeysOnly bool
 }
 
 // Name identifies the target (e.g. "127.0.0.1:6379/0" or "cluster:10.0.0.1:7000").
@@ -430,37 +454,86 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 		}
 		return nil
 	}
-	// Stats also run on a schedule: small batches, one command in flight per master, so
-	// sampling never disturbs other clients.
+	return e.statsScan(ctx, &s, st, fn, start)
+}
+
+// KeyStats counts the session keys and their TTLs (orphans: none), scanning at most maxKeys
+// keys (0: all), without reading a single value: what a periodic sample may cost production
+// Redis, SCAN and PTTL. Expired, Malformed, ByAuthMethod and Bytes need the values: they stay
+// zero, and KeysOnly says so.
+func (e *Engine) KeyStats(ctx context.Context, maxKeys int64) (Stats, error) {
+	start := time.Now()
+	s := Stats{Prefix: e.t.prefix, KeysOnly: true}
+	var mu sync.Mutex
+	st := &scanState{budget: maxKeys}
+	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
+		items, idx := make([]item, len(keys)), make([]int, len(keys))
+		for i, k := range keys {
+			items[i].key, idx[i] = k, i
+		}
+		if err := e.opsFor(node).readTTLs(ctx, items, idx); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, it := range items {
+			if it.pttl == -2 { // gone since the SCAN
+				continue
+			}
+			s.Total++
+			s.TTL.Add(it.pttl)
+			if it.pttl == -1 {
+				s.Orphans++
+			}
+		}
+		return nil
+	}
+	return e.statsScan(ctx, &s, st, fn, start)
+}
+
+// statsScan runs a stats scan: small batches, one command in flight per master, so that
+// sampling on a schedule never disturbs other clients; then the memory figures.
+func (e *Engine) statsScan(ctx context.Context, s *Stats, st *scanState, fn func(context.Context, *redis.Client, []string) error, start time.Time) (Stats, error) {
 	p := pacing{batch: e.cfg.BatchSize, sequential: true}
 	nodes, err := e.scanAll(ctx, p, st, fn)
 	s.Nodes = nodes
 	s.Complete = err == nil && !st.truncated.Load()
 	if err == nil {
-		s.UsedMemory = e.usedMemory(ctx)
+		s.UsedMemory, s.MaxMemory = e.memory(ctx)
 	}
 	s.Duration = time.Since(start)
-	return s, err
+	return *s, err
 }
 
-// usedMemory sums INFO memory used_memory over the masters (0 where a server does not say).
-func (e *Engine) usedMemory(ctx context.Context) int64 {
+// memory sums INFO memory used_memory and maxmemory over the masters (0 where a server does not
+// say). max is 0 when any master has no maxmemory: the total is then not bounded.
+func (e *Engine) memory(ctx context.Context) (used, max int64) {
 	ms, err := e.t.masters(ctx)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	var total int64
+	bounded := true
 	for _, m := range ms {
 		info, err := m.Info(ctx, "memory").Result()
 		if err != nil {
+			bounded = false
 			continue
 		}
+		var nodeMax int64
 		for _, line := range strings.Split(info, "\n") {
 			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
 				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				total += n
+				used += n
+			}
+			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+				nodeMax, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			}
 		}
+		bounded = bounded && nodeMax > 0
+		max += nodeMax
 	}
-	return total
+	if !bounded {
+		max = 0
+	}
+	return used, max
 }

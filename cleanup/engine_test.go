@@ -560,9 +560,33 @@ func TestStats(t *testing.T) {
 		if st.Total != int64(60+nm) || st.Expired != 20 || st.Orphans != 10+int64(nm) || st.Malformed != int64(nm) || !st.Complete {
 			t.Errorf("Stats = %+v", st)
 		}
+		ks, err := engine(tgt).KeyStats(context.Background(), 0)
+		if err != nil || !ks.KeysOnly || ks.Total != st.Total || ks.Orphans != st.Orphans || ks.TTL != st.TTL ||
+			ks.Expired != 0 || ks.Malformed != 0 || len(ks.ByAuthMethod) != 0 || ks.Bytes != 0 || !ks.Complete {
+			t.Errorf("KeyStats = %+v, %v; want the keys and TTLs of Stats %+v and nothing that needs a value", ks, err, st)
+		}
+		if st.UsedMemory <= 0 || st.MaxMemory != 0 {
+			t.Errorf("Stats memory = used %d, maxmemory %d; want used > 0 and no maxmemory (the test servers set none)", st.UsedMemory, st.MaxMemory)
+		}
 		st, err = engine(tgt).Stats(context.Background(), 10)
 		if err != nil || st.Complete {
 			t.Errorf("Stats(budget 10) = complete %v, %v; want incomplete", st.Complete, err)
+		}
+
+		// With maxmemory on every master, Stats reports their sum.
+		ctx := context.Background()
+		ms, err := tgt.masters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if err := m.ConfigSet(ctx, "maxmemory", "1gb").Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.ConfigSet(context.Background(), "maxmemory", "0").Err() })
+		}
+		if st, err = engine(tgt).Stats(ctx, 0); err != nil || st.MaxMemory != int64(len(ms))<<30 {
+			t.Errorf("Stats maxmemory = %d, %v; want %d", st.MaxMemory, err, int64(len(ms))<<30)
 		}
 	})
 }
@@ -648,6 +672,40 @@ func TestPreviewIsPacedLikeARun(t *testing.T) {
 		}
 		if n, err := paced.CountKeys(context.Background()); err != nil || n != 3000 {
 			t.Errorf("CountKeys = %d, %v", n, err)
+		}
+	})
+}
+
+// The engine reports every round trip it makes to its observer, by operation: what a metric
+// of the cleanup's own Redis latency is built from (runbook Problem 3).
+func TestCommandObserver(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		put(t, tgt, population(50, 20, nil)...)
+		var mu sync.Mutex
+		seen := map[string]int{}
+		e := engine(tgt)
+		e.ObserveCommands(func(op string, d time.Duration) {
+			if d <= 0 {
+				t.Errorf("observed %s with duration %v", op, d)
+			}
+			mu.Lock()
+			seen[op]++
+			mu.Unlock()
+		})
+		ctx := context.Background()
+		if _, err := e.Preview(ctx, Filter{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.Run(ctx, RunSpec{Filter: Filter{}, MaxValid: 0})
+		if err != nil || rep.Deleted != 20 {
+			t.Fatalf("Run = %d deleted, %v; want 20", rep.Deleted, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, op := range []string{"scan", "read", "cad"} {
+			if seen[op] == 0 {
+				t.Errorf("no %s round trip observed; saw %v", op, seen)
+			}
 		}
 	})
 }

@@ -296,7 +296,9 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 				if checkRun {
 					info = pipe.Info(ctx, "server")
 				}
+				start := time.Now()
 				_, _ = pipe.Exec(ctx)
+				e.observe.observe("scan", start)
 				if err := scan.Err(); err != nil {
 					checkRun = true
 					return err

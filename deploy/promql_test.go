@@ -144,7 +144,7 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 		}
 		for _, want := range []string{"Active sessions", "Session creation / expiry rate", "Orphan sessions (TTL -1)",
 			"TTL distribution", "Sessions by auth method", "Cleanups by mode / result", "Keys deleted",
-			"Approvals by outcome", "Job duration p50 / p95", "Redis latency seen by the bot (p99)",
+			"Approvals by outcome", "Job duration p50 / p95", "Cleanup engine Redis round trips (p99 / p50, by operation)",
 			"Slack connected", "Last successful cleanup age"} {
 			if !slices.Contains(titles, want) {
 				t.Errorf("dashboard lacks panel %q", want)

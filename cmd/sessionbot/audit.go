@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -11,7 +12,12 @@ import (
 // an incident channel), and to AUDIT_LOG when it is set. Without AUDIT_LOG a warning says that
 // nothing is kept. A set but unwritable AUDIT_LOG is an error: nothing may happen unrecorded.
 func (c *cli) openAudit(cfg config) (*auditLog, error) {
-	a, err := cleanup.NewAuditor(cfg.Audit, c.stderr)
+	return c.openAuditEcho(cfg, c.stderr)
+}
+
+// openAuditEcho is openAudit with the audit lines shown on echo instead of stderr as they are.
+func (c *cli) openAuditEcho(cfg config, echo io.Writer) (*auditLog, error) {
+	a, err := cleanup.NewAuditor(cfg.Audit, echo)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the audit log, nothing done: %w", err)
 	}

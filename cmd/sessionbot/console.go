@@ -91,7 +91,9 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			fmt.Fprintln(c.stdout, "Notifications outside the console (PagerDuty, e-mail, webhook) are off on the demo Redis.")
 		}
 	}
-	audit, err := c.openAudit(cfg)
+	// Audit lines share the terminal with the bot's messages: marked (and dimmed on a terminal)
+	// so that the two are told apart.
+	audit, err := c.openAuditEcho(cfg, bot.ConsoleAuditWriter(c.stderr, isTerminal(c.stderr)))
 	if err != nil {
 		return err
 	}

@@ -88,3 +88,37 @@ func TestConsoleRestartedHandlesCommands(t *testing.T) {
 		}
 	}
 }
+
+// The demo console reads like a chat: audit lines are marked apart from the bot's messages,
+// emoji shortcodes show as symbols, and stats says what it knows about memory (the embedded
+// Redis reports none) instead of "of 0 B used".
+func TestConsoleDemoIsReadable(t *testing.T) {
+	dir := t.TempDir()
+	inv := runWith(t, map[string]string{"USER": "alice", "AUDIT_LOG": dir + "/audit.log"},
+		"/sessions stats\n/sessions cleanup\npress run\n", "console")
+	if inv.code != 0 {
+		t.Fatalf("console: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	for _, want := range []string{"== ✅ Cleanup completed: expired_only ==", "Redis does not report its memory use."} {
+		if !strings.Contains(inv.stdout, want) {
+			t.Errorf("console output lacks %q:\n%s", want, inv.stdout)
+		}
+	}
+	for _, bad := range []string{":white_check_mark:", " of 0 B used", "audit │"} {
+		if strings.Contains(inv.stdout, bad) {
+			t.Errorf("console output has %q:\n%s", bad, inv.stdout)
+		}
+	}
+	var audit int
+	for _, l := range strings.Split(strings.TrimSpace(inv.stderr), "\n") {
+		if strings.Contains(l, " | Cleanup Started | ") {
+			audit++
+			if !strings.HasPrefix(l, "audit │ ") {
+				t.Errorf("audit line on the terminal is not marked: %q", l)
+			}
+		}
+	}
+	if audit == 0 {
+		t.Errorf("no audit lines on stderr:\n%s", inv.stderr)
+	}
+}

@@ -66,7 +66,7 @@ Then in Slack: /sessions help
 type serveConfig struct {
 	// MetricsAddr serves /metrics (Prometheus), /healthz and /readyz.
 	MetricsAddr string `env:"METRICS_ADDR, default=:9090"`
-	// SampleEvery is how often the session gauges are sampled.
+	// SampleEvery is how often the session gauges are sampled, by one replica: the holder of the sampler lease.
 	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
 	// SampleKeys bounds each sample's SCAN, so a huge keyspace costs no more than this budget.
 	SampleKeys int64 `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
@@ -134,6 +134,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 
 	metrics := bot.NewMetrics(version)
+	for _, t := range targets {
+		t.Engine.ObserveCommands(metrics.EngineObserver())
+	}
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
 	sinks, err := ncfg.sinks(log)
 	if err != nil {
@@ -175,10 +178,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { _ = b.Run(runCtx) }()
-	if len(targets) == 1 {
-		// The session gauges describe one target; with several they are not sampled.
-		go bot.RunSessionSampler(runCtx, targets[0].Engine, metrics, sv.SampleEvery, sv.SampleKeys)
-	}
+	go b.RunSessionSampler(runCtx, sv.SampleEvery, sv.SampleKeys)
 
 	err = tr.Run(ctx, b)
 	// Shut down in order: no new work, running jobs and notifications finish or stop cleanly.

@@ -47,6 +47,7 @@ type statsJSON struct {
 	TTL          map[string]int64 `json:"ttl"`
 	SessionBytes int64            `json:"session_bytes_estimate"`
 	UsedMemory   int64            `json:"used_memory_bytes"`
+	MaxMemory    int64            `json:"maxmemory_bytes"` // 0: no maxmemory set
 	Nodes        int              `json:"nodes"`
 	DurationMs   int64            `json:"duration_ms"`
 	Complete     bool             `json:"complete"`
@@ -80,7 +81,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 		out := statsJSON{
 			Target: t.Name(), Prefix: s.Prefix, Total: s.Total, Expired: s.Expired, Orphans: s.Orphans,
 			Malformed: s.Malformed, ByAuthMethod: s.ByAuthMethod, TTL: map[string]int64{"no_ttl": s.TTL.NoTTL},
-			SessionBytes: s.Bytes, UsedMemory: s.UsedMemory, Nodes: s.Nodes,
+			SessionBytes: s.Bytes, UsedMemory: s.UsedMemory, MaxMemory: s.MaxMemory, Nodes: s.Nodes,
 			DurationMs: s.Duration.Milliseconds(), Complete: s.Complete,
 		}
 		for i, n := range s.TTL.Buckets {
@@ -102,7 +103,11 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(w, "  %-12s %d\n", ttlLabels[i], n)
 	}
 	fmt.Fprintln(w, "By auth_method: "+countsText(s.ByAuthMethod))
-	fmt.Fprintf(w, "Memory: session keys ≈ %s; Redis used_memory %s\n", bytesText(s.Bytes), bytesText(s.UsedMemory))
+	max := "no maxmemory set"
+	if s.MaxMemory > 0 {
+		max = "maxmemory " + bytesText(s.MaxMemory)
+	}
+	fmt.Fprintf(w, "Memory: session keys ≈ %s; Redis used_memory %s (%s)\n", bytesText(s.Bytes), bytesText(s.UsedMemory), max)
 	fmt.Fprintf(w, "Scanned %d %s in %s\n", s.Nodes, plural(s.Nodes, "node", "nodes"), s.Duration.Round(time.Millisecond))
 	return nil
 }
