@@ -61,7 +61,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return v, v != ""
 	}))
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
-	if err := joinLines([]error{cfgErr, botErr, notifyErr}); err != nil {
+	if err := cleanup.JoinLines(cfgErr, botErr, notifyErr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 

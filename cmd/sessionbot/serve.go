@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
@@ -59,6 +60,52 @@ type serveConfig struct {
 	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
 	// SampleKeys bounds each sample's SCAN, so a huge keyspace costs no more than this budget.
 	SampleKeys int64 `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
+	// LogLevel is the least severe log line written (JSON on stderr, go-redis's own lines
+	// included): debug, info, warn or error.
+	LogLevel slog.Level `env:"LOG_LEVEL, default=info"`
+}
+
+// redisRetryEvery is how often serve retries a Redis that does not answer at start-up.
+const redisRetryEvery = time.Second
+
+// pingAll checks the target and, when separate, the state Redis; the error is /readyz's reason.
+func pingAll(ctx context.Context, t *cleanup.Target, state redis.UniversalClient) error {
+	if err := t.Ping(ctx); err != nil {
+		return fmt.Errorf("redis %s does not answer: %w", t.Name(), err)
+	}
+	if state != nil {
+		if err := state.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("STATE_REDIS_URL does not answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// waitForRedis returns once the target (and the state Redis) answer, or ctx's error when serve
+// is stopped first. It logs the first failure and the recovery, not every retry.
+func waitForRedis(ctx context.Context, log *slog.Logger, t *cleanup.Target, state redis.UniversalClient) error {
+	tick := time.NewTicker(redisRetryEvery)
+	defer tick.Stop()
+	for failed := false; ; {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := pingAll(pctx, t, state)
+		cancel()
+		if err == nil {
+			if failed {
+				log.Info("redis answers: ready", "target", t.Name())
+			}
+			return nil
+		}
+		if !failed {
+			log.Warn("waiting for redis: not ready until it answers", "err", err)
+			failed = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 func runServe(ctx context.Context, c *cli, args []string) error {
@@ -72,38 +119,39 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
 	// Decoded variable by variable, so that one bad value (APPROVALS_REQUIRED=two) neither hides
 	// the others nor empties OPERATORS and APPROVERS.
-	var bcfg bot.Config
-	botErr := errors.Join(append(decodeEnv(ctx, &bcfg, c.getenv), bcfg.Validate())...)
+	bcfg, botErr := bot.LoadConfig(ctx, look)
 	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
-	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
+	svErr := errors.Join(cleanup.DecodeEnv(ctx, &sv, c.getenv)...)
 	if len(bcfg.Operators) == 0 {
 		botErr = errors.Join(botErr, errors.New("OPERATORS: required by serve (Slack user or user-group ids allowed to use the command)"))
 	}
 	if len(bcfg.Approvers) == 0 {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
 	}
-	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr}); err != nil {
+	if err := cleanup.JoinLines(cfgErr, botErr, slackErr, notifyErr, svErr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
+	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: sv.LogLevel}))
+	cleanup.LogRedisTo(log)
 
 	audit, err := cleanup.NewAuditor(cfg.Audit, c.stdout)
 	if err != nil {
 		return fmt.Errorf("cannot open the audit log: %w", err)
 	}
 	defer audit.Close()
-	t, err := cleanup.Connect(ctx, cfg.Redis)
+	// Redis may not answer yet (a restarted node, a pod scheduled before its Redis): serve starts
+	// not-ready and waits for it rather than exit and crash-loop.
+	t, err := cleanup.Open(cfg.Redis)
 	if err != nil {
-		return fmt.Errorf("cannot connect to Redis: %w", err)
+		return &exitError{code: exitUsage, err: err}
 	}
 	defer t.Close()
 	removeStaleKeyLists(c.stderr, cfg.Backup.Dir)
 	if len(cfg.Backup.AgeRecipients) == 0 {
 		log.Warn("backups are written unencrypted and hold live session tokens: set BACKUP_AGE_RECIPIENTS", "dir", cfg.Backup.Dir)
 	}
-	go pruneBackupsHourly(ctx, cfg.Backup, log)
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
 		return err
@@ -113,8 +161,40 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 
 	metrics := bot.NewMetrics(version)
-	eng := cleanup.NewEngine(t, cfg.Engine)
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
+	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
+	ready := func(ctx context.Context) error {
+		if err := pingAll(ctx, t, state); err != nil {
+			return err
+		}
+		if !tr.Connected() {
+			return errors.New("not connected to Slack")
+		}
+		return nil
+	}
+	srv := bot.NewHTTPServer(sv.MetricsAddr, metrics, ready)
+	ln, err := net.Listen("tcp", sv.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+	}()
+	// Slack is connected only once Redis answers: until then no command is accepted that could
+	// not be served (Slack tells the user the app did not respond).
+	if err := waitForRedis(ctx, log, t, state); err != nil {
+		return nil // stopped while waiting: a clean shutdown
+	}
+	go pruneBackupsHourly(ctx, cfg.Backup, log)
+
+	eng := cleanup.NewEngine(t, cfg.Engine)
 	sinks, err := ncfg.sinks(log)
 	if err != nil {
 		return err
@@ -128,28 +208,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
-
-	ready := func(ctx context.Context) error {
-		if !tr.Connected() {
-			return errors.New("not connected to Slack")
-		}
-		if err := t.Ping(ctx); err != nil {
-			return errors.New("redis does not answer")
-		}
-		return nil
-	}
-	srv := bot.NewHTTPServer(sv.MetricsAddr, metrics, ready)
-	ln, err := net.Listen("tcp", sv.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
-	}
 	log.Info("sessionbot serving", "version", version, "target", t.Name(), "metrics", ln.Addr().String(), "command", bcfg.Command)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { _ = b.Run(runCtx) }()
@@ -160,9 +219,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	stopRun()
 	b.Close()
 	ann.Wait()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
