@@ -9,6 +9,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/templates"
 )
 
 // config is what the command-line subcommands read from the environment: the packages' own
@@ -60,6 +61,16 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 		}
 	}
 	return c, cleanup.JoinLines(errs...)
+}
+
+// configureTemplates reads SUPPORT_CONTACT, ONCALL_TEXT and TEMPLATES_DIR and makes them what
+// every message is rendered with (serve and console, before anything is rendered).
+func configureTemplates(ctx context.Context, getenv func(string) string) error {
+	var tc templates.Config
+	if errs := cleanup.DecodeEnv(ctx, &tc, getenv); len(errs) > 0 {
+		return cleanup.JoinLines(errs...)
+	}
+	return templates.Configure(tc)
 }
 
 // shorten cuts a value shown in an error message to a readable length.

@@ -38,6 +38,7 @@ func TestServeConfigErrorsGolden(t *testing.T) {
 		"NOTIFY_CHANNEL":          "platform incidents",
 		"LOG_LEVEL":               "verbose",
 		"AUDIT_FORMAT":            "xml",
+		"TEMPLATES_DIR":           filepath.Join("testdata", "bad-templates"),
 	} {
 		env[k] = v
 	}

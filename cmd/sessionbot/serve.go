@@ -130,7 +130,8 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Approvers) == 0 {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout)"))
 	}
-	if err := cleanup.JoinLines(cfgErr, botErr, slackErr, notifyErr, svErr); err != nil {
+	tmplErr := configureTemplates(ctx, c.getenv)
+	if err := cleanup.JoinLines(cfgErr, botErr, slackErr, notifyErr, svErr, tmplErr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: sv.LogLevel}))
