@@ -76,6 +76,7 @@ type Stats struct {
 	TTL          TTLHistogram
 	Bytes        int64 // estimated memory used by session keys
 	UsedMemory   int64 // INFO memory used_memory, summed over masters
+	MaxMemory    int64 // INFO memory maxmemory, summed over masters; 0: no limit (or a master without one)
 	Nodes        int
 	Duration     time.Duration
 	// Complete is false when a key budget stopped the scan early: counts cover only what was seen.
@@ -424,30 +425,43 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 	s.Nodes = nodes
 	s.Complete = err == nil && !st.truncated.Load()
 	if err == nil {
-		s.UsedMemory = e.usedMemory(ctx)
+		s.UsedMemory, s.MaxMemory = e.memory(ctx)
 	}
 	s.Duration = time.Since(start)
 	return s, err
 }
 
-// usedMemory sums INFO memory used_memory over the masters (0 where a server does not say).
-func (e *Engine) usedMemory(ctx context.Context) int64 {
+// memory sums INFO memory used_memory and maxmemory over the masters (0 where a server does not
+// say). maxmemory is 0 when any master has no limit: a sum would then claim a limit that is not.
+func (e *Engine) memory(ctx context.Context) (used, limit int64) {
 	ms, err := e.t.masters(ctx)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	var total int64
+	unlimited := false
 	for _, m := range ms {
 		info, err := m.Info(ctx, "memory").Result()
 		if err != nil {
+			unlimited = true
 			continue
 		}
 		for _, line := range strings.Split(info, "\n") {
-			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				total += n
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "used_memory":
+				used += n
+			case "maxmemory":
+				limit += n
+				unlimited = unlimited || n == 0
 			}
 		}
 	}
-	return total
+	if unlimited {
+		limit = 0
+	}
+	return used, limit
 }
