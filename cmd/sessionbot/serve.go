@@ -39,8 +39,11 @@ Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPR
             NOTIFY_CHANNEL, APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS,
             PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO,
             NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET, STATE_REDIS_URL, BACKUP_DIR,
-            BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR
+            BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, AUDIT_FORMAT,
+            SUPPORT_CONTACT, ONCALL_TEXT, TEMPLATES_DIR, LOG_LEVEL, METRICS_ADDR
             (default :9090: /metrics, /healthz, /readyz)
+Durations accept d and w (APPROVAL_TTL=1d). A Redis that does not answer at start does not
+stop serve: /readyz is 503 with the reason, and Slack is connected once Redis answers.
 See README.md, "Configuration", for every variable.
 
 Example (the tokens come from the Slack app; see README.md, "Deploying"):

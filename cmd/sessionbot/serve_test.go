@@ -201,6 +201,7 @@ func TestServeWaitsForRedis(t *testing.T) {
 		t.Errorf("%d Socket Mode connections while Redis is down; want none (commands could not be served)", n)
 	}
 
+	slacktest.WaitFor(t, func() bool { return strings.Contains(stderr.String(), "waiting for redis") }, 10*time.Second)
 	if err := tg.srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,9 +217,6 @@ func TestServeWaitsForRedis(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second)
-	if !strings.Contains(stderr.String(), "waiting for redis") {
-		t.Errorf("no log line says serve waits for Redis:\n%s", stderr.String())
-	}
 	cancel()
 	select {
 	case err := <-done:
