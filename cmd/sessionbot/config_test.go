@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/templates"
 )
 
 // goodServeEnv is a complete, valid serve configuration (nothing is dialled before the
@@ -109,5 +111,49 @@ func TestEveryDurationAcceptsDaysAndWeeks(t *testing.T) {
 	inv := runWith(t, map[string]string{"APPROVAL_TTL": "1d", "SESSION_SAMPLE_INTERVAL": "1d12h"}, "", "serve")
 	if strings.Contains(inv.stderr, "APPROVAL_TTL") || strings.Contains(inv.stderr, "SESSION_SAMPLE_INTERVAL") {
 		t.Errorf("serve refused a duration in days:\n%s", inv.stderr)
+	}
+}
+
+// AUDIT_FORMAT=json: the CLI's audit file holds one JSON object per line, with the runbook
+// line's fields and values.
+func TestCleanupAuditFormatJSON(t *testing.T) {
+	tg := newTarget(t)
+	tg.seed(procedure1)
+	tg.env["AUDIT_FORMAT"] = "json"
+	tg.env["SUDO_USER"] = "carol"
+	if inv := tg.run("", "cleanup", "--reason", "expired"); inv.code != 0 {
+		t.Fatalf("cleanup: exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	lines := tg.auditLines()
+	if len(lines) != 3 {
+		t.Fatalf("audit log has %d lines; want 3:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	var last map[string]string
+	for _, l := range lines {
+		if err := json.Unmarshal([]byte(l), &last); err != nil {
+			t.Fatalf("audit line is not a JSON object: %v\n%s", err, l)
+		}
+	}
+	if last["event"] != "Cleanup Completed" || last["Deleted"] != "45" || last["Kept"] != "105" || last["time"] == "" {
+		t.Errorf("last audit line = %v; want Cleanup Completed, Deleted 45, Kept 105", last)
+	}
+}
+
+// SUPPORT_CONTACT and ONCALL_TEXT from the environment reach the notices serve and console post.
+func TestSupportContactFromEnvironment(t *testing.T) {
+	t.Cleanup(func() { _ = templates.Configure(templates.Config{}) })
+	env := map[string]string{"SUPPORT_CONTACT": "#help-identity", "ONCALL_TEXT": "Page IDENT on-call"}
+	if err := configureTemplates(context.Background(), func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	m := templates.MassLogout(templates.MassLogoutData{Reason: "r"})
+	if !strings.Contains(m, "- Contact: #help-identity\n- On-call: Page IDENT on-call") {
+		t.Errorf("Mass Logout Executed notice:\n%s", m)
+	}
+	if err := configureTemplates(context.Background(), func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if m := templates.MassLogout(templates.MassLogoutData{Reason: "r"}); !strings.Contains(m, "- Contact: platform-team@company.com\n- On-call: Check PagerDuty rotation") {
+		t.Errorf("defaults are not the runbook's:\n%s", m)
 	}
 }
