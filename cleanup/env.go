@@ -64,6 +64,9 @@ func envValueError(name string, t reflect.Type, value string) error {
 	if _, secret := t.MethodByName("Reveal"); secret {
 		return fmt.Errorf("%s: the value is not valid (not shown: it is a secret; %s)", name, envAccepts(t))
 	}
+	if (t == reflect.TypeFor[time.Duration]() || t == reflect.TypeFor[Duration]()) && strings.HasPrefix(strings.TrimSpace(value), "-") {
+		return fmt.Errorf("%s: %s is negative (%s)", name, quote(value), envAccepts(t))
+	}
 	return fmt.Errorf("%s: %s is not valid (%s)", name, quote(value), envAccepts(t))
 }
 
