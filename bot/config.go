@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/platform-team/sessionbot/cleanup"
 )
 
 // Config is the chat core's configuration (SPEC §8). The Slack transport's tokens and the
@@ -37,28 +38,21 @@ type Config struct {
 	NotifyAffectedUsers bool `env:"NOTIFY_AFFECTED_USERS, default=false"`
 }
 
-// LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it.
+// LoadConfig reads Config from l (envconfig.OsLookuper() in production) and validates it. The
+// Config is filled even when there are errors: a bad variable keeps its default, so that the
+// caller can check the rest (one line per problem, each naming its variable).
 func LoadConfig(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
-		return Config{}, envError(err, c)
-	}
-	return c, c.Validate()
+	errs := cleanup.DecodeEnv(ctx, &c, lookupFunc(l))
+	return c, cleanup.JoinLines(append(errs, c.Validate())...)
 }
 
-// envError rewrites go-envconfig's "FieldName: …" into "VARIABLE: …", so that the message
-// names what the operator has to fix.
-func envError(err error, v any) error {
-	msg := err.Error()
-	t := reflect.TypeOf(v)
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		if name = strings.TrimSpace(name); name != "" && strings.HasPrefix(msg, f.Name+":") {
-			return fmt.Errorf("%s%s", name, strings.TrimPrefix(msg, f.Name))
-		}
+// lookupFunc adapts a Lookuper to the getenv form cleanup.DecodeEnv reads.
+func lookupFunc(l envconfig.Lookuper) func(string) string {
+	return func(k string) string {
+		v, _ := l.Lookup(k)
+		return v
 	}
-	return err
 }
 
 // DefaultConfig is the configuration with every default applied and nothing else set.

@@ -59,6 +59,7 @@ type Metrics struct {
 	sampledAt        prometheus.Gauge
 	sampleDuration   prometheus.Gauge
 	usedMemory       prometheus.Gauge
+	maxMemory        prometheus.Gauge
 
 	cleanups        *prometheus.CounterVec
 	keysDeleted     *prometheus.CounterVec
@@ -136,6 +137,7 @@ func NewMetrics(version string) *Metrics {
 	m.sampledAt = gauge("sessions_sampled_timestamp_seconds", "Unix time of the last successful session sample.")
 	m.sampleDuration = gauge("sessions_sample_duration_seconds", "Wall time of the last successful session sample.")
 	m.usedMemory = gauge("redis_used_memory_bytes", "INFO memory used_memory of the session Redis, summed over masters, at the last sample.")
+	m.maxMemory = gauge("redis_maxmemory_bytes", "INFO memory maxmemory of the session Redis, summed over masters, at the last sample; 0: no limit.")
 
 	m.cleanups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessionbot_cleanups_total", Help: "Executed cleanup jobs by target, mode and result.",
@@ -360,6 +362,7 @@ func (m *Metrics) SetSessionStats(st cleanup.Stats) {
 	m.sampleDuration.Set(st.Duration.Seconds())
 	if st.UsedMemory > 0 {
 		m.usedMemory.Set(float64(st.UsedMemory))
+		m.maxMemory.Set(float64(st.MaxMemory))
 	}
 
 	m.sessionsByTTL.WithLabelValues("none").Set(float64(st.TTL.NoTTL))

@@ -76,6 +76,7 @@ func TestMetricsSeriesExistAtStartup(t *testing.T) {
 		"sessionbot_sessions_sampled_timestamp_seconds":        1,
 		"sessionbot_sessions_sample_duration_seconds":          1,
 		"sessionbot_redis_used_memory_bytes":                   1,
+		"sessionbot_redis_maxmemory_bytes":                     1,
 		"sessionbot_cleanups_total":                            12,
 		"sessionbot_keys_deleted_total":                        2,
 		"sessionbot_keys_restored_total":                       1,
@@ -224,8 +225,8 @@ func TestMetricsSessionStats(t *testing.T) {
 	}
 	m.SetSessionStats(cleanup.Stats{
 		Total: 5000, Orphans: 7, Expired: 30, Malformed: 2, Bytes: 1 << 20, Complete: true,
-		ByAuthMethod: byAuth,
-		TTL:          cleanup.TTLHistogram{NoTTL: 7, Buckets: [5]int64{1, 2, 3, 4, 5}},
+		UsedMemory: 80 << 20, MaxMemory: 100 << 20, ByAuthMethod: byAuth,
+		TTL: cleanup.TTLHistogram{NoTTL: 7, Buckets: [5]int64{1, 2, 3, 4, 5}},
 	})
 	fam := gather(t, m)["sessionbot_sessions_by_auth_method"]
 	if n := len(fam.GetMetric()); n != maxAuthMethods+1 {
@@ -247,6 +248,8 @@ func TestMetricsSessionStats(t *testing.T) {
 		{"sessionbot_sessions_expired", "", 30},
 		{"sessionbot_sessions_malformed", "", 2},
 		{"sessionbot_sessions_bytes", "", 1 << 20},
+		{"sessionbot_redis_used_memory_bytes", "", 80 << 20},
+		{"sessionbot_redis_maxmemory_bytes", "", 100 << 20},
 		{"sessionbot_sessions_sample_complete", "", 1},
 		{"sessionbot_sessions_sampled_timestamp_seconds", "", float64(at.Unix())},
 		{"sessionbot_sessions_by_ttl", "bucket=none", 7},

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Retry bounds the retries of one outgoing call (a Slack Web API method, a PagerDuty event, an
+// Retry bounds the retries of one outgoing call of a notification sink (a PagerDuty event, an
 // e-mail, a webhook event): at most Tries attempts, all within Budget, each attempt within
 // Attempt. Waits grow exponentially from Base to Max with full jitter, so replicas that failed
 // together do not retry together; a server-provided wait (Retry-After) is honoured as a minimum,
@@ -25,7 +25,8 @@ type Retry struct {
 	Max     time.Duration
 }
 
-// DefaultRetry is used for Slack and PagerDuty: 4 tries within 30 s.
+// DefaultRetry is used for PagerDuty: 4 tries within 30 s. (Slack Web API calls are retried by
+// slack-go itself: see SlackChat.)
 var DefaultRetry = Retry{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
 
 // Verdict is how a classifier judges an error.

@@ -25,12 +25,13 @@ type slackWebAPI interface {
 
 var _ slackWebAPI = (*slack.Client)(nil)
 
-// SlackChat implements Chat over the Slack Web API. Every call is retried on rate limiting (429,
-// honouring Retry-After), 5xx, Slack's transient errors and timeouts, at most 4 times within 30 s;
-// other errors (channel_not_found, invalid_blocks, …) are returned at once.
+// SlackChat implements Chat over the Slack Web API. Retries are slack-go's own (its retrying HTTP
+// client, OptionRetryConfig): rate limiting (429, honouring Retry-After up to the budget), 5xx and
+// transient network errors (timeouts included), at most 4 attempts with jittered exponential
+// backoff; other errors (channel_not_found, invalid_blocks, …) are returned at once.
 type SlackChat struct {
 	api        slackWebAPI
-	retry      Retry
+	retry      slackRetryPolicy
 	log        *slog.Logger
 	httpClient *http.Client
 	// A response_url must point at *.slack.com over HTTPS, or at the configured API host (the
@@ -41,19 +42,77 @@ type SlackChat struct {
 
 var _ Chat = (*SlackChat)(nil)
 
+// slackRetryPolicy bounds the Web API's retries: tries attempts in all, backoff from base, and
+// no wait longer than maxWait (a Retry-After beyond it fails the call at once rather than
+// holding a job's progress for minutes).
+type slackRetryPolicy struct {
+	tries         int
+	base, maxWait time.Duration
+}
+
+// defaultSlackRetry: 4 attempts, backoff from 500 ms, waits up to 30 s.
+var defaultSlackRetry = slackRetryPolicy{tries: 4, base: 500 * time.Millisecond, maxWait: 30 * time.Second}
+
+// slackAttemptTimeout bounds one Web API attempt (the HTTP client's timeout); a timed-out
+// attempt is retried.
+const slackAttemptTimeout = 10 * time.Second
+
+// config is the policy as slack-go's RetryConfig.
+func (p slackRetryPolicy) config() slack.RetryConfig {
+	cfg := slack.RetryConfig{
+		MaxRetries:         p.tries - 1,
+		RetryAfterDuration: min(5*time.Second, p.maxWait),
+		RetryAfterJitter:   250 * time.Millisecond, // replicas rate-limited together do not retry together
+		BackoffInitial:     p.base,
+		BackoffMax:         min(8*time.Second, p.maxWait),
+		BackoffJitter:      p.base / 2,
+	}
+	cfg.Handlers = []slack.RetryHandler{
+		netErrorRetry{},
+		boundedWait{slack.NewRateLimitErrorRetryHandler(cfg), p.maxWait},
+		slack.NewServerErrorRetryHandler(cfg),
+	}
+	return cfg
+}
+
+// netErrorRetry retries a request that got no response because of a transient network error
+// (TransientNetError: timeouts, resets, refused connections, a response cut short).
+type netErrorRetry struct{}
+
+func (netErrorRetry) ShouldRetry(state *slack.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
+	if resp != nil || err == nil || !TransientNetError(err) || req.Context().Err() != nil {
+		return false, 0
+	}
+	if req.Body != nil && req.GetBody == nil {
+		return false, 0 // a streamed body cannot be sent again
+	}
+	return true, state.Backoff.Duration()
+}
+
+// boundedWait refuses a retry whose wait (Retry-After) exceeds max.
+type boundedWait struct {
+	slack.RetryHandler
+	max time.Duration
+}
+
+func (h boundedWait) ShouldRetry(state *slack.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
+	retry, wait := h.RetryHandler.ShouldRetry(state, req, resp, err)
+	if retry && wait > h.max {
+		return false, 0
+	}
+	return retry, wait
+}
+
 // SlackChatOption configures a SlackChat.
 type SlackChatOption func(*SlackChat)
 
 // WithChatLogger sets the logger (default slog.Default()).
 func WithChatLogger(l *slog.Logger) SlackChatOption { return func(c *SlackChat) { c.log = l } }
 
-// WithChatRetry overrides the retry bounds: tries, total budget and the first backoff step.
-// Tests use it to keep injected failures fast.
-func WithChatRetry(tries int, budget, base time.Duration) SlackChatOption {
-	return func(c *SlackChat) {
-		c.retry.Tries, c.retry.Budget, c.retry.Base = tries, budget, base
-		c.retry.Max = min(c.retry.Max, budget)
-	}
+// WithChatRetry overrides the retry bounds: attempts, the longest wait and the first backoff
+// step. Tests use it to keep injected failures fast.
+func WithChatRetry(tries int, maxWait, base time.Duration) SlackChatOption {
+	return func(c *SlackChat) { c.retry = slackRetryPolicy{tries: tries, base: base, maxWait: maxWait} }
 }
 
 // WithChatHTTPClient sets the HTTP client of the Web API calls.
@@ -63,15 +122,13 @@ func WithChatHTTPClient(h *http.Client) SlackChatOption {
 
 // NewSlackChat returns a Chat that talks to the Web API at cfg.APIURL with the bot token.
 func NewSlackChat(cfg SlackConfig, opts ...SlackChatOption) *SlackChat {
-	c := &SlackChat{retry: DefaultRetry, log: slog.Default()}
+	c := &SlackChat{retry: defaultSlackRetry, log: slog.Default(), httpClient: &http.Client{Timeout: slackAttemptTimeout}}
 	for _, o := range opts {
 		o(c)
 	}
-	sopts := []slack.Option{slack.OptionAPIURL(cfg.APIURL)}
-	if c.httpClient != nil {
-		sopts = append(sopts, slack.OptionHTTPClient(c.httpClient))
-	}
-	c.api = slack.New(cfg.BotToken.Reveal(), sopts...)
+	// OptionRetryConfig wraps the HTTP client, so it comes after OptionHTTPClient.
+	c.api = slack.New(cfg.BotToken.Reveal(), slack.OptionAPIURL(cfg.APIURL),
+		slack.OptionHTTPClient(c.httpClient), slack.OptionRetryConfig(c.retry.config()))
 	if u, err := url.Parse(cfg.APIURL); err == nil {
 		c.apiHost, c.apiScheme = u.Host, u.Scheme
 	}
@@ -197,40 +254,13 @@ func (c *SlackChat) UserGroupMembers(ctx context.Context, group string) ([]strin
 	return ids, err
 }
 
-// call runs one Web API method under the retry policy and names the method in its error.
+// call runs one Web API method (slack-go retries it) and names the method in its error.
 func (c *SlackChat) call(ctx context.Context, method string, f func(ctx context.Context) error) error {
-	attempt := 0
-	err := c.retry.Do(ctx, classifySlack, func(ctx context.Context) error {
-		attempt++
-		err := f(ctx)
-		if err != nil {
-			c.log.Debug("slack call failed", "method", method, "attempt", attempt, "err", err)
-		}
-		return err
-	})
-	if err != nil {
+	if err := f(ctx); err != nil {
+		c.log.Debug("slack call failed", "method", method, "err", err)
 		return fmt.Errorf("slack %s: %w", method, err)
 	}
 	return nil
-}
-
-// transientSlackErrors are ok:false errors Slack documents as temporary.
-var transientSlackErrors = map[string]bool{
-	"ratelimited": true, "rate_limited": true, "internal_error": true, "fatal_error": true,
-	"service_unavailable": true, "request_timeout": true,
-}
-
-func classifySlack(err error) Verdict {
-	if rl, ok := errors.AsType[*slack.RateLimitedError](err); ok {
-		return Verdict{Retry: true, After: rl.RetryAfter}
-	}
-	if sc, ok := errors.AsType[slack.StatusCodeError](err); ok {
-		return Verdict{Retry: sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout}
-	}
-	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
-		return Verdict{Retry: transientSlackErrors[se.Err]}
-	}
-	return Verdict{Retry: TransientNetError(err)}
 }
 
 // SlackErrorCode returns Slack's error code (channel_not_found, …) from an error of SlackChat, or "".

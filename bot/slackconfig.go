@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/platform-team/sessionbot/cleanup"
 )
 
 // Secret is a credential read from the environment. It prints, formats, logs and marshals as
@@ -64,10 +66,8 @@ func LoadSlackConfig(ctx context.Context, l envconfig.Lookuper) (SlackConfig, er
 	if l == nil {
 		l = envconfig.OsLookuper()
 	}
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	errs := cleanup.DecodeEnv(ctx, &c, lookupFunc(l))
+	return c, cleanup.JoinLines(append(errs, c.Validate())...)
 }
 
 // Validate reports every problem at once (joined), each naming its variable and never showing a

@@ -2,6 +2,7 @@ package cleanup
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -87,4 +88,26 @@ type AuditConfig struct {
 	// SyslogAddr also sends each line to a collector: udp://host:port, tcp://host:port or
 	// unix:///dev/log. A broken collector never blocks a cleanup.
 	SyslogAddr string `env:"AUDIT_SYSLOG_ADDR"`
+	// Format is how every audit line is written, in every sink: text (the runbook's "time | Event | Name: value"
+	// line) or json (one object per line with the same fields, for a SIEM).
+	Format AuditFormat `env:"AUDIT_FORMAT, default=text"`
+}
+
+// AuditFormat is how audit lines are written: AuditText or AuditJSON.
+type AuditFormat string
+
+// The audit formats.
+const (
+	AuditText AuditFormat = "text"
+	AuditJSON AuditFormat = "json"
+)
+
+// EnvDecode parses the setting (go-envconfig calls it).
+func (f *AuditFormat) EnvDecode(val string) error {
+	switch v := AuditFormat(strings.ToLower(strings.TrimSpace(val))); v {
+	case AuditText, AuditJSON:
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("%q is not an audit format (want text or json)", val)
 }

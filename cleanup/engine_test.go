@@ -709,3 +709,18 @@ func TestCommandObserver(t *testing.T) {
 		}
 	})
 }
+
+// Stats reads the limit the runbook's memory symptom is measured against: INFO maxmemory,
+// summed over masters, 0 when a server has none.
+func TestStatsMaxMemory(t *testing.T) {
+	for args, want := range map[string]int64{"100mb": 100 << 20, "0": 0} {
+		s := redistest.Standalone(t, "--maxmemory", args)
+		st, err := NewEngine(NewTarget(s.Client(), "session:", "x"), EngineConfig{}).Stats(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.MaxMemory != want || st.UsedMemory <= 0 {
+			t.Errorf("maxmemory %s: Stats MaxMemory %d, UsedMemory %d; want %d and > 0", args, st.MaxMemory, st.UsedMemory, want)
+		}
+	}
+}

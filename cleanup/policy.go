@@ -15,7 +15,7 @@ type Policy struct {
 // Validate reports a setting that cannot be used, naming its variable.
 func (p Policy) Validate() error {
 	if p.Threshold < 0 {
-		return fmt.Errorf("APPROVAL_THRESHOLD: %d must not be negative", p.Threshold)
+		return fmt.Errorf("APPROVAL_THRESHOLD: %d is out of range (want 0 or more still-valid sessions)", p.Threshold)
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ func (c RedisConfig) Validate() error {
 	}
 	if c.URL != "" {
 		if _, err := redis.ParseURL(c.URL.Reveal()); err != nil {
-			errs = append(errs, fmt.Errorf("REDIS_URL: %s", redactURLError(c.URL.Reveal(), err)))
+			errs = append(errs, fmt.Errorf("REDIS_URL: %s (want redis://[user:password@]host:port/db, rediss:// for TLS)", redactURLError(c.URL.Reveal(), err)))
 		}
 	}
 	for _, a := range append(append([]string(nil), c.ClusterAddrs...), c.SentinelAddrs...) {
@@ -84,6 +84,22 @@ func redactURLError(raw string, err error) string {
 // lives: a prefix like "sess" (with state elsewhere) still never touches a sessionbot: key, be it
 // this bot's state or another deployment's (SPEC §12.4).
 func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
+	t, err := Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := t.Ping(pctx); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("redis %s: %w", t.name, err)
+	}
+	return t, nil
+}
+
+// Open is Connect without the first PING: the clients connect when first used, so a Redis that
+// does not answer yet is not an error (serve starts not-ready and waits for it).
+func Open(cfg RedisConfig) (*Target, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -117,12 +133,6 @@ func Connect(ctx context.Context, cfg RedisConfig) (*Target, error) {
 		t.name = cfg.Name
 	}
 	t.Exclude(StateNamespace)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := t.Ping(pctx); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("redis %s: %w", name, err)
-	}
 	return t, nil
 }
 

@@ -320,7 +320,7 @@ func TestKustomizeBuild(t *testing.T) {
 		if gm == nil || gm.ResourceFieldRef == nil || gm.ResourceFieldRef.Resource != "limits.memory" {
 			t.Errorf("GOMEMLIMIT = %+v; want resourceFieldRef limits.memory", env["GOMEMLIMIT"])
 		}
-		for _, s := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "PAGERDUTY_ROUTING_KEY", "REDIS_URL"} {
+		for _, s := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "PAGERDUTY_ROUTING_KEY", "REDIS_URL", "SMTP_URL", "NOTIFY_WEBHOOK_SECRET"} {
 			vf := env[s].ValueFrom
 			if vf == nil || vf.SecretKeyRef == nil || vf.SecretKeyRef.Key != s {
 				t.Errorf("%s = %+v; want it from the Secret", s, env[s])
@@ -391,13 +391,13 @@ func TestKustomizeBuild(t *testing.T) {
 				ports[fmt.Sprintf("%s/%d", *p.Protocol, p.Port.IntValue())] = true
 			}
 		}
-		for _, p := range []string{"UDP/53", "TCP/53", "TCP/6379", "TCP/443"} {
+		for _, p := range []string{"UDP/53", "TCP/53", "TCP/6379", "TCP/443", "TCP/587", "TCP/465"} {
 			if !ports[p] {
 				t.Errorf("egress lacks %s (have %v)", p, ports)
 			}
 		}
-		if len(ports) > 5 {
-			t.Errorf("egress allows %v; want DNS, Redis (+Sentinel) and HTTPS only", ports)
+		if len(ports) > 7 {
+			t.Errorf("egress allows %v; want DNS, Redis (+Sentinel), HTTPS and SMTP submission only", ports)
 		}
 	})
 }

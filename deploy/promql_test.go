@@ -52,6 +52,28 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 // grafanaVars are replaced by a duration so that dashboard queries parse as PromQL.
 var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h")
 
+// scoped fails unless every metric selector in expr is limited to the dashboard's $job and
+// $namespace, so that two installations scraped by one Prometheus are never summed together.
+func scoped(t *testing.T, where, expr string) {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(grafanaVars.Replace(expr))
+	if err != nil {
+		return // metricNames reports it
+	}
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			have := map[string]string{}
+			for _, m := range vs.LabelMatchers {
+				have[m.Name] = m.Value
+			}
+			if have["job"] != "$job" || have["namespace"] != "$namespace" {
+				t.Errorf("%s: %s is not scoped by job=~\"$job\", namespace=~\"$namespace\"", where, vs)
+			}
+		}
+		return nil
+	})
+}
+
 // metricNames parses expr and returns the metric names it selects.
 func metricNames(t *testing.T, where, expr string) []string {
 	t.Helper()
@@ -102,8 +124,18 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 		var d struct {
 			UID        string `json:"uid"`
 			Templating struct {
-				List []struct{ Name, Type, Query string } `json:"list"`
+				List []struct {
+					Name, Type string
+					Query      json.RawMessage `json:"query"`
+					Definition string          `json:"definition"`
+				} `json:"list"`
 			} `json:"templating"`
+			Annotations struct {
+				List []struct {
+					Name, Expr, TitleFormat string
+					Datasource              *datasource `json:"datasource"`
+				} `json:"list"`
+			} `json:"annotations"`
 			Panels []struct {
 				Title      string      `json:"title"`
 				Type       string      `json:"type"`
@@ -121,8 +153,30 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 			t.Errorf("uid = %q; want sessionbot", d.UID)
 		}
 		if len(d.Templating.List) == 0 || d.Templating.List[0].Name != "datasource" ||
-			d.Templating.List[0].Type != "datasource" || d.Templating.List[0].Query != "prometheus" {
+			d.Templating.List[0].Type != "datasource" || string(d.Templating.List[0].Query) != `"prometheus"` {
 			t.Errorf("templating = %+v; want a prometheus datasource variable named datasource", d.Templating.List)
+		}
+		// $job and $namespace pick one installation; their values come from a metric that exists.
+		vars := map[string]string{}
+		for _, v := range d.Templating.List[1:] {
+			if v.Type == "query" {
+				vars[v.Name] = v.Definition
+				check(t, "variable "+v.Name, strings.TrimSuffix(strings.TrimPrefix(v.Definition, "label_values("), ", "+v.Name+")"))
+			}
+		}
+		if vars["job"] == "" || vars["namespace"] == "" {
+			t.Errorf("templating = %+v; want query variables job and namespace", d.Templating.List)
+		}
+		// Cleanups are annotations on every panel: one query on a metric that exists.
+		if len(d.Annotations.List) == 0 {
+			t.Error("dashboard has no annotations; want one for cleanups")
+		}
+		for _, a := range d.Annotations.List {
+			if a.Datasource == nil || a.Datasource.UID != "${datasource}" || a.TitleFormat == "" {
+				t.Errorf("annotation %q: datasource %+v, title %q; want ${datasource} and a title", a.Name, a.Datasource, a.TitleFormat)
+			}
+			check(t, "annotation "+a.Name, a.Expr)
+			scoped(t, "annotation "+a.Name, a.Expr)
 		}
 		var titles []string
 		queries := 0
@@ -139,13 +193,14 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 					t.Errorf("panel %q target datasource = %+v; want ${datasource}", p.Title, tg.Datasource)
 				}
 				check(t, fmt.Sprintf("dashboard panel %q", p.Title), tg.Expr)
+				scoped(t, fmt.Sprintf("dashboard panel %q", p.Title), tg.Expr)
 				queries++
 			}
 		}
 		for _, want := range []string{"Active sessions", "Session creation / expiry rate", "Orphan sessions (TTL -1)",
 			"TTL distribution", "Sessions by auth method", "Cleanups by mode / result", "Keys deleted",
 			"Approvals by outcome", "Job duration p50 / p95", "Cleanup engine Redis round trips (p99 / p50, by operation)",
-			"Slack connected", "Last successful cleanup age"} {
+			"Slack connected", "Last successful cleanup age", "Redis memory used of maxmemory"} {
 			if !slices.Contains(titles, want) {
 				t.Errorf("dashboard lacks panel %q", want)
 			}
@@ -185,8 +240,9 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 			}
 		}
 		slices.Sort(alerts)
-		want := []string{"SessionbotCleanupFailed", "SessionbotLastCleanupTooOld", "SessionbotOrphanSessionsGrowing",
-			"SessionbotRedisDown", "SessionbotSlackDisconnected"}
+		want := []string{"SessionbotAuditWriteErrors", "SessionbotCleanupFailed", "SessionbotLastCleanupTooOld",
+			"SessionbotNotificationFailures", "SessionbotOrphanSessionsGrowing", "SessionbotRedisDown",
+			"SessionbotRedisMemoryHigh", "SessionbotSlackDisconnected"}
 		if !slices.Equal(alerts, want) {
 			t.Errorf("alerts = %v; want %v", alerts, want)
 		}

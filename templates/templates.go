@@ -26,18 +26,19 @@ type MassLogoutData struct {
 	Timestamp     string // RFC 3339, UTC
 	AffectedUsers string // e.g. "All active users (12,345 sessions)"
 	Reason        string // Slack mrkdwn: the caller makes the user's text inert (bot's userText)
-	Contact       string // empty: DefaultContact
-	OnCall        string // empty: DefaultOnCall
+	Contact       string // empty: SUPPORT_CONTACT (Configure), by default DefaultContact
+	OnCall        string // empty: ONCALL_TEXT (Configure), by default DefaultOnCall
 }
 
 // MassLogout renders the runbook's notification (Timestamp, Affected Users, Reason, Action
 // Required, Impact, Support), in Slack mrkdwn.
 func MassLogout(d MassLogoutData) string {
+	c := active.Load()
 	if d.Contact == "" {
-		d.Contact = DefaultContact
+		d.Contact = c.contact
 	}
 	if d.OnCall == "" {
-		d.OnCall = DefaultOnCall
+		d.OnCall = c.onCall
 	}
 	d.Reason = oneLine(d.Reason)
 	return execute("mass_logout.tmpl", d)
@@ -47,13 +48,13 @@ func MassLogout(d MassLogoutData) string {
 // the incident's details are for the platform team, not for every user.
 type UserNoticeData struct {
 	Timestamp string
-	Contact   string // empty: DefaultContact
+	Contact   string // empty: SUPPORT_CONTACT (Configure), by default DefaultContact
 }
 
 // UserNotice renders the notice posted to USER_NOTIFY_CHANNEL after a mass logout.
 func UserNotice(d UserNoticeData) string {
 	if d.Contact == "" {
-		d.Contact = DefaultContact
+		d.Contact = active.Load().contact
 	}
 	return execute("user_notice.tmpl", d)
 }
@@ -74,9 +75,9 @@ func Help(d HelpData) string { return execute("help.tmpl", d) }
 
 func execute(name string, data any) string {
 	var b strings.Builder
-	if err := all.ExecuteTemplate(&b, name, data); err != nil {
+	if err := active.Load().tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		// Only a programming error (a field the template names but the data lacks) gets here;
-		// the package tests execute every template.
+		// the package tests execute every template, and Configure every override.
 		panic("templates: " + name + ": " + err.Error())
 	}
 	return strings.TrimRight(b.String(), "\n")

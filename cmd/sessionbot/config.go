@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
-	"time"
 
 	"filippo.io/age"
-	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/templates"
 )
 
 // config is what the command-line subcommands read from the environment: the packages' own
@@ -57,7 +55,7 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 	var c config
 	var errs []error
 	for _, target := range []any{&c.Redis, &c.Engine, &c.Backup, &c.Audit, &c.Policy} {
-		errs = append(errs, decodeEnv(ctx, target, getenv)...)
+		errs = append(errs, cleanup.DecodeEnv(ctx, target, getenv)...)
 	}
 	if err := c.Redis.Validate(); err != nil {
 		errs = append(errs, err)
@@ -65,14 +63,8 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 	if c.Engine.BatchSize < 1 || c.Engine.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("BATCH_SIZE: %d is out of range (1 to 100000)", c.Engine.BatchSize))
 	}
-	if c.Engine.Pause < 0 {
-		errs = append(errs, fmt.Errorf("BATCH_PAUSE: %s is negative (0s: no pause)", c.Engine.Pause))
-	}
 	if c.Engine.MaxRate < 0 {
 		errs = append(errs, fmt.Errorf("MAX_KEYS_PER_SECOND: %d is negative (0: no limit)", c.Engine.MaxRate))
-	}
-	if c.Engine.RetryFor < 0 {
-		errs = append(errs, fmt.Errorf("REDIS_RETRY_FOR: %s is negative", c.Engine.RetryFor))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
@@ -99,88 +91,17 @@ func loadConfig(ctx context.Context, getenv func(string) string) (config, error)
 			_ = a.Close()
 		}
 	}
-	return c, joinLines(errs)
+	return c, cleanup.JoinLines(errs...)
 }
 
-// secretVars are variables whose values are never shown, even when they fail to parse.
-var secretVars = map[string]bool{"REDIS_URL": true, "STATE_REDIS_URL": true}
-
-// decodeEnv fills target from the environment and returns one error per variable that does not
-// parse. go-envconfig stops at the first bad field, so a failing variable is masked (its
-// default applies) and the struct decoded again until it decodes cleanly.
-func decodeEnv(ctx context.Context, target any, getenv func(string) string) []error {
-	kinds := envKinds(reflect.TypeOf(target).Elem())
-	masked := map[string]bool{}
-	var errs []error
-	for range len(kinds) + 1 {
-		var last string
-		look := envconfig.LookuperFunc(func(key string) (string, bool) {
-			last = key
-			if masked[key] {
-				return "", false
-			}
-			v := getenv(key)
-			return v, v != ""
-		})
-		reflect.ValueOf(target).Elem().SetZero()
-		err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: look})
-		if err == nil {
-			return errs
-		}
-		if last == "" || masked[last] {
-			return append(errs, fmt.Errorf("configuration: %v", err))
-		}
-		masked[last] = true
-		if secretVars[last] {
-			errs = append(errs, fmt.Errorf("%s: invalid value (%s)", last, kinds[last]))
-		} else {
-			errs = append(errs, fmt.Errorf("%s: %q is not valid (%s)", last, shorten(getenv(last)), kinds[last]))
-		}
+// configureTemplates reads SUPPORT_CONTACT, ONCALL_TEXT and TEMPLATES_DIR and makes them what
+// every message is rendered with (serve and console, before anything is rendered).
+func configureTemplates(ctx context.Context, getenv func(string) string) error {
+	var tc templates.Config
+	if errs := cleanup.DecodeEnv(ctx, &tc, getenv); len(errs) > 0 {
+		return cleanup.JoinLines(errs...)
 	}
-	return errs
-}
-
-// envKinds maps each variable of a Config struct to what it expects, for error messages.
-func envKinds(t reflect.Type) map[string]string {
-	out := map[string]string{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		if name = strings.TrimSpace(name); name == "" {
-			continue
-		}
-		switch {
-		case f.Type == reflect.TypeFor[time.Duration]():
-			out[name] = "want a duration like 10ms, 2s or 5m"
-		case f.Type == reflect.TypeFor[cleanup.Duration]():
-			out[name] = "want a duration like 30m, 12h, 7d or 2w"
-		case f.Type.Kind() == reflect.Bool:
-			out[name] = "want true or false"
-		case f.Type.Kind() >= reflect.Int && f.Type.Kind() <= reflect.Uint64:
-			out[name] = "want a whole number"
-		case f.Type.Kind() == reflect.Slice:
-			out[name] = "want a comma-separated list"
-		default:
-			out[name] = "want text"
-		}
-	}
-	return out
-}
-
-// joinLines joins errors so that each problem is one line (errors.Join puts each on its own).
-func joinLines(errs []error) error {
-	var flat []error
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		for line := range strings.SplitSeq(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				flat = append(flat, errors.New(line))
-			}
-		}
-	}
-	return errors.Join(flat...)
+	return templates.Configure(tc)
 }
 
 // shorten cuts a value shown in an error message to a readable length.

@@ -62,7 +62,8 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 		return v, v != ""
 	}))
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
-	if err := joinLines([]error{cfgErr, botErr, notifyErr}); err != nil {
+	tmplErr := configureTemplates(ctx, c.getenv)
+	if err := cleanup.JoinLines(cfgErr, botErr, notifyErr, tmplErr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 

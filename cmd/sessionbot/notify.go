@@ -8,6 +8,7 @@ import (
 	"github.com/platform-team/sessionbot/bot/email"
 	"github.com/platform-team/sessionbot/bot/pagerduty"
 	"github.com/platform-team/sessionbot/bot/webhook"
+	"github.com/platform-team/sessionbot/cleanup"
 )
 
 // notifyConfig is what the notification sinks outside chat read from the environment: each
@@ -23,10 +24,10 @@ func loadNotifyConfig(ctx context.Context, getenv func(string) string) (notifyCo
 	var c notifyConfig
 	var errs []error
 	for _, target := range []any{&c.PagerDuty, &c.Email, &c.Webhook} {
-		errs = append(errs, decodeEnv(ctx, target, getenv)...)
+		errs = append(errs, cleanup.DecodeEnv(ctx, target, getenv)...)
 	}
 	errs = append(errs, c.PagerDuty.Validate(), c.Email.Validate(), c.Webhook.Validate())
-	return c, joinLines(errs)
+	return c, cleanup.JoinLines(errs...)
 }
 
 // enabled reports whether any sink outside chat is configured.

@@ -26,6 +26,7 @@ var configSources = []string{
 	"../../bot/webhook/config.go",
 	"../../cleanup/policy.go",
 	"../../cleanup/config.go",
+	"../../templates/config.go",
 	"config.go",
 	"serve.go",
 }

@@ -362,7 +362,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sv serveConfig
-	if errs := decodeEnv(ctx, &sv, getenv); len(errs) > 0 {
+	if errs := cleanup.DecodeEnv(ctx, &sv, getenv); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	composed := struct {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
@@ -44,13 +45,16 @@ Optional:   SLACK_COMMAND, SLACK_TEAM_ID, APPROVAL_TTL, APPROVAL_THRESHOLD, APPR
             NOTIFY_CHANNEL, APPROVAL_CHANNEL, USER_NOTIFY_CHANNEL, NOTIFY_AFFECTED_USERS,
             PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL, SMTP_URL, NOTIFY_EMAIL_FROM, NOTIFY_EMAIL_TO,
             NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET, STATE_REDIS_URL, BACKUP_DIR,
-            BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, METRICS_ADDR
+            BACKUP_AGE_RECIPIENTS, BACKUP_RETENTION, AUDIT_LOG, AUDIT_SYSLOG_ADDR, AUDIT_FORMAT,
+            SUPPORT_CONTACT, ONCALL_TEXT, TEMPLATES_DIR, LOG_LEVEL, METRICS_ADDR
             (default :9090: /metrics, /healthz, /readyz)
 Watch:      WATCH_INTERVAL (default 0: off), WATCH_CHANNEL (default NOTIFY_CHANNEL),
             WATCH_MEMORY_PERCENT (80), WATCH_ORPHANS (1000), WATCH_COOLDOWN (6h), WATCH_MAX_KEYS
 Schedules:  SCHEDULES="default: every 6h; default: --orphans every 1d" (TARGET: FILTERS every
             DURATION; FILTERS as in /sessions cleanup, none = expired; run as "schedule" when
             no approval is needed, otherwise an approval request is posted in WATCH_CHANNEL)
+Durations accept d and w (APPROVAL_TTL=1d). A Redis that does not answer at start does not
+stop serve: /readyz is 503 with the reason, and Slack is connected once Redis answers.
 See README.md, "Configuration", for every variable.
 
 Example (the tokens come from the Slack app; see README.md, "Deploying"):
@@ -70,6 +74,54 @@ type serveConfig struct {
 	SampleEvery time.Duration `env:"SESSION_SAMPLE_INTERVAL, default=1m"`
 	// SampleKeys bounds each sample's SCAN, so a huge keyspace costs no more than this budget.
 	SampleKeys int64 `env:"SESSION_SAMPLE_MAX_KEYS, default=200000"`
+	// LogLevel is the least severe log line written (JSON on stderr, go-redis's own lines
+	// included): debug, info, warn or error.
+	LogLevel slog.Level `env:"LOG_LEVEL, default=info"`
+}
+
+// redisRetryEvery is how often serve retries a Redis that does not answer at start-up.
+const redisRetryEvery = time.Second
+
+// pingAll checks the target and, when separate, the state Redis; the error is /readyz's reason.
+func pingAll(ctx context.Context, targets []bot.Target, state redis.UniversalClient) error {
+	for _, t := range targets {
+		if err := t.Engine.Target().Ping(ctx); err != nil {
+			return fmt.Errorf("redis target %s (%s) does not answer: %w", t.Name, t.Engine.Target().Addr(), err)
+		}
+	}
+	if state != nil {
+		if err := state.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("STATE_REDIS_URL does not answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// waitForRedis returns once the target (and the state Redis) answer, or ctx's error when serve
+// is stopped first. It logs the first failure and the recovery, not every retry.
+func waitForRedis(ctx context.Context, log *slog.Logger, targets []bot.Target, state redis.UniversalClient) error {
+	tick := time.NewTicker(redisRetryEvery)
+	defer tick.Stop()
+	for failed := false; ; {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := pingAll(pctx, targets, state)
+		cancel()
+		if err == nil {
+			if failed {
+				log.Info("redis answers: ready")
+			}
+			return nil
+		}
+		if !failed {
+			log.Warn("waiting for redis: not ready until it answers", "err", err)
+			failed = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 func runServe(ctx context.Context, c *cli, args []string) error {
@@ -83,14 +135,13 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	cfg, cfgErr := loadConfig(ctx, c.getenv)
 	// Decoded variable by variable, so that one bad value (APPROVALS_REQUIRED=two) neither hides
 	// the others nor empties OPERATORS and APPROVERS.
-	var bcfg bot.Config
-	botErr := errors.Join(append(decodeEnv(ctx, &bcfg, c.getenv), bcfg.Validate())...)
+	bcfg, botErr := bot.LoadConfig(ctx, look)
 	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
-	svErr := errors.Join(decodeEnv(ctx, &sv, c.getenv)...)
+	svErr := errors.Join(cleanup.DecodeEnv(ctx, &sv, c.getenv)...)
 	var wcfg bot.WatchConfig
-	watchErr := errors.Join(append(decodeEnv(ctx, &wcfg, c.getenv), wcfg.Validate())...)
+	watchErr := errors.Join(append(cleanup.DecodeEnv(ctx, &wcfg, c.getenv), wcfg.Validate())...)
 	schedules, schedErr := bot.ParseSchedules(wcfg.Schedules, bot.KnownTargets(cleanup.TargetNames(cfg.Targets)...))
 	if len(bcfg.Operators) == 0 {
 		botErr = errors.Join(botErr, errors.New("OPERATORS: required by serve (Slack user or user-group ids allowed to use the command)"))
@@ -100,21 +151,25 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(bcfg.Approvers) == 0 && !ownApprovers {
 		botErr = errors.Join(botErr, errors.New("APPROVERS: required by serve (who may approve a mass logout; in TARGETS_FILE, for every target without approvers)"))
 	}
-	if err := joinLines([]error{cfgErr, botErr, slackErr, notifyErr, svErr, watchErr, schedErr}); err != nil {
+	tmplErr := configureTemplates(ctx, c.getenv)
+	if err := cleanup.JoinLines(cfgErr, botErr, slackErr, notifyErr, svErr, watchErr, schedErr, tmplErr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	log := slog.New(slog.NewJSONHandler(c.stderr, nil))
+	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: sv.LogLevel}))
+	cleanup.LogRedisTo(log)
 
 	audit, err := cleanup.NewAuditor(cfg.Audit, c.stdout)
 	if err != nil {
 		return fmt.Errorf("cannot open the audit log: %w", err)
 	}
 	defer audit.Close()
+	// Redis may not answer yet (a restarted node, a pod scheduled before its Redis): serve starts
+	// not-ready and waits for every target rather than exit and crash-loop.
 	var targets []bot.Target
 	for _, spec := range cfg.Targets {
-		t, err := cleanup.Connect(ctx, spec.Redis)
+		t, err := cleanup.Open(spec.Redis)
 		if err != nil {
-			return fmt.Errorf("cannot connect to Redis target %s: %w", spec.Name, err)
+			return &exitError{code: exitUsage, err: fmt.Errorf("target %s: %w", spec.Name, err)}
 		}
 		defer t.Close()
 		targets = append(targets, bot.Target{Name: spec.Name, Engine: cleanup.NewEngine(t, cfg.Engine), Policy: spec.Policy,
@@ -124,7 +179,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if len(cfg.Backup.AgeRecipients) == 0 {
 		log.Warn("backups are written unencrypted and hold live session tokens: set BACKUP_AGE_RECIPIENTS", "dir", cfg.Backup.Dir)
 	}
-	go pruneBackupsHourly(ctx, cfg.Backup, log)
 	state, err := stateClient(cfg.Redis)
 	if err != nil {
 		return err
@@ -138,6 +192,38 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		t.Engine.ObserveCommands(metrics.EngineObserver())
 	}
 	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
+	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
+	ready := func(ctx context.Context) error {
+		if err := pingAll(ctx, targets, state); err != nil {
+			return err
+		}
+		if !tr.Connected() {
+			return errors.New("not connected to Slack")
+		}
+		return nil
+	}
+	srv := bot.NewHTTPServer(sv.MetricsAddr, metrics, ready)
+	ln, err := net.Listen("tcp", sv.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+	}()
+	// Slack is connected only once Redis answers: until then no command is accepted that could
+	// not be served (Slack tells the user the app did not respond).
+	if err := waitForRedis(ctx, log, targets, state); err != nil {
+		return nil // stopped while waiting: a clean shutdown
+	}
+	go pruneBackupsHourly(ctx, cfg.Backup, log)
+
 	sinks, err := ncfg.sinks(log)
 	if err != nil {
 		return err
@@ -151,30 +237,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
-
-	ready := func(ctx context.Context) error {
-		if !tr.Connected() {
-			return errors.New("not connected to Slack")
-		}
-		for _, t := range targets {
-			if err := t.Engine.Target().Ping(ctx); err != nil {
-				return fmt.Errorf("redis target %s does not answer", t.Name)
-			}
-		}
-		return nil
-	}
-	srv := bot.NewHTTPServer(sv.MetricsAddr, metrics, ready)
-	ln, err := net.Listen("tcp", sv.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("METRICS_ADDR %s: %w", sv.MetricsAddr, err)
-	}
 	log.Info("sessionbot serving", "version", version, "targets", strings.Join(cleanup.TargetNames(cfg.Targets), ","), "metrics", ln.Addr().String(), "command", bcfg.Command)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { _ = b.Run(runCtx) }()
@@ -185,9 +248,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	stopRun()
 	b.Close()
 	ann.Wait()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

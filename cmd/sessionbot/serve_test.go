@@ -147,3 +147,84 @@ func TestServeRefusesBadApprovalsRequired(t *testing.T) {
 		}
 	}
 }
+
+// Redis down at start-up: serve does not exit (a pod would crash-loop); /healthz is 200, /readyz
+// is 503 naming Redis, and Slack is not connected, so no command is accepted that could not be
+// served. A redis-server started late on that port makes it ready and connected, and commands
+// work.
+func TestServeWaitsForRedis(t *testing.T) {
+	tg := newTarget(t)
+	tg.srv.Kill() // its port now has no redis-server; Restart starts one there
+	slack := slacktest.New(t)
+	slack.AddUser("UALICE", "alice", "alice@example.com")
+	metricsAddr := freeAddr(t)
+	env := map[string]string{
+		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
+		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
+	}
+	for k, v := range tg.env {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr testkit.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var body string
+	slacktest.WaitFor(t, func() bool {
+		var code int
+		code, body = get("/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 10*time.Second)
+	if !strings.Contains(body, "redis") || !strings.Contains(body, "does not answer") {
+		t.Errorf("/readyz body %q; want the reason: redis does not answer", body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d while Redis is down; want 200 (alive, only not ready)", code)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve exited while Redis was down: %v\n%s", err, stderr.String())
+	default:
+	}
+	if n := slack.LiveConnections(); n != 0 {
+		t.Errorf("%d Socket Mode connections while Redis is down; want none (commands could not be served)", n)
+	}
+
+	slacktest.WaitFor(t, func() bool { return strings.Contains(stderr.String(), "waiting for redis") }, 10*time.Second)
+	if err := tg.srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	slacktest.WaitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 15*time.Second)
+	tg.seed(cleanup.SeedSpec{Count: 20, Expired: 0.5})
+	env1 := slack.SlashCommand(slacktest.SlashCommand{UserID: "UALICE", UserName: "alice", ChannelID: "C0OPS", Command: "/sessions", Text: "cleanup"})
+	slack.WaitAck(t, env1, 3*time.Second)
+	slacktest.WaitFor(t, func() bool {
+		for _, m := range slack.Messages("C0OPS") {
+			if strings.Contains(string(m.Blocks), "Found 20 total session keys") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v on shutdown; want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15 s")
+	}
+}

@@ -114,7 +114,7 @@ func TestServeRefusesBadWatchAndSchedules(t *testing.T) {
 		t.Fatalf("exit %d; want %d (stderr %q)", inv.code, exitUsage, inv.stderr)
 	}
 	want := []string{
-		`WATCH_COOLDOWN: "6x" is not valid (want a duration like 30m, 12h, 7d or 2w)`,
+		`WATCH_COOLDOWN: "6x" is not valid (want a duration like 30s, 15m, 12h, 7d or 2w)`,
 		"WATCH_MEMORY_PERCENT: 120 is out of range (1 to 100)",
 		`SCHEDULES: "prod-us: every 6h": unknown target "prod-us" (known: default)`,
 		`SCHEDULES: "default: --bogus every 1h": unknown flag "--bogus"`,
