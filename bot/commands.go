@@ -498,6 +498,11 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, t *target
 		say(b.safeText("find backup", err) + ". Nothing was done.")
 		return
 	}
+	if err := cleanup.CheckRestoreTarget(bk.ID, t.Name, b.targets.nameList()); err != nil {
+		b.refused(who, "restore", "", err.Error())
+		say(b.safeText("restore target", err) + ". Nothing was done.")
+		return
+	}
 	scope := "restore=" + id
 	ref, err := b.chat.Post(ctx, c.ChannelID, onTarget(previewingMessage(scope, who), t.Name))
 	if err != nil {

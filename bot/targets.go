@@ -85,11 +85,16 @@ func newTargets(list []Target, cfg Config) (*targets, error) {
 // names lists the targets' names, for messages that ask for one (plain: refusals show their text
 // inert, code spans included).
 func (ts *targets) names() string {
+	return strings.Join(ts.nameList(), ", ")
+}
+
+// nameList lists the targets' names.
+func (ts *targets) nameList() []string {
 	out := make([]string, len(ts.list))
 	for i, t := range ts.list {
 		out[i] = t.Name
 	}
-	return strings.Join(out, ", ")
+	return out
 }
 
 // resolve picks the target of a command: the one named by --target, else the channel's default,

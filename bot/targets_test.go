@@ -5,12 +5,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
+	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // countSessions counts session: keys on every master of c.
@@ -188,4 +190,32 @@ func TestTargetApprovers(t *testing.T) {
 	wantContains(t, "status of an unknown target", h.chat.lastEphemeral(alice), `Unknown target "prod-eu"; the targets are prod-us`, "Nothing was done")
 	h.command(alice, "help")
 	wantContains(t, "help", lastShown(), "--target NAME", "the only target is `prod-us`")
+}
+
+// A backup goes back only to the target it was written on: restoring prod-us's backup with
+// --target prod-eu is refused and audited, and nothing is posted or changed.
+func TestRestoreRefusedOnAnotherTarget(t *testing.T) {
+	h := newHarness(t, func(h *harness, d *Deps) {
+		eu := cleanup.NewEngine(cleanup.NewTarget(h.rdb, "eu:session:", "eu"), cleanup.EngineConfig{BatchSize: 100})
+		d.Targets = []Target{
+			{Name: "prod-us", Engine: h.engine, Policy: defaultPolicy},
+			{Name: "prod-eu", Engine: eu, Policy: defaultPolicy},
+		}
+		d.Engine, d.State = nil, h.rdb
+	})
+	const id = "job-prod-us-20261201-0badc0de"
+	testkit.WriteBackup(t, h.backupDir, id,
+		cleanup.BackupRecord{Key: "eu:session:a", Value: []byte(`{"user_id":"auth0|1","expires_at":"2099-01-01T00:00:00Z"}`), PTTL: time.Hour})
+	posts := len(h.chat.posts)
+	h.command(alice, "restore "+id+" --target prod-eu --reason 'undo'")
+	wantContains(t, "refusal", h.chat.lastEphemeral(alice), "was written on target prod-us, not prod-eu", "Nothing was done")
+	if len(h.chat.posts) != posts {
+		t.Errorf("a refused restore posted %d messages", len(h.chat.posts)-posts)
+	}
+	if n, err := h.rdb.Exists(context.Background(), "eu:session:a").Result(); err != nil || n != 0 {
+		t.Errorf("eu:session:a exists = %d, %v; want nothing restored", n, err)
+	}
+	if refused := h.audited(cleanup.EventRefused); len(refused) != 1 || !strings.Contains(refused[0], "Action: restore") {
+		t.Errorf("Refused lines = %q; want the restore", refused)
+	}
 }

@@ -236,3 +236,34 @@ func TakeTarget(args []string) (name string, rest []string, err error) {
 	}
 	return name, rest, nil
 }
+
+// BackupOwner names the target a backup was written on, read from its id: the job and CLI ids of
+// a named target carry its name (job-prod-eu-…, cli-prod-eu-…), those of the default target do
+// not. names are the configured targets; the longest that fits wins.
+func BackupOwner(id string, names []string) string {
+	rest, ok := strings.CutPrefix(id, "job-")
+	if !ok {
+		if rest, ok = strings.CutPrefix(id, "cli-"); !ok {
+			return DefaultTargetName
+		}
+	}
+	owner := DefaultTargetName
+	for _, n := range names {
+		if strings.HasPrefix(rest, n+"-") && (owner == DefaultTargetName || len(n) > len(owner)) {
+			owner = n
+		}
+	}
+	return owner
+}
+
+// CheckRestoreTarget refuses to restore backup id into target when it was written on another of
+// the configured targets: sessions of prod-eu never go into prod-us. One target: nothing to check.
+func CheckRestoreTarget(id, target string, names []string) error {
+	if len(names) < 2 {
+		return nil
+	}
+	if owner := BackupOwner(id, names); owner != target {
+		return &UsageError{Msg: fmt.Sprintf("backup %s was written on target %s, not %s: restore it there (--target %s)", id, owner, target, owner)}
+	}
+	return nil
+}

@@ -169,3 +169,31 @@ func TestAuditEventOn(t *testing.T) {
 		}
 	}
 }
+
+// A backup names the target it was written on, and is restored only there (SPEC §13: a mass
+// logout on prod-eu never touches prod-us — nor does undoing it).
+func TestCheckRestoreTarget(t *testing.T) {
+	names := []string{"prod-us", "prod", "prod-eu", DefaultTargetName}
+	for _, tt := range []struct {
+		id, target string
+		ok         bool
+	}{
+		{"job-prod-eu-20261201-0badc0de", "prod-eu", true},
+		{"job-prod-eu-20261201-0badc0de", "prod-us", false},
+		{"job-prod-eu-20261201-0badc0de", "prod", false},
+		{"job-prod-20261201-0badc0de", "prod", true},
+		{"cli-prod-us-20261201T000000Z-abcdef", "prod-us", true},
+		{"cli-prod-us-20261201T000000Z-abcdef", DefaultTargetName, false},
+		{"job-20261201-0badc0de", DefaultTargetName, true},
+		{"job-20261201-0badc0de", "prod-eu", false},
+		{"incident", DefaultTargetName, true},
+	} {
+		err := CheckRestoreTarget(tt.id, tt.target, names)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckRestoreTarget(%s, %s) = %v; want ok %v", tt.id, tt.target, err, tt.ok)
+		}
+	}
+	if err := CheckRestoreTarget("job-prod-eu-20261201-0badc0de", "x", []string{"x"}); err != nil {
+		t.Errorf("one target: %v; want no check", err)
+	}
+}

@@ -86,6 +86,9 @@ func runRestore(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("cannot read the backup: %w", err)
 	}
+	if err := cleanup.CheckRestoreTarget(bk.ID, cfg.Redis.Name, cleanup.TargetNames(cfg.Targets)); err != nil {
+		return c.asUsage(err)
+	}
 	ids, err := cfg.Backup.Identities()
 	if err != nil {
 		return err

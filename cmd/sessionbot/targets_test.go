@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,18 @@ func TestCLITarget(t *testing.T) {
 		t.Errorf("prod-eu has %d sessions after --all; want 0", n)
 	}
 	sameKeys(t, usBefore, us.snapshot())
+
+	// Its backup goes back to prod-eu only: restoring it into prod-us is refused, changing nothing.
+	id := regexp.MustCompile(`cli-prod-eu-[0-9TZ]+-[0-9a-f]+`).FindString(inv.stderr + inv.stdout)
+	inv = us.run("", "restore", "--target", "prod-us", id, "--reason", "undo", "--yes")
+	if inv.code != exitUsage || !strings.Contains(inv.stderr, "was written on target prod-eu, not prod-us") {
+		t.Errorf("restore --target prod-us %s: exit %d, stderr %q; want exit 2 naming prod-eu", id, inv.code, inv.stderr)
+	}
+	sameKeys(t, usBefore, us.snapshot())
+	inv = us.run("", "restore", "--target", "prod-eu", id, "--reason", "undo", "--yes")
+	if inv.code != 0 || eu.count("session:*") == 0 {
+		t.Errorf("restore --target prod-eu %s: exit %d, %d sessions back; want 0 and the sessions back:\n%s", id, inv.code, eu.count("session:*"), inv.stderr)
+	}
 }
 
 // TARGETS_FILE problems stop start-up with one line each, naming the file, the target and the
