@@ -285,21 +285,22 @@ func (b *Bot) finishJob(ctx context.Context, req *Request, job *Job, out outcome
 	case runErr == nil && rep.Stopped == "":
 	case by != nil || errors.Is(stopped, errCancelRequested):
 		status, result = StatusCancelled, "cancelled"
-		errText = fmt.Sprintf("Cancelled after deleting %s sessions; those stay deleted.", num(out.changed()))
+		errText = fmt.Sprintf("Cancelled after %s %s sessions; those stay %s.", out.doing(), num(out.changed()), out.verb())
 	case errors.Is(stopped, errLeaseLost):
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Stopped after deleting %s sessions: this bot lost the target's lease (it could not renew it in Redis), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
-			num(out.changed()))
+		errText = fmt.Sprintf("Stopped after %s %s sessions: this bot lost the target's lease (it could not renew it in Redis), so it stopped rather than risk two jobs at once. Run a fresh preview to finish.",
+			out.doing(), num(out.changed()))
 	case stopped != nil || errors.Is(runErr, context.Canceled):
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Interrupted after deleting %s sessions: the bot was shutting down. The other sessions were not deleted; run a fresh preview to finish.", num(out.changed()))
+		errText = fmt.Sprintf("Interrupted after %s %s sessions: the bot was shutting down. The other sessions were not %s; run a fresh preview to finish.",
+			out.doing(), num(out.changed()), out.verb())
 	case errors.Is(runErr, cleanup.ErrBoundReached):
 		status, result = StatusFailed, "stopped"
 		errText = fmt.Sprintf("Stopped: more still-valid sessions match than the %s previewed (limit %s). %s were deleted; run a fresh preview.",
 			num(req.Plan.Valid), num(req.MaxValid), num(out.changed()))
 	default:
 		status, result = StatusFailed, "failed"
-		errText = fmt.Sprintf("Failed after deleting %s sessions: %s", num(out.changed()), b.safeText("job "+job.ID, runErr))
+		errText = fmt.Sprintf("Failed after %s %s sessions: %s", out.doing(), num(out.changed()), b.safeText("job "+job.ID, runErr))
 		if out.changed() == 0 && req.Backup && rep.Backup == "" {
 			errText = "Failed before deleting anything (the backup could not be written): " + b.safeText("job "+job.ID, runErr)
 		}

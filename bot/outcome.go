@@ -17,6 +17,8 @@ type outcome interface {
 	changed() int64
 	// verb says what the job did to the sessions changed counts: "deleted" or "restored".
 	verb() string
+	// doing is verb's -ing form, for "Cancelled after deleting N sessions".
+	doing() string
 	// counts is what the job did, for its Cancelled or Cleanup Failed audit line.
 	counts() cleanup.Counts
 	// audit is the job's own audit lines: what a cleanup scanned, and, when the job completed,
@@ -35,6 +37,7 @@ type cleanupOutcome struct{ rep cleanup.Report }
 
 func (o cleanupOutcome) changed() int64         { return o.rep.Deleted }
 func (o cleanupOutcome) verb() string           { return "deleted" }
+func (o cleanupOutcome) doing() string          { return "deleting" }
 func (o cleanupOutcome) counts() cleanup.Counts { return o.rep }
 func (o cleanupOutcome) report() cleanup.Report { return o.rep }
 
@@ -66,6 +69,7 @@ func newRestoreOutcome(rr cleanup.RestoreReport, start, end time.Time) restoreOu
 
 func (o restoreOutcome) changed() int64         { return o.rr.Restored }
 func (o restoreOutcome) verb() string           { return "restored" }
+func (o restoreOutcome) doing() string          { return "restoring" }
 func (o restoreOutcome) counts() cleanup.Counts { return o.rr }
 func (o restoreOutcome) report() cleanup.Report { return o.rep }
 

@@ -27,7 +27,7 @@ func TestRestoreFailureIsAuditedAsRestore(t *testing.T) {
 	}
 	h.press(bob, "approve", button(t, m, "approve"))
 
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), ":x: Failed: restore=job-gone")
+	wantContains(t, "report", FormatText(h.chat.msg(ref)), ":x: Failed: restore=job-gone", "Failed after restoring 0 sessions")
 	if got := h.audited(cleanup.EventRestoreCompleted); len(got) != 0 {
 		t.Errorf("Restore Completed lines = %q; want none for a failed restore", got)
 	}
