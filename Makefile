@@ -22,7 +22,7 @@ test: gofmt vet staticcheck
 
 ## mutants: breaks each safety rule listed in cmd/mutants/mutations.go with a one-line change, in
 ## a scratch copy of the tree, and runs the tests named for it: each break must fail a test. Fails
-## if one survives or a listed snippet no longer occurs exactly once (CI runs it; ~5 min warm)
+## if one survives or a listed snippet no longer occurs exactly once (CI runs it; two at a time, each on its own copy of the tree: ~4 min warm)
 mutants:
 	$(GO) run ./cmd/mutants
 

@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -44,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	list := fs.Bool("list", false, "check every snippet and list the mutations; run no test")
 	verbose := fs.Bool("v", false, "print the go test output of mutations that survive or do not compile")
 	timeout := fs.Duration("timeout", 3*time.Minute, "go test -timeout for each mutation")
+	parallel := fs.Int("parallel", 2, "mutations tested at once, each in its own copy of the tree")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,31 +87,70 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	scratch, err := os.MkdirTemp("", "sessionbot-mutants-")
-	if err != nil {
-		return err
+	// Each worker mutates its own copy of the tree: a mutation is applied, tested and undone
+	// there, never seen by another worker's tests.
+	workers := min(max(*parallel, 1), len(selected))
+	scratches := make([]string, workers)
+	var n int
+	for i := range scratches {
+		dir, err := os.MkdirTemp("", "sessionbot-mutants-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if n, err = copyTree(ctx, root, dir); err != nil {
+			return err
+		}
+		scratches[i] = dir
 	}
-	defer os.RemoveAll(scratch)
-	n, err := copyTree(ctx, root, scratch)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "mutants: %d mutations on a copy of %d files in %s\n", len(selected), n, scratch)
+	fmt.Fprintf(stdout, "mutants: %d mutations, %d at a time, each worker on its own copy of %d files (%s)\n",
+		len(selected), workers, n, strings.Join(scratches, ", "))
 
 	start := time.Now()
-	took, err := baseline(ctx, scratch, selected, *timeout)
+	took, err := baseline(ctx, scratches[0], selected, *timeout)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%-9s %-28s %6.1fs  %s\n", "ok", "(no mutation)", took.Seconds(), "the tests named below pass on the unmutated copy")
+
+	type done struct {
+		m   mutation
+		r   result
+		err error
+	}
+	todo := make(chan mutation)
+	results := make(chan done)
+	for _, dir := range scratches {
+		go func() {
+			for m := range todo {
+				r, err := apply(ctx, dir, m, *timeout)
+				results <- done{m, r, err}
+			}
+		}()
+	}
+	go func() {
+		defer close(todo)
+		for _, m := range selected {
+			select {
+			case todo <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var survived, broken []string
-	for _, m := range selected {
-		if ctx.Err() != nil {
+	var firstErr error
+	for range selected {
+		var d done
+		select {
+		case d = <-results:
+		case <-ctx.Done():
 			return ctx.Err()
 		}
-		r, err := apply(ctx, scratch, m, *timeout)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.Name, err)
+		m, r := d.m, d.r
+		if d.err != nil {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("%s: %w", m.Name, d.err))
+			continue
 		}
 		fmt.Fprintf(stdout, "%-9s %-28s %6.1fs  %s\n", r.status, m.Name, r.took.Seconds(), r.detail)
 		switch r.status {
@@ -121,6 +162,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *verbose && r.status != statusKilled {
 			stdout.Write(r.output)
 		}
+	}
+	if firstErr != nil {
+		return firstErr
 	}
 	fmt.Fprintf(stdout, "mutants: %d killed, %d survived, %d did not compile; %.0fs\n",
 		len(selected)-len(survived)-len(broken), len(survived), len(broken), time.Since(start).Seconds())
