@@ -12,7 +12,7 @@ package main
 //   - To: the one-line replacement (same indentation is not needed; gofmt is not run). It must
 //     compile: a mutation that does not is reported as BROKEN, not as killed.
 //   - Pkgs and Run: the `go test` packages and -run regexp that should catch it. Keep them tight
-//     (the whole table runs in CI in about five minutes, one mutation after another): name the
+//     (the whole table runs in CI in about four minutes, two mutations at a time): name the
 //     tests that assert the rule, not the package.
 //
 // Check an edited table with `go run ./cmd/mutants -list`, run one entry with
@@ -310,6 +310,34 @@ var mutations = []mutation{
 		To:   "return pacing{batch: p.batch, workers: 2}",
 		Pkgs: []string{"./cleanup/"},
 		Run:  "^TestPreviewIsPacedLikeARun$",
+	},
+	// Second release (SPEC §13): repair, resume and targets keep the same safety rules.
+	{
+		Name: "repair-overwrites-ttl",
+		Rule: "--orphans (and --repair-ttl) act only on keys still without a TTL (§13 Repair)",
+		File: "cleanup/redisops.go",
+		From: "elseif pttl ~= -1 then",
+		To:   "elseif false then",
+		Pkgs: []string{"./cleanup/"},
+		Run:  "^TestRepairChangedMeanwhile$",
+	},
+	{
+		Name: "resume-after-approval-aged-out",
+		Rule: "Resume needs an approval younger than APPROVAL_TTL (§13 Resume)",
+		File: "bot/approval.go",
+		From: "case !now.Before(req.resumeDeadline()):",
+		To:   "case false:",
+		Pkgs: []string{"./bot/"},
+		Run:  "^TestResumeRefusedAfterApprovalAgedOut$",
+	},
+	{
+		Name: "restore-on-another-target",
+		Rule: "a backup is restored only on the target it was written on (§13 Targets)",
+		File: "cleanup/targets.go",
+		From: "if owner := BackupOwner(id, names); owner != target {",
+		To:   "if owner := BackupOwner(id, names); owner == \"\" {",
+		Pkgs: []string{"./cleanup/", "./bot/"},
+		Run:  "^(TestCheckRestoreTarget|TestRestoreRefusedOnAnotherTarget)$",
 	},
 }
 
