@@ -44,6 +44,8 @@ func TestBackupsCommand(t *testing.T) {
 
 	h.command(alice, "backups now")
 	wantContains(t, "with an argument", h.chat.lastEphemeral(alice), "takes no arguments")
+	h.command(bob, "backups") // an approver, not an operator: approvers approve restores
+	wantContains(t, "approver", FormatText(h.chat.lastEphemeralMsg(bob)), "== Recent backups ==", "`"+jobID+"`")
 	h.command(eve, "backups")
 	wantContains(t, "outsider", h.chat.lastEphemeral(eve), "not allowed")
 }

@@ -65,9 +65,10 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 	b.metrics.CommandReceived(sub)
 
 	if !b.access.IsOperator(ctx, c.UserID) {
-		// Approvers who are not operators may read (help, status) and stop a job or request
-		// (cancel, as its button allows them: SPEC §11), but not start anything.
-		if !((sub == "help" || sub == "status" || sub == "cancel") && b.access.IsApprover(ctx, c.UserID)) {
+		// Approvers who are not operators may read (help, status, backups: they approve
+		// restores) and stop a job or request (cancel, as its button allows them: SPEC §11),
+		// but not start anything.
+		if !((sub == "help" || sub == "status" || sub == "backups" || sub == "cancel") && b.access.IsApprover(ctx, c.UserID)) {
 			b.refused(who, sub, "", "not in OPERATORS")
 			say("You are not allowed to use " + b.cfg.Command + " (not in OPERATORS). Nothing was done.")
 			return
