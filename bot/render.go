@@ -452,11 +452,16 @@ func jobLine(j *Job, now time.Time) string {
 	if j.Target != "" {
 		s += " · on `" + j.Target + "`"
 	}
+	// A restore's store keeps the sessions it put back where a cleanup keeps those it deleted.
+	verb := "deleted"
+	if j.Mode == ModeRestore {
+		verb = "restored"
+	}
 	switch {
 	case j.Report != nil:
-		s += fmt.Sprintf(" · deleted %s in %s", num(j.Report.Deleted), shortDuration(j.Report.Duration()))
+		s += fmt.Sprintf(" · %s %s in %s", verb, num(j.Report.Deleted), shortDuration(j.Report.Duration()))
 	case j.Progress != nil:
-		s += fmt.Sprintf(" · deleted %s so far (%s)", num(j.Progress.Deleted), shortDuration(j.Progress.Elapsed))
+		s += fmt.Sprintf(" · %s %s so far (%s)", verb, num(j.Progress.Deleted), shortDuration(j.Progress.Elapsed))
 	}
 	if j.Status == StatusRunning {
 		s += " · started " + shortDuration(now.Sub(j.StartedAt)) + " ago"

@@ -102,6 +102,8 @@ func goldenCases() map[string]Message {
 			StartedAt: goldenNow.Add(-time.Minute), Progress: progress},
 		{ID: "job-20251126-00000001", Mode: "execute", Scope: "expired_only", Requester: Person{ID: "UCAROL01"}, Status: StatusDone,
 			StartedAt: goldenNow.Add(-time.Hour), Report: &small},
+		{ID: "job-20251126-00000002", Mode: ModeRestore, Scope: "restore=job-20251126-7f3a9c2b", Requester: Person{ID: "UCAROL01"}, Status: StatusDone,
+			StartedAt: goldenNow.Add(-30 * time.Minute), Report: &small},
 	}
 	// APPROVALS_REQUIRED=2: the card before any approval, after one, and the job they started.
 	noneOfTwo := *all
