@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -25,6 +27,60 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// servedBot is `sessionbot serve` running in the test process against the fake Slack.
+type servedBot struct {
+	metricsAddr    string
+	stdout, stderr *testkit.SyncBuffer
+	cancel         context.CancelFunc // SIGTERM
+	exited         chan struct{}      // closed when serve has returned, err then set
+	err            error
+}
+
+// startServe runs `sessionbot serve` as main does, with the fake Slack's tokens and API URL,
+// OPERATORS=UALICE, APPROVERS=UBOB and a free METRICS_ADDR, each overridden by env, which adds
+// the rest (the target's variables, sinks, watch settings). It is stopped when the test ends.
+func startServe(t *testing.T, slack *slacktest.Server, env ...map[string]string) *servedBot {
+	t.Helper()
+	all := map[string]string{
+		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
+		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": freeAddr(t),
+	}
+	for _, e := range env {
+		maps.Copy(all, e)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &servedBot{metricsAddr: all["METRICS_ADDR"], stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{},
+		cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		defer close(s.exited)
+		s.err = run(ctx, []string{"serve"}, func(k string) string { return all[k] }, strings.NewReader(""), s.stdout, s.stderr)
+	}()
+	t.Cleanup(func() { _ = s.stop() })
+	return s
+}
+
+// stop ends serve as SIGTERM does and returns what it returned.
+func (s *servedBot) stop() error {
+	s.cancel()
+	select {
+	case <-s.exited:
+		return s.err
+	case <-time.After(15 * time.Second):
+		return errors.New("serve did not stop within 15 s of SIGTERM")
+	}
+}
+
+// get fetches path from serve's metrics and health server.
+func (s *servedBot) get(path string) (int, string) {
+	resp, err := http.Get("http://" + s.metricsAddr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // TestServe runs `sessionbot serve` as main does, against a fake Slack, a fake PagerDuty and a
 // real redis-server: the runbook's Procedure 1 from slash command to Redis state, readiness,
 // metrics, and a clean exit on shutdown.
@@ -34,34 +90,11 @@ func TestServe(t *testing.T) {
 	slack := slacktest.New(t)
 	slack.AddUser("UALICE", "alice", "alice@example.com")
 	pd := pdtest.New(t)
-	metricsAddr := freeAddr(t)
-	env := map[string]string{
-		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
-		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
+	s := startServe(t, slack, tg.env, map[string]string{
 		"PAGERDUTY_ROUTING_KEY": "R0UTINGKEY0123456789abcdefghijkl", "PAGERDUTY_EVENTS_URL": pd.URL(),
-	}
-	for k, v := range tg.env {
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr testkit.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
-	}()
+	})
 	slack.WaitConnections(t, 1, 10*time.Second)
-
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + metricsAddr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	slacktest.WaitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 10*time.Second)
+	slacktest.WaitFor(t, func() bool { code, _ := s.get("/readyz"); return code == http.StatusOK }, 10*time.Second)
 
 	env1 := slack.SlashCommand(slacktest.SlashCommand{UserID: "UALICE", UserName: "alice", ChannelID: "C0OPS", Command: "/sessions", Text: "cleanup"})
 	slack.WaitAck(t, env1, 3*time.Second)
@@ -91,20 +124,15 @@ func TestServe(t *testing.T) {
 		t.Error("unrelated keys are gone")
 	}
 
-	code, body := get("/metrics")
+	code, body := s.get("/metrics")
 	if code != http.StatusOK || !strings.Contains(body, `sessionbot_cleanups_total{mode="execute",result="completed",target="default"} 1`) {
 		t.Errorf("/metrics = %d; want a completed execute cleanup counted:\n%.2000s", code, body)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v on shutdown; want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop within 15 s of SIGTERM")
+	if err := s.stop(); err != nil {
+		t.Errorf("serve returned %v on shutdown; want nil", err)
 	}
-	out := stdout.String() + stderr.String()
+	stdout := s.stdout
+	out := stdout.String() + s.stderr.String()
 	for _, secret := range []string{slack.AppToken(), slack.BotToken(), "R0UTINGKEY0123456789abcdefghijkl", canary} {
 		if strings.Contains(out, secret) {
 			t.Errorf("a secret reached serve's output: %q", secret)
@@ -157,56 +185,33 @@ func TestServeWaitsForRedis(t *testing.T) {
 	tg.srv.Kill() // its port now has no redis-server; Restart starts one there
 	slack := slacktest.New(t)
 	slack.AddUser("UALICE", "alice", "alice@example.com")
-	metricsAddr := freeAddr(t)
-	env := map[string]string{
-		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
-		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
-	}
-	for k, v := range tg.env {
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr testkit.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
-	}()
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + metricsAddr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	s := startServe(t, slack, tg.env)
 	var body string
 	slacktest.WaitFor(t, func() bool {
 		var code int
-		code, body = get("/readyz")
+		code, body = s.get("/readyz")
 		return code == http.StatusServiceUnavailable
 	}, 10*time.Second)
 	if !strings.Contains(body, "redis") || !strings.Contains(body, "does not answer") {
 		t.Errorf("/readyz body %q; want the reason: redis does not answer", body)
 	}
-	if code, _ := get("/healthz"); code != http.StatusOK {
+	if code, _ := s.get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d while Redis is down; want 200 (alive, only not ready)", code)
 	}
 	select {
-	case err := <-done:
-		t.Fatalf("serve exited while Redis was down: %v\n%s", err, stderr.String())
+	case <-s.exited:
+		t.Fatalf("serve exited while Redis was down: %v\n%s", s.err, s.stderr.String())
 	default:
 	}
 	if n := slack.LiveConnections(); n != 0 {
 		t.Errorf("%d Socket Mode connections while Redis is down; want none (commands could not be served)", n)
 	}
 
-	slacktest.WaitFor(t, func() bool { return strings.Contains(stderr.String(), "waiting for redis") }, 10*time.Second)
+	slacktest.WaitFor(t, func() bool { return strings.Contains(s.stderr.String(), "waiting for redis") }, 10*time.Second)
 	if err := tg.srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	slacktest.WaitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 15*time.Second)
+	slacktest.WaitFor(t, func() bool { code, _ := s.get("/readyz"); return code == http.StatusOK }, 15*time.Second)
 	tg.seed(cleanup.SeedSpec{Count: 20, Expired: 0.5})
 	env1 := slack.SlashCommand(slacktest.SlashCommand{UserID: "UALICE", UserName: "alice", ChannelID: "C0OPS", Command: "/sessions", Text: "cleanup"})
 	slack.WaitAck(t, env1, 3*time.Second)
@@ -218,13 +223,7 @@ func TestServeWaitsForRedis(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v on shutdown; want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop within 15 s")
+	if err := s.stop(); err != nil {
+		t.Errorf("serve returned %v on shutdown; want nil", err)
 	}
 }

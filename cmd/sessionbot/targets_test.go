@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,7 +9,6 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot/slacktest"
-	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // twoTargets is prod-us (tg's server) and prod-eu (a second server) in a TARGETS_FILE, state in
@@ -157,21 +153,8 @@ func TestServeTargets(t *testing.T) {
 	}
 	slack := slacktest.New(t)
 	slack.AddUser("UALICE", "alice", "alice@example.com")
-	metricsAddr := freeAddr(t)
-	env := map[string]string{
-		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
-		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": metricsAddr,
-	}
-	for k, v := range us.env {
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr testkit.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
-	}()
+	s := startServe(t, slack, us.env)
+	stdout := s.stdout
 	slack.WaitConnections(t, 1, 10*time.Second)
 
 	slack.WaitAck(t, slack.SlashCommand(slacktest.SlashCommand{UserID: "UALICE", UserName: "alice", ChannelID: "C0EU", Command: "/sessions", Text: "cleanup"}), 3*time.Second)
@@ -197,28 +180,14 @@ func TestServeTargets(t *testing.T) {
 		t.Errorf("audit lines do not name prod-eu:\n%s", stdout.String())
 	}
 	// The job is counted once its report is out: poll.
-	metrics := func() string {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
-	}
+	metrics := func() string { _, body := s.get("/metrics"); return body }
 	slacktest.WaitFor(t, func() bool {
 		return strings.Contains(metrics(), `sessionbot_cleanups_total{mode="execute",result="completed",target="prod-eu"} 1`)
 	}, 10*time.Second)
 	if m := metrics(); !strings.Contains(m, `sessionbot_cleanups_total{mode="execute",result="completed",target="prod-us"} 0`) {
 		t.Errorf("/metrics lacks prod-us's zero-valued series:\n%.3000s", m)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v on shutdown; want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop within 15 s")
+	if err := s.stop(); err != nil {
+		t.Errorf("serve returned %v on shutdown; want nil", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
-	"github.com/platform-team/sessionbot/internal/testkit"
 )
 
 // orphans counts session keys without a TTL.
@@ -34,22 +33,11 @@ func TestServeWatchAndSchedules(t *testing.T) {
 	tg.seed(cleanup.SeedSpec{Count: 200, Expired: 0.3, NoTTL: 0.2, Unrelated: 10})
 	slack := slacktest.New(t)
 	slack.AddUser("UALICE", "alice", "alice@example.com")
-	env := map[string]string{
-		"SLACK_APP_TOKEN": slack.AppToken(), "SLACK_BOT_TOKEN": slack.BotToken(), "SLACK_API_URL": slack.APIURL(),
-		"OPERATORS": "UALICE", "APPROVERS": "UBOB", "METRICS_ADDR": freeAddr(t),
+	s := startServe(t, slack, tg.env, map[string]string{
 		"WATCH_INTERVAL": "1s", "WATCH_CHANNEL": "C0OPS", "WATCH_ORPHANS": "5",
 		"SCHEDULES": "default: every 1d",
-	}
-	for k, v := range tg.env {
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr testkit.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
-	}()
+	})
+	stdout := s.stdout
 	slack.WaitConnections(t, 1, 10*time.Second)
 
 	find := func(needle string) (slacktest.Message, bool) {
@@ -85,16 +73,10 @@ func TestServeWatchAndSchedules(t *testing.T) {
 		t.Error("unrelated keys are gone")
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v on shutdown; want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop within 15 s")
+	if err := s.stop(); err != nil {
+		t.Errorf("serve returned %v on shutdown; want nil", err)
 	}
-	if out := stdout.String() + stderr.String(); strings.Contains(out, canary) {
+	if out := stdout.String() + s.stderr.String(); strings.Contains(out, canary) {
 		t.Error("a session token reached serve's output")
 	}
 	// Within the cooldown the symptom was posted once, however many checks ran.
