@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -120,6 +121,8 @@ func New(d Deps) (*Bot, error) {
 		errs = append(errs, err)
 	}
 	named := d.Engine == nil
+	// The caller's slice is left alone (serve's readiness check reads it while New runs).
+	d.Targets = slices.Clone(d.Targets)
 	for i := range d.Targets {
 		if d.Targets[i].Engine != nil {
 			d.Targets[i].Engine = d.Targets[i].Engine.WithClock(orNow(d.Now))
