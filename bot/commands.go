@@ -376,6 +376,19 @@ func (b *Bot) cancelCommand(ctx context.Context, c Command, who Person, id strin
 		say(b.safeText("cancel", err))
 		return
 	}
+	// As the job's Cancel button: its requester, an operator, or an approver of its target.
+	req, err := b.st.request(ctx, j.RequestID)
+	if err != nil && !errors.Is(err, errNotFound) {
+		say(b.safeText("cancel", err))
+		return
+	}
+	if req != nil {
+		if p := b.onRequest(ctx, req, b.whoPressed(ctx, who, c.TeamID)); p.ID != j.Requester.ID && !p.Operator && !p.Approver {
+			_ = b.recordOn(j.Target, refusedEvent(b.now(), who, "cancel", req.ID, "not an approver of target "+j.Target))
+			say("Only the requester, an operator or an approver of target " + j.Target + " may cancel job " + j.ID + "; nothing was done.")
+			return
+		}
+	}
 	say(b.cancelJob(ctx, j, who))
 }
 

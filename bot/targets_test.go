@@ -219,3 +219,32 @@ func TestRestoreRefusedOnAnotherTarget(t *testing.T) {
 		t.Errorf("Refused lines = %q; want the restore", refused)
 	}
 }
+
+// `/sessions cancel JOB_ID` follows the job's Cancel button: an approver of another target may
+// not cancel it (refused and audited before anything else is looked at); the target's may.
+func TestCancelJobByIDIsPerTarget(t *testing.T) {
+	h := newHarness(t, func(h *harness, d *Deps) {
+		eu := cleanup.NewEngine(cleanup.NewTarget(h.rdb, "eu:session:", "eu"), cleanup.EngineConfig{BatchSize: 100})
+		d.Targets = []Target{
+			{Name: "prod-us", Engine: h.engine, Policy: defaultPolicy, Approvers: []string{dave}},
+			{Name: "prod-eu", Engine: eu, Policy: defaultPolicy, Approvers: []string{bob}},
+		}
+		d.Engine, d.State = nil, h.rdb
+	})
+	h.seed(sessionSpec{n: 20})
+	h.command(alice, `cleanup --target prod-us --all --reason "incident 42"`)
+	_, m := h.chat.latest(-1)
+	h.press(dave, "approve", button(t, m, "approve"))
+	jobs, err := h.bot.st.recentJobs(context.Background(), 1)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("recent jobs = %v, %v; want prod-us's", jobs, err)
+	}
+	id := jobs[0].ID
+	h.command(bob, "cancel "+id)
+	wantContains(t, "bob's cancel", h.chat.lastEphemeral(bob), "Only the requester, an operator or an approver of target prod-us may cancel job "+id)
+	if refused := h.audited(cleanup.EventRefused); len(refused) != 1 || !strings.Contains(refused[0], "Why: not an approver of target prod-us") {
+		t.Errorf("Refused lines = %q; want bob's cancel", refused)
+	}
+	h.command(dave, "cancel "+id)
+	wantContains(t, "dave's cancel", h.chat.lastEphemeral(dave), "is not running")
+}
