@@ -197,20 +197,26 @@ func (b *Bot) Run(ctx context.Context) error {
 		}
 	}
 	if b.watch.Interval > 0 {
-		go b.runWatch(ctx)
+		go b.repeat(ctx, time.Duration(b.watch.Interval), b.Watch)
 	}
 	if len(b.schedules) > 0 {
-		go b.runSchedules(ctx)
+		go b.repeat(ctx, b.scheduleEvery(), b.RunSchedules)
 	}
-	t := time.NewTicker(b.sweepEvery)
+	b.repeat(ctx, b.sweepEvery, b.Sweep)
+	return nil
+}
+
+// repeat calls fn at once, then every d, until ctx ends or the Bot is closed.
+func (b *Bot) repeat(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
-		b.Sweep(ctx)
+		fn(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-b.ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
 	}

@@ -107,25 +107,14 @@ func parseSchedule(entry string, target func(string) error) (Schedule, error) {
 	return s, nil
 }
 
-// runSchedules runs due schedules until ctx ends, checking as often as the shortest period
+// scheduleEvery is how often due schedules are looked for: as often as the shortest period
 // needs (at least every SweepInterval, at most every second).
-func (b *Bot) runSchedules(ctx context.Context) {
+func (b *Bot) scheduleEvery() time.Duration {
 	every := b.sweepEvery
 	for _, s := range b.schedules {
 		every = min(every, s.Every)
 	}
-	t := time.NewTicker(max(every, time.Second))
-	defer t.Stop()
-	for {
-		b.RunSchedules(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return max(every, time.Second)
 }
 
 // RunSchedules starts every schedule that is due and that this replica claims; their previews

@@ -109,22 +109,6 @@ type reading struct {
 
 func (r reading) percent() float64 { return cleanup.Memory{Used: r.Used, Max: r.Max}.Percent() }
 
-// runWatch checks the target every WATCH_INTERVAL until ctx ends.
-func (b *Bot) runWatch(ctx context.Context) {
-	t := time.NewTicker(time.Duration(b.watch.Interval))
-	defer t.Stop()
-	for {
-		b.Watch(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // Watch checks the target once (when this replica holds its watch lease) and posts the symptoms
 // that crossed their thresholds, each with a preview that continues in the background (Wait
 // waits for it). Run calls it every WATCH_INTERVAL; it is exported for tests that drive time
