@@ -463,6 +463,17 @@ func (e *Engine) Stats(ctx context.Context, maxKeys int64) (Stats, error) {
 // zero, and KeysOnly says so.
 func (e *Engine) KeyStats(ctx context.Context, maxKeys int64) (Stats, error) {
 	start := time.Now()
+	s, err := e.keyTTLs(ctx, maxKeys)
+	if err == nil {
+		s.UsedMemory, s.MaxMemory = e.memory(ctx)
+	}
+	s.Duration = time.Since(start)
+	return s, err
+}
+
+// keyTTLs counts the session keys and their TTLs, at most maxKeys of them (0: all), one SCAN
+// COUNT ≤100 and one PTTL pipeline in flight per master: KeyStats without the memory figures.
+func (e *Engine) keyTTLs(ctx context.Context, maxKeys int64) (Stats, error) {
 	s := Stats{Prefix: e.t.prefix, KeysOnly: true}
 	var mu sync.Mutex
 	st := &scanState{budget: maxKeys}
@@ -488,7 +499,10 @@ func (e *Engine) KeyStats(ctx context.Context, maxKeys int64) (Stats, error) {
 		}
 		return nil
 	}
-	return e.statsScan(ctx, &s, st, fn, start)
+	nodes, err := e.scanAll(ctx, e.countPacing(), st, fn)
+	s.Nodes = nodes
+	s.Complete = err == nil && !st.truncated.Load()
+	return s, err
 }
 
 // statsScan runs a stats scan: small batches, one command in flight per master, so that

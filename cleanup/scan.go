@@ -326,8 +326,14 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 			keys = e.t.sessionKeysOnly(keys)
 			if len(keys) > 0 {
 				n := st.scanned.Add(int64(len(keys)))
-				if st.budget > 0 && n-int64(len(keys)) >= st.budget {
-					return errBudget
+				if over := n - st.budget; st.budget > 0 && over > 0 {
+					// The budget is exact: the batch that crosses it is cut, and the scan ends.
+					cut := min(over, int64(len(keys)))
+					st.scanned.Add(-cut)
+					st.truncated.Store(true)
+					if keys = keys[:int64(len(keys))-cut]; len(keys) == 0 {
+						return errBudget
+					}
 				}
 				if p.limiter != nil {
 					if err := p.limiter.wait(ctx, len(keys)); err != nil {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // OrphanCount is what CountOrphans saw: session keys without a TTL (PTTL -1), the runbook's
@@ -23,49 +20,11 @@ type OrphanCount struct {
 
 // CountOrphans counts session keys without a TTL, reading keys and TTLs only, never a value:
 // a watcher may run it every few minutes against production. It reads the TTL of at most
-// maxKeys keys (0: all), in SCAN COUNT 100 batches with one command in flight per master, like
-// the keys-only counts after a run.
+// maxKeys keys (0: all), one SCAN COUNT 100 in flight per master (keyTTLs, as KeyStats).
 func (e *Engine) CountOrphans(ctx context.Context, maxKeys int64) (OrphanCount, error) {
 	start := time.Now()
-	var (
-		mu  sync.Mutex
-		c   OrphanCount
-		cut bool // keys were left unread to stay within maxKeys
-	)
-	st := &scanState{budget: maxKeys}
-	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		mu.Lock()
-		if maxKeys > 0 && c.Scanned+int64(len(keys)) > maxKeys {
-			keys, cut = keys[:max(maxKeys-c.Scanned, 0)], true
-		}
-		c.Scanned += int64(len(keys))
-		mu.Unlock()
-		if len(keys) == 0 {
-			return nil
-		}
-		items, err := e.classify(ctx, e.opsFor(node), Filter{Orphans: true}, keys, false, true, e.now())
-		if err != nil {
-			return err
-		}
-		var n, missing int64
-		for i := range items {
-			switch {
-			case items[i].state == stateMissing:
-				missing++
-			case items[i].pttl == -1:
-				n++
-			}
-		}
-		mu.Lock()
-		c.Orphans += n
-		c.Scanned -= missing
-		mu.Unlock()
-		return nil
-	}
-	_, err := e.scanAll(ctx, e.countPacing(), st, fn)
-	c.Complete = err == nil && !cut && !st.truncated.Load()
-	c.Duration = time.Since(start)
-	return c, err
+	s, err := e.keyTTLs(ctx, maxKeys)
+	return OrphanCount{Scanned: s.Total, Orphans: s.Orphans, Complete: s.Complete, Duration: time.Since(start)}, err
 }
 
 // Memory is a target's memory use as INFO memory reports it, for the master closest to its
