@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,16 +532,8 @@ func (e *Engine) memory(ctx context.Context) (used, max int64) {
 			bounded = false
 			continue
 		}
-		var nodeMax int64
-		for _, line := range strings.Split(info, "\n") {
-			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				used += n
-			}
-			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
-				nodeMax, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			}
-		}
+		used += infoInt(info, "used_memory")
+		nodeMax := infoInt(info, "maxmemory")
 		bounded = bounded && nodeMax > 0
 		max += nodeMax
 	}
