@@ -305,12 +305,7 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 				return err
 			}
 		}
-		var validN int64
-		for _, en := range entries {
-			if en.valid {
-				validN++
-			}
-		}
+		validN := r.logouts(entries)
 		if grant := r.reserve(validN); grant < validN {
 			r.release(grant)
 			return ErrBoundReached
@@ -374,7 +369,9 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 		case '1':
 			if en.valid {
 				r.c.deletedValid.Add(1)
-				deletedValid++
+				if r.loggedOutKey(en.key) {
+					deletedValid++
+				}
 			}
 			r.deletedUser(en.user)
 		case '0':
@@ -431,7 +428,9 @@ func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, n
 		}
 		if valid {
 			r.c.deletedValid.Add(1)
-			deletedValid++
+			if r.loggedOutKey(en.key) {
+				deletedValid++
+			}
 		}
 		r.deletedUser(user)
 	}

@@ -415,6 +415,68 @@ func TestFaultStandaloneKilledMidRun(t *testing.T) {
 	}
 }
 
+// Fault 2b: a bounded run (--user-id) whose server restarts mid-scan from a snapshot taken
+// before the run: the sessions it already deleted come back (as an application writes back a
+// session it holds) and the rescan deletes them again. Each is one logout, not two: a bound of
+// exactly the previewed count must not stop the run (the chaos flake of seed
+// 8231517880663793686, "the bound counted something that was no real logout").
+func TestFaultRestartDeletesAgainWithoutSpendingTheBound(t *testing.T) {
+	const prefix = "f2b:session:"
+	s := redistest.Standalone(t)
+	admin := s.Client()
+	own := NewTarget(admin, prefix, s.Addr())
+	put(t, own, population(2000, 0, nil)...)
+	checkOther := unrelated(t, own)
+	if err := admin.Save(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f := Filter{UserID: "auth0|1000"}
+	before := snapshot(t, admin, prefix)
+	var matching int64
+	for _, v := range before {
+		if strings.Contains(v, `"auth0|1000"`) {
+			matching++
+		}
+	}
+	var (
+		scans int
+		fired bool
+	)
+	h := cmdHook{after: func(cmds []redis.Cmder) {
+		if _, _, ok := scanReply(cmds); !ok || fired {
+			return
+		}
+		if scans++; scans == 12 {
+			fired = true
+			if err := s.Restart(); err != nil {
+				t.Errorf("Restart: %v", err)
+			}
+		}
+	}}
+	e := NewEngine(hookedTarget(t, s, prefix, h), EngineConfig{BatchSize: 100, MaxRate: 100000, RetryFor: faultRetryFor}).
+		WithClock(func() time.Time { return testNow })
+	rep, err := e.Run(context.Background(), RunSpec{Filter: f, MaxValid: matching})
+	if !fired {
+		t.Fatal("the restart was never injected")
+	}
+	if err != nil {
+		t.Fatalf("Run = %v (Report: deleted %d, still-valid %d, bound %d)", err, rep.Deleted, rep.DeletedValid, matching)
+	}
+	if rep.Deleted <= matching {
+		t.Errorf("Report.Deleted = %d; want more than the %d matching sessions (some deleted twice: the test did not exercise the rescan)", rep.Deleted, matching)
+	}
+	after := snapshot(t, admin, prefix)
+	for k, v := range after {
+		if strings.Contains(v, `"auth0|1000"`) {
+			t.Errorf("%s of auth0|1000 left behind", k)
+		}
+	}
+	if want := len(before) - int(matching); len(after) != want {
+		t.Errorf("%d sessions left; want %d (every other user's)", len(after), want)
+	}
+	checkOther()
+}
+
 // Fault 2: a server restarts between two SCAN calls and comes back with its data (loaded from
 // an RDB snapshot taken before the cleanup, so deleted sessions come back too, in a new hash
 // table order). The old cursor means nothing to the new process: the node must be rescanned

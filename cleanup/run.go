@@ -124,6 +124,7 @@ type runner struct {
 	reservedValid atomic.Int64 // still-valid deletions granted against spec.MaxValid
 	malformedSeen distinctKeys // malformed keys counted (a rescan reads them again)
 	validListed   distinctKeys // still-valid keys listed in a bounded run's backup rounds
+	loggedOut     distinctKeys // still-valid sessions a bounded run deleted, by key
 
 	mu    sync.Mutex
 	users map[string]string // user_id → username of deleted sessions (≤ 100)
@@ -146,6 +147,16 @@ func (r *runner) reserve(n int64) int64 {
 		}
 	}
 }
+
+// newLogout reports whether deleting key, a still-valid session, would be a logout the bound
+// has not counted yet. A session its application writes back after the run deleted it, and
+// that the run deletes again (a rescan after a restart, a later round), is the same logout:
+// counting each deletion would spend the bound's margin on no real logout.
+func (r *runner) newLogout(key string) bool { return !r.bounded() || !r.loggedOut.has(key) }
+
+// loggedOutKey records that the run deleted key, a still-valid session, and reports whether that
+// was a new logout (one counted against the bound).
+func (r *runner) loggedOutKey(key string) bool { return !r.bounded() || r.loggedOut.add(key) }
 
 // release gives back grants that were not used (the key changed or was gone).
 func (r *runner) release(n int64) {
@@ -186,6 +197,17 @@ func (d *distinctKeys) add(key string) bool {
 	}
 	d.seen[h] = struct{}{}
 	return true
+}
+
+// has reports whether key was added.
+func (d *distinctKeys) has(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		return false
+	}
+	_, ok := d.seen[maphash.String(d.seed, key)]
+	return ok
 }
 
 func (d *distinctKeys) len() int {
@@ -308,9 +330,11 @@ func deletions(del []*item) int64 {
 	return n
 }
 
-// logsOut reports whether settling the item logs a user out: a still-valid session to be
-// deleted. A repair never does.
-func (it *item) logsOut(now time.Time) bool { return it.verdict == Delete && it.valid(now) }
+// logsOut reports whether settling the item logs a user out, as the bound counts it: a
+// still-valid session to be deleted that the run has not deleted before. A repair never does.
+func (r *runner) logsOut(it *item) bool {
+	return it.verdict == Delete && it.valid(r.now) && r.newLogout(it.key)
+}
 
 // settle deletes the items decided Delete and repairs those decided Repair, each only if it is
 // still exactly what was decided on (compare-and-delete or compare-and-expire on its value, and
@@ -326,14 +350,14 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 		}
 		var validN int64
 		for _, it := range del {
-			if it.logsOut(r.now) {
+			if r.logsOut(it) {
 				validN++
 			}
 		}
 		grant := r.reserve(validN)
 		boundHit := grant < validN
 		if boundHit {
-			del = trimValid(del, grant, r.now)
+			del = r.trimValid(del, grant)
 		}
 		changed, deletedValid, err := r.compareAndDelete(ctx, o, del)
 		r.release(grant - deletedValid)
@@ -429,7 +453,7 @@ func (r *runner) compareAndDelete(ctx context.Context, o ops, del []*item) (chan
 					continue
 				}
 				r.deletedItem(it)
-				if it.valid(r.now) {
+				if it.valid(r.now) && r.loggedOutKey(it.key) {
 					deletedValid++
 				}
 			case '0':
@@ -485,10 +509,10 @@ func (r *runner) unlinkCounted(ctx context.Context, o ops, keys []string) error 
 
 // trimValid keeps every item that is no logout (expired, malformed, a repair) and the first
 // grant still-valid ones.
-func trimValid(del []*item, grant int64, now time.Time) []*item {
+func (r *runner) trimValid(del []*item, grant int64) []*item {
 	out := del[:0]
 	for _, it := range del {
-		if !it.logsOut(now) {
+		if !r.logsOut(it) {
 			out = append(out, it)
 		} else if grant > 0 {
 			out = append(out, it)

@@ -106,16 +106,11 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 			}
 		}
 		r.c.matched.Add(int64(len(entries)))
-		var validN int64
-		for _, en := range entries {
-			if en.valid {
-				validN++
-			}
-		}
+		validN := r.logouts(entries)
 		grant := r.reserve(validN)
 		boundHit := grant < validN
 		if boundHit {
-			entries = trimValidEntries(entries, grant)
+			entries = r.trimValidEntries(entries, grant)
 		}
 		deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
 		r.release(grant - deletedValid)
@@ -205,7 +200,9 @@ func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []ke
 			case '1':
 				if en.valid {
 					r.c.deletedValid.Add(1)
-					deletedValid++
+					if r.loggedOutKey(en.key) {
+						deletedValid++
+					}
 				}
 				r.deletedUser(en.user)
 			case '0':
@@ -243,11 +240,22 @@ func (r *runner) resettle(ctx context.Context, o ops, keys []string) error {
 	return r.settle(ctx, o, del)
 }
 
-// trimValidEntries keeps every entry that is no logout and the first grant still-valid ones.
-func trimValidEntries(entries []keyEntry, grant int64) []keyEntry {
+// logouts counts the entries whose deletion the bound counts as a logout (see newLogout).
+func (r *runner) logouts(entries []keyEntry) int64 {
+	var n int64
+	for _, en := range entries {
+		if en.valid && r.newLogout(en.key) {
+			n++
+		}
+	}
+	return n
+}
+
+// trimValidEntries keeps every entry that is no new logout and the first grant that are.
+func (r *runner) trimValidEntries(entries []keyEntry, grant int64) []keyEntry {
 	out := entries[:0]
 	for _, en := range entries {
-		if !en.valid {
+		if !en.valid || !r.newLogout(en.key) {
 			out = append(out, en)
 		} else if grant > 0 {
 			out = append(out, en)
