@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -22,7 +23,12 @@ type options struct {
 	n, unrelated, clusterN       int
 	loopSample                   int
 	skipBaselines, skipBot, json bool
+	only                         *regexp.Regexp // nil: every scenario
+	env                          []string       // extra KEY=VALUE for the sessionbot children
 }
+
+// want reports whether the scenario named name is to be measured (-only).
+func (o options) want(name string) bool { return o.only == nil || o.only.MatchString(name) }
 
 // row is one line of the table (or of the ceilings below it).
 type row struct {
@@ -246,6 +252,9 @@ func (r *runner) engine() error {
 		{"engine: --all without backup, pacing off", "all", nil, every, goal{minRate: 300_000}},
 	}
 	for _, sc := range scenarios {
+		if !r.o.want(sc.name) {
+			continue
+		}
 		if err := r.reset(); err != nil {
 			return err
 		}
@@ -260,6 +269,9 @@ func (r *runner) engine() error {
 		r.verify(sc.name, r.full, sc.wantDel(r.full.seed))
 	}
 	// Peak RSS must not grow with the key count: the same preview over a tenth of the keys.
+	if !r.o.want("engine: preview at n/10 (RSS flatness)") {
+		return nil
+	}
 	r.logf("RSS check: preview over %d sessions…", r.tenthN())
 	row, err := r.p.child(r.ctx, r.self, []string{"child", "-url", r.tenth.url, "-mode", "preview"})
 	if err != nil {
@@ -294,7 +306,7 @@ func (r *runner) xargsRun() error {
 
 // perKeyLoop measures the runbook's per-key shell loop on a sample and extrapolates.
 func (r *runner) perKeyLoop() error {
-	if r.o.skipBaselines {
+	if r.o.skipBaselines || !r.o.want("runbook: per-key shell loop") {
 		return nil
 	}
 	if err := r.reset(); err != nil {
@@ -324,7 +336,7 @@ func (r *runner) redisCLI() string {
 }
 
 func (r *runner) cluster() error {
-	if r.o.clusterN <= 0 {
+	if r.o.clusterN <= 0 || !r.o.want("cluster:") {
 		return nil
 	}
 	rows, err := clusterScenario(r.ctx, r.self, r.o, r.p.interval, r.logf)

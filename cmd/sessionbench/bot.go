@@ -48,6 +48,9 @@ func (r *runner) bot() error {
 		return nil
 	}
 	for _, sc := range botScenarios {
+		if !r.o.want(sc.name) {
+			continue
+		}
 		if err := r.reset(); err != nil {
 			return err
 		}

@@ -46,6 +46,9 @@ func (r *runner) ceilingRuns() error {
 	c := redis.NewClient(&redis.Options{Addr: r.srv.Addr(), PoolSize: 1})
 	defer c.Close()
 	for _, cl := range ceilingLoops {
+		if !r.o.want("ceiling: " + cl.name) {
+			continue
+		}
 		if err := r.reset(); err != nil {
 			return err
 		}

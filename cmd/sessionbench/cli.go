@@ -37,6 +37,9 @@ var cliScenarios = []struct {
 // flatness check, verifying both.
 func (r *runner) cli() error {
 	for _, sc := range cliScenarios {
+		if !r.o.want(sc.name) {
+			continue
+		}
 		if err := r.reset(); err != nil {
 			return err
 		}
@@ -77,10 +80,11 @@ func (r *runner) runCLI(d *db, args []string) (proc, error) {
 }
 
 // env is the whole environment of a sessionbot child: only what the run needs, so that nothing
-// from the caller's (a REDIS_CLUSTER_ADDRS, a BATCH_SIZE) changes what is measured.
+// from the caller's (a REDIS_CLUSTER_ADDRS, a BATCH_SIZE) changes what is measured; -env adds
+// settings on purpose (e.g. MAX_KEYS_PER_SECOND=100000, to see what another pacing costs).
 func (r *runner) env(redisURL string, extra ...string) []string {
 	return append([]string{"PATH=" + os.Getenv("PATH"), "USER=sessionbench", "REDIS_URL=" + redisURL,
-		"AUDIT_LOG=" + filepath.Join(r.dir, "audit.log"), "BACKUP_DIR=" + r.backupDir}, extra...)
+		"AUDIT_LOG=" + filepath.Join(r.dir, "audit.log"), "BACKUP_DIR=" + r.backupDir}, append(extra, r.o.env...)...)
 }
 
 // buildSessionbot builds the sessionbot binary once into dir (the bench runs inside the module,

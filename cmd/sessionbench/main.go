@@ -21,6 +21,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 )
 
@@ -47,8 +49,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.skipBot, "skip-bot", false, "skip the bot rows (sessionbot serve through the fake Slack)")
 	fs.IntVar(&o.loopSample, "loop-sample", 2000, "keys the runbook's per-key shell loop deletes (extrapolated to -n)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON (xargs baseline, rows, ceilings)")
+	fs.Func("only", "measure only the scenarios whose name matches this regexp (e.g. 'CLI: cleanup --all'); the xargs baseline always runs", func(s string) error {
+		re, err := regexp.Compile(s)
+		o.only = re
+		return err
+	})
+	fs.Func("env", "KEY=VALUE for the sessionbot CLI and bot children, repeatable (e.g. -env MAX_KEYS_PER_SECOND=100000)", func(s string) error {
+		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", s)
+		}
+		o.env = append(o.env, s)
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-skip-baselines] [-skip-bot] [-json]\n\nMeasures preview, race-safe cleanup and mass logout (engine, CLI and bot) against the runbook's redis-cli methods.")
+		fmt.Fprintln(stderr, "usage: sessionbench [-n N] [-only REGEXP] [-env KEY=VALUE]... [-skip-baselines] [-skip-bot] [-json]\n\nMeasures preview, race-safe cleanup and mass logout (engine, CLI and bot) against the runbook's redis-cli methods.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
