@@ -285,6 +285,15 @@ var mutations = []mutation{
 		Run:  "^(TestBoundStopsRun|TestBoundCountsOnlyValidSessions)$",
 	},
 	{
+		Name: "logout-counted-once-ever",
+		Rule: "a session deleted again counts once against the bound, but every new session counts (SPEC §12.3)",
+		File: "cleanup/run.go",
+		From: "func (r *runner) newLogout(key string) bool { return !r.bounded() || !r.loggedOut.has(key) }",
+		To:   "func (r *runner) newLogout(key string) bool { return !r.bounded() }",
+		Pkgs: []string{"./cleanup/"},
+		Run:  "^(TestBoundStopsRun|TestBoundCountsOnlyValidSessions)$",
+	},
+	{
 		Name: "malformed-counted-as-logout",
 		Rule: "expired, malformed and absent keys never count as logouts (SPEC §12.3)",
 		File: "cleanup/redisops.go",
