@@ -35,8 +35,15 @@ import (
 // Round 1 writes BACKUP_DIR/<job>.jsonl.gz; round k writes <job>.r<k>.jsonl.gz. A resumed job
 // starts at BackupSpec.FirstRound. Report.Backup names every file written, comma-separated.
 func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
-	scan := func(ctx context.Context, fn batchFunc) error {
-		_, err := r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
+	var (
+		planned *planBuilder // the first round is the run's preview (RunSpec.Planned)
+		nodes   int
+	)
+	if r.spec.Planned != nil {
+		planned = r.e.newPlanBuilder(r.f, r.now)
+	}
+	scan := func(ctx context.Context, fn batchFunc) (err error) {
+		nodes, err = r.e.forEachBatch(ctx, r.f, r.p, r.st, fn)
 		return err
 	}
 	src := scan
@@ -51,7 +58,7 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 	}
 	for round := first; ; round++ {
 		r.c.phase.Store("backup")
-		if err := r.backupRound(ctx, cur, src); err != nil {
+		if err := r.backupRound(ctx, cur, src, planned); err != nil {
 			cur.abort()
 			return err
 		}
@@ -62,6 +69,14 @@ func (r *runner) runWithBackup(ctx context.Context, rep *Report) error {
 		if err := cur.close(rep); err != nil {
 			cur.abort()
 			return err
+		}
+		if planned != nil {
+			plan := planned.done(nodes, r.st, r.start)
+			planned = nil
+			if err := r.spec.Planned(plan); err != nil {
+				cur.list.remove()
+				return err
+			}
 		}
 		if cur.list.n == 0 {
 			cur.list.remove() // only newer values of keys already deleted
@@ -187,14 +202,18 @@ func (rd *round) abort() {
 func (r *runner) getdel() bool { return r.f.selectsByKey() }
 
 // backupRound reads every key src selects, decides, and writes the matching ones to rd's backup
-// file and key list. A bound exceeded stops it before anything of the round is deleted.
-func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error) error {
+// file and key list; with planned, it also adds every batch up into the run's plan. A bound
+// exceeded stops it before anything of the round is deleted.
+func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error, planned *planBuilder) error {
 	var mu sync.Mutex
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
 		o := r.e.opsFor(node)
 		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
 		if err != nil {
 			return err
+		}
+		if planned != nil {
+			planned.add(items)
 		}
 		del := r.toDelete(items)
 		lines, entries, err := r.encodeBackup(ctx, o, del)
@@ -535,7 +554,7 @@ func (e *Engine) Backup(ctx context.Context, f Filter, b *BackupSpec, progress f
 		err = r.backupRound(ctx, rd, func(ctx context.Context, fn batchFunc) error {
 			_, err := e.forEachBatch(ctx, f, r.p, r.st, fn)
 			return err
-		})
+		}, nil)
 		if err == nil {
 			err = rd.close(&rep)
 		}

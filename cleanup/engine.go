@@ -74,6 +74,12 @@ type RunSpec struct {
 	// deletes from it and reads only keys the preview did not see (not with a backup or --all,
 	// which read or delete by key anyway).
 	Selection *Selection
+	// Planned, when set on a run with a Backup, makes the run's first backup round its
+	// preview, for a run that follows its preview at once without asking anyone (`cleanup --all
+	// --yes`): every session is read once, not twice. Planned receives the Plan of that round's
+	// scan when its backup file is complete and synced, before anything is deleted; an error
+	// stops the run there, with nothing deleted (the backup file stays).
+	Planned func(Plan) error
 }
 
 // BackupSpec names the backup file a run writes before deleting.
@@ -285,16 +291,11 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 // preview computes the plan; also, when set, hands every classified batch to each.
 func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress), each func([]item) error) (Plan, error) {
 	start := time.Now()
-	now := e.now()
-	plan := Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}
-	var (
-		mu sync.Mutex
-		st = &scanState{}
-		c  counters
-	)
-	stop := c.report(progress, "scan", start, &st.scanned)
+	pb := e.newPlanBuilder(f, e.now())
+	st := &scanState{}
+	stop := pb.c.report(progress, "scan", start, &st.scanned)
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		items, err := e.classify(ctx, e.opsFor(node), f, keys, true, true, now)
+		items, err := e.classify(ctx, e.opsFor(node), f, keys, true, true, pb.plan.At)
 		if err != nil {
 			return err
 		}
@@ -303,48 +304,77 @@ func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress),
 				return err
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		for i := range items {
-			it := &items[i]
-			if it.state == stateMissing {
-				continue
-			}
-			plan.Found++
-			if it.malformedFor(f) {
-				plan.Malformed++
-			}
-			if it.verdict == Repair {
-				plan.Repaired++
-				continue
-			}
-			if it.verdict != Delete {
-				continue
-			}
-			plan.Matched++
-			c.matched.Add(1)
-			if it.valid(now) {
-				plan.Valid++
-			}
-			plan.ByAuthMethod[authMethodLabel(it)]++
-			plan.TTL.Add(it.pttl)
-			plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
-			if len(plan.Samples) < 5 {
-				plan.Samples = append(plan.Samples, sampleOf(it, e.t.prefix))
-			}
-		}
+		pb.add(items)
 		return nil
 	}
 	nodes, err := e.forEachBatch(ctx, f, e.readPacing(), st, fn)
 	stop()
-	plan.Kept = plan.Found - plan.Matched
-	plan.Nodes = nodes
-	plan.Restarted = st.restarted
-	plan.Duration = time.Since(start)
+	plan := pb.done(nodes, st, start)
 	if err != nil {
 		return plan, fmt.Errorf("preview: %w", err)
 	}
 	return plan, nil
+}
+
+// planBuilder adds classified batches up into a Plan: the preview's, or that of a run whose
+// first backup round is its preview (RunSpec.Planned).
+type planBuilder struct {
+	mu     sync.Mutex
+	plan   Plan
+	prefix string
+	c      counters // matched so far, for progress
+}
+
+// newPlanBuilder starts the plan of f for batches classified at now.
+func (e *Engine) newPlanBuilder(f Filter, now time.Time) *planBuilder {
+	return &planBuilder{prefix: e.t.prefix, plan: Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}}
+}
+
+// add counts one classified batch (safe for concurrent use).
+func (pb *planBuilder) add(items []item) {
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	plan, f, now := &pb.plan, pb.plan.Filter, pb.plan.At
+	for i := range items {
+		it := &items[i]
+		if it.state == stateMissing {
+			continue
+		}
+		plan.Found++
+		if it.malformedFor(f) {
+			plan.Malformed++
+		}
+		if it.verdict == Repair {
+			plan.Repaired++
+			continue
+		}
+		if it.verdict != Delete {
+			continue
+		}
+		plan.Matched++
+		pb.c.matched.Add(1)
+		if it.valid(now) {
+			plan.Valid++
+		}
+		plan.ByAuthMethod[authMethodLabel(it)]++
+		plan.TTL.Add(it.pttl)
+		plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
+		if len(plan.Samples) < 5 {
+			plan.Samples = append(plan.Samples, sampleOf(it, pb.prefix))
+		}
+	}
+}
+
+// done completes the plan of a scan over nodes masters that began at start.
+func (pb *planBuilder) done(nodes int, st *scanState, start time.Time) Plan {
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	plan := pb.plan
+	plan.Kept = plan.Found - plan.Matched
+	plan.Nodes = nodes
+	plan.Restarted = st.restarted
+	plan.Duration = time.Since(start)
+	return plan
 }
 
 // keyOverhead approximates Redis's per-key memory beyond key and value bytes (dict entry, object

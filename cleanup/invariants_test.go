@@ -25,11 +25,14 @@ var invariantNow = time.Date(2025, 11, 26, 10, 0, 0, 0, time.UTC)
 func TestInvariantsUnderConcurrentWriters(t *testing.T) {
 	seed := sessiontest.SeedFromEnv()
 	t.Logf("seed %d (replay: SESSIONBOT_SEED=%d go test -run %s ./cleanup)", seed, seed, t.Name())
-	const selection = 2 // backup value: no backup, run from the preview's Selection (the CLI)
+	const (
+		selection = 2 // backup value: no backup, run from the preview's Selection (the CLI)
+		planned   = 3 // backup value: a backup whose first round is the preview (--all --yes)
+	)
 	cases := []struct {
 		name   string
 		filter cleanup.Filter
-		backup int // 0 none, 1 backup, selection
+		backup int // 0 none, 1 backup, selection, planned
 		// MaxValid: -1 unbounded (approved); otherwise the bound of an approval-free run.
 		maxValid int64
 	}{
@@ -47,6 +50,7 @@ func TestInvariantsUnderConcurrentWriters(t *testing.T) {
 		{"orphans/repair", cleanup.Filter{Orphans: true, RepairTTL: true}, 0, 0},
 		{"all", cleanup.Filter{All: true}, 0, -1},
 		{"all/backup", cleanup.Filter{All: true}, 1, -1},
+		{"all/backup-planned", cleanup.Filter{All: true}, planned, -1},
 	}
 	kinds := []struct {
 		name   string
@@ -96,8 +100,17 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	if rng.IntN(3) == 0 {
 		spec.MaxRate = 40000 // paced, as production runs are
 	}
-	if backup == 1 {
+	var plans int
+	if backup == 1 || backup == 3 {
 		spec.Backup = &cleanup.BackupSpec{Dir: t.TempDir(), JobID: "job-inv"}
+	}
+	if backup == 3 {
+		spec.Planned = func(p cleanup.Plan) error {
+			if plans++; p.Matched == 0 {
+				t.Errorf("Planned: a plan that matched nothing out of %d keys", p.Found)
+			}
+			return nil
+		}
 	}
 	app.Start(ctx)
 	// The application is busy before the run starts, and stays busy until it ends.
@@ -138,6 +151,9 @@ func runUnderTraffic(t *testing.T, c redis.UniversalClient, f cleanup.Filter, cf
 	}
 	if rep.Deleted == 0 {
 		t.Errorf("Run deleted nothing; the test proves nothing")
+	}
+	if backup == 3 && plans != 1 {
+		t.Errorf("RunSpec.Planned called %d times; want once", plans)
 	}
 	if cerr := app.Check(ctx, rep, err); cerr != nil {
 		t.Errorf("invariants violated (seed %d):\n%v", cfg.Seed, cerr)

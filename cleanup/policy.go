@@ -88,6 +88,16 @@ func (p Policy) Decide(plan Plan, opts Options) Decision {
 	return d
 }
 
+// DecideUpfront is the decision for a cleanup of f before any preview, when nothing in it depends
+// on what a preview finds: a mass logout (--all) always needs approval, writes a backup unless
+// --no-backup, and is unbounded. ok is false for every other filter.
+func (p Policy) DecideUpfront(f Filter, opts Options) (d Decision, ok bool) {
+	if !f.Normalize().All {
+		return Decision{}, false
+	}
+	return p.Decide(Plan{Filter: f}, opts), true
+}
+
 // DecideRestore is the decision for a restore: putting sessions back logs users in again, so
 // it always needs a second person; it deletes nothing, so it needs no backup and no bound.
 func (p Policy) DecideRestore() Decision {

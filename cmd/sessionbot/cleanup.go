@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
@@ -160,6 +162,55 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("cannot write the audit log, nothing done: %w", err)
 	}
 
+	// What a preview shows, and what it audits before anything is deleted.
+	showPlan := func(plan cleanup.Plan) error {
+		for _, line := range cleanup.SummaryLines(plan, itoa) {
+			fmt.Fprintln(c.stdout, line)
+		}
+		for _, line := range planDetails(plan) {
+			fmt.Fprintln(c.stdout, line)
+		}
+		if err := audit.Log(cleanup.SessionsScanned{
+			Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept}.Event(time.Now(), itoa)); err != nil {
+			return fmt.Errorf("cannot write the audit log, nothing deleted: %w", err)
+		}
+		return nil
+	}
+	run := runOnce{c: c, audit: audit, t: t, who: who, mode: mode, f: f}
+
+	// A mass logout confirmed on the command line (--yes) asks nobody after its preview: its
+	// backup's first round is the preview, so every session is read once, not twice.
+	if decision, ok := cfg.Policy.DecideUpfront(f, opts); ok && opts.Yes && !opts.DryRun && decision.Backup {
+		spec := cleanup.RunSpec{Filter: f, MaxValid: decision.MaxValid, Verify: true,
+			Backup: &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}}
+		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
+		bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "backed up")
+		spec.Progress = bar.update
+		var (
+			nothing bool
+			kept    int64
+		)
+		spec.Planned = func(plan cleanup.Plan) error {
+			bar.restart(plan.Found, "deleted")
+			if err := showPlan(plan); err != nil {
+				return err
+			}
+			if plan.Matched == 0 {
+				nothing, kept = true, plan.Kept
+				return errNothingToDelete
+			}
+			return nil
+		}
+		rep, err := engine.Run(ctx, spec)
+		bar.done()
+		if nothing {
+			removeBackupFiles(rep.Backup)
+			fmt.Fprintln(c.stdout, "Nothing to delete.")
+			return audit.Log(cleanup.CleanupCompleted{Kept: kept}.Event(time.Now(), itoa))
+		}
+		return run.finish(rep, err, spec.MaxValid)
+	}
+
 	bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "matched")
 	var (
 		plan cleanup.Plan
@@ -176,15 +227,8 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		c.logFailed(audit, who, mode, f, cleanup.Report{}, err, t.Prefix())
 		return fmt.Errorf("preview failed, nothing deleted: %s", cleanup.RedactKeys(err.Error(), t.Prefix()))
 	}
-	for _, line := range cleanup.SummaryLines(plan, itoa) {
-		fmt.Fprintln(c.stdout, line)
-	}
-	for _, line := range planDetails(plan) {
-		fmt.Fprintln(c.stdout, line)
-	}
-	if err := audit.Log(cleanup.SessionsScanned{
-		Total: plan.Found, Matched: plan.Matched, Kept: plan.Kept}.Event(time.Now(), itoa)); err != nil {
-		return fmt.Errorf("cannot write the audit log, nothing deleted: %w", err)
+	if err := showPlan(plan); err != nil {
+		return err
 	}
 
 	if opts.DryRun {
@@ -211,7 +255,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	}
 
 	spec := cleanup.RunSpec{Filter: f, MaxValid: decision.MaxValid, Verify: true}
-	if !decision.NeedsApproval {
+	if !decision.NeedsApproval || opts.Yes {
 		// Run from what the preview just found: each session read once, not twice. After a
 		// confirmation prompt (which may take the operator a while) the run reads afresh.
 		spec.Selection = sel
@@ -224,15 +268,43 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	spec.Progress = bar.update
 	rep, err := engine.Run(ctx, spec)
 	bar.done()
+	return run.finish(rep, err, spec.MaxValid)
+}
 
-	printReport(c, rep, err, spec.MaxValid)
+// errNothingToDelete stops a run whose own preview found nothing (RunSpec.Planned).
+var errNothingToDelete = errors.New("nothing to delete")
+
+// removeBackupFiles removes the backup files of a run that deleted nothing (Report.Backup: the
+// paths, comma-separated).
+func removeBackupFiles(paths string) {
+	for p := range strings.SplitSeq(paths, ",") {
+		if p != "" {
+			_ = os.Remove(p)
+		}
+	}
+}
+
+// runOnce is one `sessionbot cleanup` after its preview: how its run's end is reported.
+type runOnce struct {
+	c     *cli
+	audit *auditLog
+	t     *cleanup.Target
+	who   string
+	mode  string
+	f     cleanup.Filter
+}
+
+// finish prints the run's report and audits its end.
+func (r runOnce) finish(rep cleanup.Report, err error, maxValid int64) error {
+	c, audit, f := r.c, r.audit, r.f
+	printReport(c, rep, err, maxValid)
 	if err != nil || rep.Errors > 0 {
-		c.logFailed(audit, who, mode, f, rep, err, t.Prefix())
+		c.logFailed(audit, r.who, r.mode, f, rep, err, r.t.Prefix())
 		if err == nil {
 			err = errors.New("finished with errors")
 		}
 		return &exitError{code: exitFailed, err: fmt.Errorf("cleanup failed after deleting %d sessions: %s",
-			rep.Deleted, cleanup.RedactKeys(err.Error(), t.Prefix()))}
+			rep.Deleted, cleanup.RedactKeys(err.Error(), r.t.Prefix()))}
 	}
 	completed := cleanup.CleanupCompleted{Deleted: rep.Deleted, Kept: rep.Kept, Errors: rep.Errors, Backup: rep.Backup}
 	if err := audit.Log(completed.Event(time.Now(), itoa)); err != nil {
@@ -241,7 +313,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	if f.All && rep.Remaining > 0 {
 		fmt.Fprintf(c.stdout, "WARNING: %d session keys remain: created since the scan, or not removable (see above). Run sessionbot cleanup --all again.\n", rep.Remaining)
 	}
-	for _, line := range verifyHint(f, rep, t.Prefix()) {
+	for _, line := range verifyHint(f, rep, r.t.Prefix()) {
 		fmt.Fprintln(c.stdout, line)
 	}
 	return nil

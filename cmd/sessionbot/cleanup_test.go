@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/internal/testkit"
+	"github.com/redis/go-redis/v9"
 )
 
 // procedure1 is the runbook's Procedure 1 data: 150 sessions, 45 expired, 105 still valid,
@@ -626,4 +628,71 @@ func TestCleanupRepairTTL(t *testing.T) {
 	if inv.code != 2 || !strings.Contains(inv.stderr, "--repair-ttl works only with --orphans") {
 		t.Errorf("cleanup --repair-ttl: exit %d, stderr %q; want 2 and a usage error", inv.code, inv.stderr)
 	}
+}
+
+// `cleanup --all --yes` asks nobody after its preview, so its backup's first round is the
+// preview: every session is read once (one MGET a batch), not once to preview and again to
+// back up. The preview is still shown and audited before anything is deleted, and a mass
+// logout that finds nothing leaves no backup file behind.
+func TestCleanupAllYesReadsEachSessionOnce(t *testing.T) {
+	tg := newTarget(t)
+	seeded := tg.seed(cleanup.SeedSpec{Count: 1000, Unrelated: 10})
+	ctx := context.Background()
+	if err := tg.client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	inv := tg.run("", "cleanup", "--all", "--reason", "drill", "--yes")
+	if inv.code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", inv.code, inv.stderr)
+	}
+	wantLines(t, inv.stdout, "Found 1000 total session keys", "1000 sessions will be deleted (ALL)")
+	if n := tg.count("session:*"); n != 0 {
+		t.Errorf("%d session keys left", n)
+	}
+	// 1000 keys in batches of 100: 10 MGETs read them all once; a second pass would be 20.
+	if calls := commandCalls(t, tg.client, "mget"); calls == 0 || calls > 12 {
+		t.Errorf("%d MGET calls for %d sessions in batches of 100; want about 10 (each session read once)", calls, seeded.Count)
+	}
+	lines := tg.auditLines()
+	scanned, completed := -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, "| Sessions Scanned |"):
+			scanned = i
+		case strings.Contains(l, "| Cleanup Completed |"):
+			completed = i
+		}
+	}
+	if scanned < 0 || completed < scanned {
+		t.Errorf("audit: want Sessions Scanned, then Cleanup Completed:\n%s", strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(lines[completed], "Backup: ") {
+		t.Errorf("Cleanup Completed names no backup: %s", lines[completed])
+	}
+
+	// Nothing left: nothing to delete, and no backup file of nothing.
+	before, _ := os.ReadDir(tg.env["BACKUP_DIR"])
+	inv = tg.run("", "cleanup", "--all", "--reason", "drill", "--yes")
+	if inv.code != 0 || !strings.Contains(inv.stdout, "Nothing to delete.") {
+		t.Fatalf("exit %d; stdout:\n%s", inv.code, inv.stdout)
+	}
+	if after, _ := os.ReadDir(tg.env["BACKUP_DIR"]); len(after) != len(before) {
+		t.Errorf("backup dir holds %d entries after a mass logout of nothing; want %d as before", len(after), len(before))
+	}
+}
+
+// commandCalls is INFO commandstats' call count of cmd.
+func commandCalls(t *testing.T, c *redis.Client, cmd string) int {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
 }

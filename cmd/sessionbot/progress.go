@@ -44,6 +44,15 @@ func (p *progressBar) update(pr cleanup.Progress) {
 	fmt.Fprintf(p.w, "progress: %s\n", p.line(pr, false))
 }
 
+// restart ends the live line and counts anew: the run that follows its own preview
+// (`cleanup --all --yes`) goes on deleting what it just counted.
+func (p *progressBar) restart(total int64, what string) {
+	p.done()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total, p.what = total, what
+}
+
 // done ends the live line so that what follows starts on a fresh one.
 func (p *progressBar) done() {
 	p.mu.Lock()
