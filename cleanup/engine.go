@@ -27,10 +27,11 @@ type Target struct {
 
 // Engine previews and runs cleanups on one Target.
 type Engine struct {
-	t       *Target
-	cfg     EngineConfig
-	now     func() time.Time
-	observe CommandObserver
+	t   *Target
+	cfg EngineConfig
+	now func() time.Time
+	gov *governor  // paces paced work by Redis's latency; shared by copies
+	rtt roundTrips // every round trip: to observe and to gov
 }
 
 // CommandObserver is told the duration of each round trip the engine makes to Redis — a SCAN,
@@ -40,15 +41,26 @@ type Engine struct {
 // engine knows no metrics library: the bot registers a histogram as the observer.
 type CommandObserver func(op string, d time.Duration)
 
-func (o CommandObserver) observe(op string, start time.Time) {
-	if o != nil {
-		o(op, time.Since(start))
+// roundTrips is told every round trip the engine makes: the caller's CommandObserver and the
+// governor. n is the keys the round trip was about (a batch's size).
+type roundTrips struct {
+	user CommandObserver
+	gov  *governor
+}
+
+func (r roundTrips) observe(op string, start time.Time, n int) {
+	d := time.Since(start)
+	if r.user != nil {
+		r.user(op, d)
+	}
+	if r.gov != nil {
+		r.gov.observe(op, d, n)
 	}
 }
 
 // ObserveCommands sets the observer of the engine's Redis round trips (nil: none). Call it
 // before the engine is used; copies made by WithPacing afterwards share it.
-func (e *Engine) ObserveCommands(o CommandObserver) { e.observe = o }
+func (e *Engine) ObserveCommands(o CommandObserver) { e.rtt.user = o }
 
 // RunSpec is one cleanup to execute.
 type RunSpec struct {
@@ -137,7 +149,8 @@ func NewEngine(t *Target, cfg EngineConfig) *Engine {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 100
 	}
-	return &Engine{t: t, cfg: cfg, now: time.Now}
+	gov := newGovernor()
+	return &Engine{t: t, cfg: cfg, now: time.Now, gov: gov, rtt: roundTrips{gov: gov}}
 }
 
 // WithPacing returns a copy of e whose previews, runs and counts use these overrides of its

@@ -136,24 +136,24 @@ func (it *item) malformedFor(f Filter) bool {
 // ops runs batch commands against one master (standalone) or through the cluster client, which
 // routes each per-key command to the node owning its slot and follows MOVED/ASK.
 type ops struct {
-	c       redis.Cmdable
-	multi   bool // multi-key commands allowed (single node)
-	retry   func(context.Context, func() error) error
-	observe CommandObserver
+	c     redis.Cmdable
+	multi bool // multi-key commands allowed (single node)
+	retry func(context.Context, func() error) error
+	rtt   roundTrips
 }
 
 func (e *Engine) opsFor(node *redis.Client) ops {
 	if e.t.cluster != nil {
-		return ops{c: e.t.cluster, multi: false, retry: e.retry, observe: e.observe}
+		return ops{c: e.t.cluster, multi: false, retry: e.retry, rtt: e.rtt}
 	}
-	return ops{c: node, multi: true, retry: e.retry, observe: e.observe}
+	return ops{c: node, multi: true, retry: e.retry, rtt: e.rtt}
 }
 
 // pipelined sends fn's commands in one round trip and reports its duration as op.
-func (o ops) pipelined(ctx context.Context, op string, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+func (o ops) pipelined(ctx context.Context, op string, n int, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	start := time.Now()
 	cmds, err := o.c.Pipelined(ctx, fn)
-	o.observe.observe(op, start)
+	o.rtt.observe(op, start, n)
 	return cmds, err
 }
 
@@ -167,7 +167,7 @@ func (o ops) readValues(ctx context.Context, items []item, withTTL bool) error {
 			gets  []*redis.StringCmd
 			ttls  []*redis.DurationCmd
 		)
-		_, err := o.pipelined(ctx, "read", func(p redis.Pipeliner) error {
+		_, err := o.pipelined(ctx, "read", len(items), func(p redis.Pipeliner) error {
 			if o.multi {
 				for start := 0; start < len(items); start += maxKeysPerCommand {
 					end := min(start+maxKeysPerCommand, len(items))
@@ -240,7 +240,7 @@ func (o ops) readValues(ctx context.Context, items []item, withTTL bool) error {
 	// MGET answers nil both for a vanished key and for a key of another type: ask which.
 	return o.retry(ctx, func() error {
 		cmds := make([]*redis.StatusCmd, len(missing))
-		_, err := o.pipelined(ctx, "read", func(p redis.Pipeliner) error {
+		_, err := o.pipelined(ctx, "read", len(missing), func(p redis.Pipeliner) error {
 			for j, i := range missing {
 				cmds[j] = p.Type(ctx, items[i].key)
 			}
@@ -265,7 +265,7 @@ func (o ops) readTTLs(ctx context.Context, items []item, idx []int) error {
 	}
 	return o.retry(ctx, func() error {
 		cmds := make([]*redis.DurationCmd, len(idx))
-		_, err := o.pipelined(ctx, "ttl", func(p redis.Pipeliner) error {
+		_, err := o.pipelined(ctx, "ttl", len(idx), func(p redis.Pipeliner) error {
 			for j, i := range idx {
 				cmds[j] = p.PTTL(ctx, items[i].key)
 			}
@@ -290,7 +290,7 @@ func (o ops) dumps(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	err := o.retry(ctx, func() error {
 		cmds := make([]*redis.StringCmd, len(keys))
-		_, err := o.pipelined(ctx, "dump", func(p redis.Pipeliner) error {
+		_, err := o.pipelined(ctx, "dump", len(keys), func(p redis.Pipeliner) error {
 			for i, k := range keys {
 				cmds[i] = p.Dump(ctx, k)
 			}
@@ -335,7 +335,7 @@ func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
 			return nil
 		}
 		cmds := make([]*redis.IntCmd, len(keys))
-		_, _ = o.pipelined(ctx, "unlink", func(p redis.Pipeliner) error {
+		_, _ = o.pipelined(ctx, "unlink", len(keys), func(p redis.Pipeliner) error {
 			for i, k := range keys {
 				cmds[i] = p.Unlink(ctx, k)
 			}
@@ -379,7 +379,7 @@ func (o ops) getdel(ctx context.Context, keys []string) ([]getdelResult, error) 
 	err := o.retry(ctx, func() error {
 		ttls := make([]*redis.DurationCmd, len(todo))
 		gds := make([]*redis.StringCmd, len(todo))
-		_, _ = o.pipelined(ctx, "getdel", func(p redis.Pipeliner) error {
+		_, _ = o.pipelined(ctx, "getdel", len(todo), func(p redis.Pipeliner) error {
 			for j, i := range todo {
 				ttls[j] = p.PTTL(ctx, keys[i])
 				gds[j] = p.GetDel(ctx, keys[i])
@@ -496,7 +496,7 @@ func (o ops) cadOnce(ctx context.Context, mode string, keys, expected, at []stri
 			ks, a := args(idx)
 			start := time.Now()
 			v, err := compareAndDelete.EvalSha(ctx, o.c, ks, a...).Result()
-			o.observe.observe("cad", start)
+			o.rtt.observe("cad", start, len(idx))
 			if err != nil {
 				return todo, err
 			}
@@ -510,7 +510,7 @@ func (o ops) cadOnce(ctx context.Context, mode string, keys, expected, at []stri
 		return nil, nil
 	}
 	cmds := make([]*redis.Cmd, len(todo))
-	_, _ = o.pipelined(ctx, "cad", func(p redis.Pipeliner) error {
+	_, _ = o.pipelined(ctx, "cad", len(todo), func(p redis.Pipeliner) error {
 		for j, i := range todo {
 			ks, a := args([]int{i})
 			cmds[j] = compareAndDelete.EvalSha(ctx, p, ks, a...)

@@ -44,7 +44,7 @@ func (e *Engine) pacing(batch int, pause time.Duration, rate int) pacing {
 		p.pause = pause
 	}
 	if rate > 0 {
-		p.limiter = newLimiter(rate)
+		p.limiter = newLimiter(rate, e.gov)
 	}
 	return p
 }
@@ -72,24 +72,30 @@ func (e *Engine) countPacing() pacing {
 	return pacing{batch: min(max(e.cfg.BatchSize, 1), 100), sequential: true}
 }
 
-// limiter spaces work out to at most rate keys per second across every master.
+// limiter spaces work out to at most rate keys per second across every master, less when the
+// engine's governor has slowed it down because Redis answers slowly.
 type limiter struct {
 	mu   sync.Mutex
-	rate float64
+	rate float64 // the cap: MAX_KEYS_PER_SECOND or its override
+	gov  *governor
 	next time.Time
 }
 
-func newLimiter(rate int) *limiter { return &limiter{rate: float64(rate)} }
+func newLimiter(rate int, gov *governor) *limiter { return &limiter{rate: float64(rate), gov: gov} }
 
 // wait blocks until n more keys may be processed.
 func (l *limiter) wait(ctx context.Context, n int) error {
+	rate := l.rate
+	if l.gov != nil {
+		rate = l.gov.rate(rate)
+	}
 	l.mu.Lock()
 	now := time.Now()
 	if l.next.Before(now) {
 		l.next = now
 	}
 	at := l.next
-	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.next = l.next.Add(time.Duration(float64(n) / rate * float64(time.Second)))
 	l.mu.Unlock()
 	return sleepUntil(ctx, at)
 }
@@ -298,7 +304,7 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 				}
 				start := time.Now()
 				_, _ = pipe.Exec(ctx)
-				e.observe.observe("scan", start)
+				e.rtt.observe("scan", start, p.batch)
 				if err := scan.Err(); err != nil {
 					checkRun = true
 					return err

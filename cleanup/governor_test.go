@@ -1,0 +1,131 @@
+package cleanup
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// fakeClock is a clock a test moves by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time                  { return c.t }
+func (c *fakeClock) advance(d time.Duration)         { c.t = c.t.Add(d) }
+func (g *governor) shareNow() float64                { g.mu.Lock(); defer g.mu.Unlock(); return g.share }
+func (g *governor) withClock(c *fakeClock) *governor { g.now = c.now; return g }
+
+// The governor keeps the full rate while round trips stay near their floor, cuts it at once
+// (once per slow moment, not once per slow command) when Redis answers slowly, never below
+// minShare, and climbs back additively when Redis recovers.
+func TestGovernorAIMD(t *testing.T) {
+	clk := &fakeClock{t: testNow}
+	g := newGovernor().withClock(clk)
+	idle := func(n int) {
+		for range n {
+			clk.advance(time.Millisecond)
+			g.observe("read", 200*time.Microsecond, 100)
+		}
+	}
+	idle(100)
+	if s := g.shareNow(); s != 1 {
+		t.Fatalf("share after 100 idle round trips = %v; want 1 (the full MAX_KEYS_PER_SECOND)", s)
+	}
+
+	// Three slow round trips within one cutEvery: one cut.
+	for range 3 {
+		clk.advance(time.Millisecond)
+		g.observe("read", 3*time.Millisecond, 100)
+	}
+	if s := g.shareNow(); s != cutFactor {
+		t.Fatalf("share after one slow moment = %v; want %v (one multiplicative cut)", s, cutFactor)
+	}
+	// Another operation's floor is its own: a SCAN is not slow for being slower than a read,
+	// and the first round trips of an operation set its floor without judging it.
+	for range floorSamples + 5 {
+		clk.advance(time.Millisecond)
+		g.observe("cad", 900*time.Microsecond, 100)
+	}
+	// A short last batch is not judged: 3 keys that took 400 µs are its fixed cost.
+	clk.advance(cutEvery)
+	g.observe("read", 400*time.Microsecond, 3)
+	if g.cuts != 1 {
+		t.Errorf("cuts = %d after a steady other operation and a short batch; want 1", g.cuts)
+	}
+
+	// A server slow for a long time: cut after cut, down to minShare and no further.
+	for range 100 {
+		clk.advance(cutEvery)
+		g.observe("read", 5*time.Millisecond, 100)
+	}
+	if s := g.shareNow(); s != minShare {
+		t.Fatalf("share after a long slow spell = %v; want the floor %v", s, minShare)
+	}
+	if r := g.rate(50_000); r != 5_000 {
+		t.Errorf("rate(50000) = %v; want 5000", r)
+	}
+
+	// Recovery: additive, about raiseStep per raiseEvery, back to 1 and no further.
+	clk.advance(2 * floorEvery) // the slow spell leaves the floor's windows
+	idle(floorSamples)
+	start := g.shareNow()
+	for range 10 {
+		clk.advance(raiseEvery)
+		g.observe("read", 200*time.Microsecond, 100)
+	}
+	if got, want := g.shareNow(), start+10*raiseStep; got < want-1e-9 || got > want+1e-9 {
+		t.Errorf("share after 10 good raiseEvery = %v; want %v (additive)", got, want)
+	}
+	for range 200 {
+		clk.advance(raiseEvery)
+		g.observe("read", 200*time.Microsecond, 100)
+	}
+	if s := g.shareNow(); s != 1 {
+		t.Errorf("share after a long good spell = %v; want 1", s)
+	}
+}
+
+// Wired into the engine: a paced run against a server that answers every read 3 ms late after
+// the first few is slowed down by its governor; a run with pacing off is not paced at all.
+func TestGovernorSlowsAPacedRunOnASlowServer(t *testing.T) {
+	s := sharedStandalone(t)
+	prefix := uniquePrefix(t)
+	own := NewTarget(s.Client(), prefix, s.Addr())
+	put(t, own, population(3000, 3000, nil)...)
+	reads := 0
+	h := cmdHook{before: func(cmds []redis.Cmder) {
+		for _, c := range cmds {
+			if c.Name() == "mget" {
+				if reads++; reads > 2*floorSamples {
+					time.Sleep(3 * time.Millisecond)
+				}
+				return
+			}
+		}
+	}}
+	e := NewEngine(hookedTarget(t, s, prefix, h), EngineConfig{BatchSize: 50, MaxRate: 1_000_000}).
+		WithClock(func() time.Time { return testNow })
+	rep, err := e.Run(context.Background(), RunSpec{Filter: Filter{}, MaxValid: -1})
+	if err != nil || rep.Deleted != 3000 {
+		t.Fatalf("Run = deleted %d, %v; want 3000", rep.Deleted, err)
+	}
+	if e.gov.cuts == 0 || e.gov.shareNow() >= 1 {
+		t.Errorf("governor: %d cuts, share %v after a run on a server answering reads 3 ms late; want it slowed down", e.gov.cuts, e.gov.shareNow())
+	}
+}
+
+// The limiter paces at the governor's share of its cap.
+func TestLimiterFollowsItsGovernor(t *testing.T) {
+	g := newGovernor()
+	g.share = 0.1
+	l := newLimiter(1000, g)
+	before := time.Now()
+	if err := l.wait(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	// 10 keys at 10% of 1000 keys/s: the next batch may start 100 ms later, not 10 ms.
+	if got := l.next.Sub(before); got < 90*time.Millisecond || got > 200*time.Millisecond {
+		t.Errorf("next batch in %v; want about 100ms", got)
+	}
+}
