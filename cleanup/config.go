@@ -47,7 +47,8 @@ type EngineConfig struct {
 	BatchSize int `env:"BATCH_SIZE, default=100"`
 	// Pause is slept between batches (0s: none).
 	Pause time.Duration `env:"BATCH_PAUSE, default=0s"`
-	// MaxRate caps keys per second across all masters (0: no cap).
+	// MaxRate caps keys per second across all masters (0: no cap). Below the cap, paced work
+	// slows down by itself while Redis answers slowly, and speeds up again when it recovers.
 	MaxRate int `env:"MAX_KEYS_PER_SECOND, default=50000"`
 	// RetryFor bounds how long transient Redis errors are retried before a run fails.
 	RetryFor time.Duration `env:"REDIS_RETRY_FOR, default=5s"`
