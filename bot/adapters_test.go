@@ -6,13 +6,14 @@ import (
 
 	"github.com/platform-team/sessionbot/bot"
 	"github.com/platform-team/sessionbot/bot/pagerduty"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // The internal tests (package bot) drive the real adapters of bot/… end to end; those packages
 // import bot, so they are built here, in the external test package, and handed over.
 func init() {
 	bot.PagerDutySinkForTest = func(routingKey, eventsURL string, retry bot.Retry) bot.NamedSink {
-		cfg := pagerduty.Config{RoutingKey: bot.Secret(routingKey), EventsURL: eventsURL}
+		cfg := pagerduty.Config{RoutingKey: remote.Secret(routingKey), EventsURL: eventsURL}
 		if err := cfg.Validate(); err != nil {
 			panic(err)
 		}

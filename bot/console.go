@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // FormatText renders m as plain text: the console's output and the golden files' format.
@@ -247,7 +249,7 @@ type ConsoleOptions struct {
 	// e-mail, a webhook), unless Deps has a Notifier; Secrets are their credentials, redacted
 	// from every failure reported.
 	Sinks   []NamedSink
-	Secrets []Secret
+	Secrets []remote.Secret
 }
 
 // Demo identities, used when neither OPERATORS nor APPROVERS is set.

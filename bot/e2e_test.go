@@ -23,6 +23,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -94,7 +95,7 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	e.seeded = seeded
 
 	sc := SlackConfig{
-		AppToken: Secret(e.slack.AppToken()), BotToken: Secret(e.slack.BotToken()), APIURL: e.slack.APIURL(),
+		AppToken: remote.Secret(e.slack.AppToken()), BotToken: remote.Secret(e.slack.BotToken()), APIURL: e.slack.APIURL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -149,7 +150,7 @@ func WithFanoutTimeout(d time.Duration) FanoutOption { return func(f *Fanout) { 
 
 // WithFanoutSecrets names credentials that must never be shown, even when a remote's error
 // quotes them: they are redacted from every reported failure.
-func WithFanoutSecrets(secrets ...Secret) FanoutOption {
+func WithFanoutSecrets(secrets ...remote.Secret) FanoutOption {
 	return func(f *Fanout) {
 		for _, s := range secrets {
 			if len(s) >= 8 {
@@ -267,7 +268,7 @@ func (f *Fanout) failed(ctx context.Context, o JobOutcome, sink, channel string,
 
 func (f *Fanout) redact(s string) string {
 	for _, sec := range f.secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
+		s = strings.ReplaceAll(s, sec, remote.Redacted)
 	}
 	return s
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -273,7 +274,7 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	hc := &http.Client{Transport: killableTransport{k: r.ks, base: base}, Timeout: o.chatTimeout}
 	sc := SlackConfig{
-		AppToken: Secret(f.slack.AppToken()), BotToken: Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
+		AppToken: remote.Secret(f.slack.AppToken()), BotToken: remote.Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 )
 
@@ -65,8 +66,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func testSlackConfig(srv *slacktest.Server) SlackConfig {
 	return SlackConfig{
-		AppToken: Secret(srv.AppToken()),
-		BotToken: Secret(srv.BotToken()),
+		AppToken: remote.Secret(srv.AppToken()),
+		BotToken: remote.Secret(srv.BotToken()),
 		APIURL:   srv.APIURL(),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/slack-go/slack"
 )
 
@@ -80,7 +81,7 @@ func (p slackRetryPolicy) config() slack.RetryConfig {
 type netErrorRetry struct{}
 
 func (netErrorRetry) ShouldRetry(state *slack.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
-	if resp != nil || err == nil || !TransientNetError(err) || req.Context().Err() != nil {
+	if resp != nil || err == nil || !remote.TransientNetError(err) || req.Context().Err() != nil {
 		return false, 0
 	}
 	if req.Body != nil && req.GetBody == nil {
