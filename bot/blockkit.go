@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/slack-go/slack"
 )
 
@@ -29,7 +28,6 @@ const (
 	maxConfirmButton  = 30
 	maxFallbackText   = 3000
 	actionsBlockID    = "actions"
-	truncationMarker  = "…"
 	defaultConfirmTtl = "Are you sure?"
 )
 
@@ -45,19 +43,19 @@ func renderMessage(m Message) (string, []slack.Block) {
 
 	if t := strings.TrimSpace(m.Title); t != "" {
 		body = append(body, slack.NewHeaderBlock(
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(oneLine(plainText(t)), maxHeaderText), true, false),
+			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(chat.OneLine(chat.PlainText(t)), maxHeaderText), true, false),
 			slack.HeaderBlockOptionBlockID("header")))
 	}
 	if len(m.Lines) > 0 {
 		text := escapeMrkdwn(strings.Join(m.Lines, "\n"))
-		for _, chunk := range splitText(text, maxSectionText) {
+		for _, chunk := range chat.SplitText(text, maxSectionText) {
 			body = append(body, slack.NewSectionBlock(mrkdwn(chunk), nil, nil, slack.SectionBlockOptionBlockID(id("body"))))
 		}
 	}
 	for i := 0; i < len(m.Fields); i += maxFields {
 		var fields []*slack.TextBlockObject
 		for _, f := range m.Fields[i:min(i+maxFields, len(m.Fields))] {
-			label := escapeMrkdwn(oneLine(f.Label))
+			label := escapeMrkdwn(chat.OneLine(f.Label))
 			value := escapeMrkdwn(f.Value)
 			if strings.TrimSpace(value) == "" {
 				value = "–"
@@ -66,7 +64,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 			if label != "" {
 				text = "*" + label + "*\n" + value
 			}
-			fields = append(fields, mrkdwn(truncate(text, maxFieldText)))
+			fields = append(fields, mrkdwn(chat.Truncate(text, maxFieldText)))
 		}
 		body = append(body, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID(id("fields"))))
 	}
@@ -79,7 +77,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 	for i := 0; i < len(ctx); i += maxContextElems {
 		var elems []slack.MixedElement
 		for _, c := range ctx[i:min(i+maxContextElems, len(ctx))] {
-			elems = append(elems, mrkdwn(truncate(escapeMrkdwn(c), maxContextText)))
+			elems = append(elems, mrkdwn(chat.Truncate(escapeMrkdwn(c), maxContextText)))
 		}
 		body = append(body, slack.NewContextBlock(id("context"), elems...))
 	}
@@ -89,7 +87,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 		var elems []slack.BlockElement
 		seen := map[string]bool{}
 		for _, b := range m.Buttons {
-			aid := truncate(b.ActionID, maxActionID)
+			aid := chat.Truncate(b.ActionID, maxActionID)
 			if aid == "" || seen[aid] || len(elems) == maxActionElems {
 				continue // action_ids must be unique per block
 			}
@@ -116,18 +114,18 @@ func renderMessage(m Message) (string, []slack.Block) {
 
 	text := fallbackText(m)
 	if len(blocks) == 0 {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(truncate(text, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("text")))
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(chat.Truncate(text, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("text")))
 	}
 	return text, blocks
 }
 
 func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
-	label := strings.TrimSpace(oneLine(b.Label))
+	label := strings.TrimSpace(chat.OneLine(b.Label))
 	if label == "" {
 		label = actionID
 	}
-	btn := slack.NewButtonBlockElement(actionID, truncate(b.Value, maxButtonValue),
-		slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
+	btn := slack.NewButtonBlockElement(actionID, chat.Truncate(b.Value, maxButtonValue),
+		slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(label, maxButtonText), true, false))
 	switch b.Style {
 	case "primary":
 		btn = btn.WithStyle(slack.StylePrimary)
@@ -135,14 +133,14 @@ func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
 		btn = btn.WithStyle(slack.StyleDanger)
 	}
 	if c := strings.TrimSpace(b.Confirm); c != "" {
-		title := truncate(label+"?", maxConfirmTitle)
+		title := chat.Truncate(label+"?", maxConfirmTitle)
 		if label == actionID {
 			title = defaultConfirmTtl
 		}
 		dialog := slack.NewConfirmationBlockObject(
 			slack.NewTextBlockObject(slack.PlainTextType, title, false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(plainText(c), maxConfirmText), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxConfirmButton), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(chat.PlainText(c), maxConfirmText), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(label, maxConfirmButton), false, false),
 			slack.NewTextBlockObject(slack.PlainTextType, "Go back", false, false))
 		if b.Style == "danger" {
 			dialog = dialog.WithStyle(slack.StyleDanger)
@@ -168,7 +166,7 @@ func fallbackText(m Message) string {
 	if t == "" {
 		t = "sessionbot"
 	}
-	return truncate(escapeMrkdwn(t), maxFallbackText)
+	return chat.Truncate(escapeMrkdwn(t), maxFallbackText)
 }
 
 // mention matches the Slack tokens the core may write on purpose: a user (<@U…>), a user group
@@ -211,73 +209,4 @@ func escapeMrkdwn(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// textLen counts s as Slack does, in UTF-16 code units.
-func textLen(s string) int {
-	n := 0
-	for _, r := range s {
-		n += utf16.RuneLen(r)
-	}
-	return n
-}
-
-// cutIndex returns the largest byte index ≤ len(s) at which s can be cut so that s[:i] is at
-// most limit UTF-16 units, never inside a rune or an HTML entity (&amp; &lt; &gt;).
-func cutIndex(s string, limit int) int {
-	n := 0
-	i := 0
-	for i < len(s) {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		u := utf16.RuneLen(r)
-		if u < 0 {
-			u = 1
-		}
-		if n+u > limit {
-			break
-		}
-		n += u
-		i += size
-	}
-	if amp := strings.LastIndexByte(s[:i], '&'); amp >= 0 && amp >= i-4 && !strings.Contains(s[amp:i], ";") {
-		i = amp
-	}
-	return i
-}
-
-// truncate shortens s to at most limit UTF-16 units, marking the cut with "…".
-func truncate(s string, limit int) string {
-	if textLen(s) <= limit {
-		return s
-	}
-	return strings.TrimRightFunc(s[:cutIndex(s, limit-1)], func(r rune) bool { return r == ' ' }) + truncationMarker
-}
-
-// splitText splits s into chunks of at most limit UTF-16 units, preferring line breaks, then
-// spaces, and never cutting a rune or an entity in two.
-func splitText(s string, limit int) []string {
-	var out []string
-	for textLen(s) > limit {
-		i := cutIndex(s, limit)
-		if nl := strings.LastIndexByte(s[:i], '\n'); nl > 0 {
-			i = nl
-		} else if sp := strings.LastIndexByte(s[:i], ' '); sp > limit/2 {
-			i = sp
-		}
-		if i == 0 {
-			i = cutIndex(s, limit)
-		}
-		if chunk := strings.TrimRight(s[:i], "\n "); chunk != "" {
-			out = append(out, chunk)
-		}
-		s = strings.TrimLeft(s[i:], "\n")
-	}
-	if strings.TrimSpace(s) != "" {
-		out = append(out, s)
-	}
-	return out
 }

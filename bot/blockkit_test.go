@@ -14,6 +14,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -53,7 +54,7 @@ func blockKitCases() map[string]Message {
 				"*1,500* sessions will be deleted (ALL)",
 				"Requested by <@U0ALICE> · reason: session secret rotated",
 			},
-			Fields:  []Field{{"Requester", "<@U0ALICE>"}, {"Approvers", "<@U0BOB>, <@U0CAROL>"}, {"Expires", "in 15m"}},
+			Fields:  []Field{{Label: "Requester", Value: "<@U0ALICE>"}, {Label: "Approvers", Value: "<@U0BOB>, <@U0CAROL>"}, {Label: "Expires", Value: "in 15m"}},
 			Context: []string{"Request `req-1` · a backup is written first"},
 			Buttons: []Button{
 				{ActionID: "approve", Label: "Approve", Value: "req-1", Style: "danger", Confirm: "This logs out every user now."},
@@ -156,15 +157,15 @@ func checkBlockKitLimits(t *testing.T, text string, blocks []slack.Block) {
 				t.Errorf("header %q breaks the limits", blk.Text.Text)
 			}
 		case "section":
-			if blk.Text != nil && (blk.Text.Text == "" || textLen(blk.Text.Text) > 3000) {
-				t.Errorf("section text of %d units", textLen(blk.Text.Text))
+			if blk.Text != nil && (blk.Text.Text == "" || chat.TextLen(blk.Text.Text) > 3000) {
+				t.Errorf("section text of %d units", chat.TextLen(blk.Text.Text))
 			}
 			if len(blk.Fields) > 10 {
 				t.Errorf("section with %d fields", len(blk.Fields))
 			}
 			for _, f := range blk.Fields {
-				if textLen(f.Text) > 2000 {
-					t.Errorf("field of %d units", textLen(f.Text))
+				if chat.TextLen(f.Text) > 2000 {
+					t.Errorf("field of %d units", chat.TextLen(f.Text))
 				}
 			}
 		case "context":
@@ -177,39 +178,6 @@ func checkBlockKitLimits(t *testing.T, text string, blocks []slack.Block) {
 	}
 	if actions > 1 {
 		t.Errorf("%d actions blocks; want at most one", actions)
-	}
-}
-
-func TestTruncateAndSplitNeverBreakRunesOrEntities(t *testing.T) {
-	for _, tt := range []struct {
-		in    string
-		limit int
-	}{
-		{"héllo wörld", 5},
-		{"a&amp;b&lt;c", 4},
-		{"🙂🙂🙂🙂", 5},
-		{strings.Repeat("ж", 10), 3},
-	} {
-		got := truncate(tt.in, tt.limit)
-		if !utf8.ValidString(got) || textLen(got) > tt.limit {
-			t.Errorf("truncate(%q, %d) = %q (%d units)", tt.in, tt.limit, got, textLen(got))
-		}
-		if i := strings.LastIndexByte(got, '&'); i >= 0 && !strings.Contains(got[i:], ";") {
-			t.Errorf("truncate(%q, %d) = %q cuts an entity", tt.in, tt.limit, got)
-		}
-		for _, chunk := range splitText(tt.in, tt.limit+2) {
-			if !utf8.ValidString(chunk) || textLen(chunk) > tt.limit+2 {
-				t.Errorf("splitText(%q, %d) chunk %q", tt.in, tt.limit+2, chunk)
-			}
-		}
-	}
-	text := strings.Repeat("word ", 2000)
-	var joined strings.Builder
-	for _, c := range splitText(text, 3000) {
-		joined.WriteString(c + " ")
-	}
-	if strings.Join(strings.Fields(joined.String()), " ") != strings.TrimSpace(text) {
-		t.Error("splitText lost or changed words")
 	}
 }
 
@@ -255,7 +223,7 @@ func TestSlackTimesAreDateTokens(t *testing.T) {
 	if !strings.Contains(wire.String(), "<!subteam^S0SECURITY>") {
 		t.Errorf("approval card's blocks lack the group mention: %s", wire.String())
 	}
-	text := FormatText(approvalMessage(req))
+	text := chat.FormatText(approvalMessage(req))
 	if !strings.Contains(text, "Expires: 2025-11-26 10:15:00Z") || strings.Contains(text, "<!date") {
 		t.Errorf("console text of the card does not show the UTC fallback alone:\n%s", text)
 	}

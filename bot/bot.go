@@ -1,3 +1,6 @@
+// Package bot is the chat layer: command routing, who may do what, the approval state machine,
+// jobs and their progress, and notifications. Transports (Slack Socket Mode, the console) sit at
+// its edge behind chat.Chat, so the core never knows which one it talks to.
 package bot
 
 import (

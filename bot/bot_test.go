@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
@@ -212,11 +213,11 @@ func (c *coreChat) everything() string {
 	var b strings.Builder
 	for _, h := range c.history {
 		for _, m := range h {
-			b.WriteString(FormatText(m))
+			b.WriteString(chat.FormatText(m))
 		}
 	}
 	for _, e := range append(slices.Clone(c.ephemerals), c.dms...) {
-		b.WriteString(FormatText(e.Msg))
+		b.WriteString(chat.FormatText(e.Msg))
 	}
 	return b.String()
 }

@@ -13,49 +13,9 @@ import (
 	"sync"
 	"unicode"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/remote"
 )
-
-// FormatText renders m as plain text: the console's output and the golden files' format.
-// Buttons are listed with their action id; the console adds the line that presses each.
-func FormatText(m Message) string {
-	var b strings.Builder
-	if m.Title != "" {
-		b.WriteString("== " + plainText(m.Title) + " ==\n")
-	} else {
-		b.WriteString(plainText(m.Text) + "\n")
-	}
-	for _, l := range m.Lines {
-		b.WriteString(formatBlock(l))
-	}
-	for _, f := range m.Fields {
-		b.WriteString(f.Label + ": " + plainText(f.Value) + "\n")
-	}
-	for _, c := range m.Context {
-		b.WriteString("(" + plainText(c) + ")\n")
-	}
-	for _, btn := range m.Buttons {
-		fmt.Fprintf(&b, "[%s] (%s)", btn.Label, btn.ActionID)
-		if btn.Confirm != "" {
-			fmt.Fprintf(&b, " asks: %s", plainText(btn.Confirm))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// formatBlock prints a body paragraph; a ``` code block is indented instead of fenced.
-func formatBlock(s string) string {
-	if strings.HasPrefix(s, "```") && strings.HasSuffix(s, "```") && len(s) >= 6 {
-		inner := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(s, "```"), "```"), "\n")
-		var b strings.Builder
-		for _, l := range strings.Split(inner, "\n") {
-			b.WriteString("    " + plainText(l) + "\n")
-		}
-		return b.String()
-	}
-	return plainText(s) + "\n"
-}
 
 // Console is a Chat for a terminal: it prints every message as plain text, with each button
 // shown next to the line that presses it. Safe for concurrent use.
@@ -81,7 +41,7 @@ const tokenLen = 8
 func (c *Console) print(header string, m Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	text := consoleEmoji.Replace(FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context}))
+	text := consoleEmoji.Replace(chat.FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context}))
 	for id, n := range c.names {
 		text = strings.ReplaceAll(text, "@"+id, "@"+n)
 	}

@@ -373,7 +373,7 @@ func TestE2EMassLogoutFlow(t *testing.T) {
 	if d["requester"] != e2eAlice+" (alice)" || d["approver"] != e2eBob+" (bob)" || d["mode"] != "all" {
 		t.Errorf("change event details = %v", d)
 	}
-	if len(ch[0].Links) != 1 || ch[0].Links[0].Href != Permalink(MessageRef{e.ops, req.TS}) {
+	if len(ch[0].Links) != 1 || ch[0].Links[0].Href != Permalink(MessageRef{Channel: e.ops, TS: req.TS}) {
 		t.Errorf("change event links = %+v; want the request message", ch[0].Links)
 	}
 	for _, ev := range e.pd.Events() {

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
@@ -107,7 +108,7 @@ func (fb *fuzzBot) checkReplies(t *testing.T, input string, ephemeralsBefore, po
 	}
 	for _, p := range posts {
 		m := current[p.Ref]
-		text := FormatText(m)
+		text := chat.FormatText(m)
 		if strings.Contains(text, "internal error") || strings.HasPrefix(m.Title, "Preview failed") {
 			t.Errorf("input %q: posted message ended as %q", short(input, 80), text)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -393,7 +394,7 @@ func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID, 
 	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
 	b.metrics.NotificationFailed("slack")
 	_ = b.recordOn(jobTarget, cleanup.NotificationFailed{Channel: ref.Channel,
-		Error: truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
+		Error: chat.Truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
 	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
 		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -245,7 +246,7 @@ func failures(err error) []error {
 // failed reports a notification given up on: in the job's thread, in the audit log and in the
 // metrics. Reporting is best effort; a failure to report is logged.
 func (f *Fanout) failed(ctx context.Context, o JobOutcome, sink, channel string, err error) {
-	msg := truncate(f.redact(err.Error()), 500)
+	msg := chat.Truncate(f.redact(err.Error()), 500)
 	f.log.Warn("notification failed", "job", o.JobID, "sink", sink, "channel", channel, "err", msg)
 	f.metrics.NotificationFailed(sink)
 	if f.audit != nil {

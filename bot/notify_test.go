@@ -284,8 +284,8 @@ func TestPermalink(t *testing.T) {
 		ref  MessageRef
 		want string
 	}{
-		{MessageRef{"C0123", "1700000000.000100"}, "https://slack.com/archives/C0123/p1700000000000100"},
-		{MessageRef{"#ops", "1700000000.000100"}, ""},
+		{MessageRef{Channel: "C0123", TS: "1700000000.000100"}, "https://slack.com/archives/C0123/p1700000000000100"},
+		{MessageRef{Channel: "#ops", TS: "1700000000.000100"}, ""},
 		{MessageRef{}, ""},
 	} {
 		if got := Permalink(tt.ref); got != tt.want {

@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
@@ -805,7 +806,7 @@ func TestProgressUpdatesSkipUnchangedMessages(t *testing.T) {
 	ref, m := h.chat.latest(-1)
 	h.pressOn(slow, alice, "run", button(t, m, "run"), "skip-run")
 	slow.Wait()
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed", "Deleted:   120")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed", "Deleted:   120")
 
 	h.chat.mu.Lock()
 	history := slices.Clone(h.chat.history[ref])

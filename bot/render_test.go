@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/templates"
 )
@@ -178,7 +179,7 @@ func TestRenderGolden(t *testing.T) {
 			if m.Text == "" {
 				t.Errorf("%s: empty Text (the notification fallback must never be empty)", name)
 			}
-			got := FormatText(m)
+			got := chat.FormatText(m)
 			path := filepath.Join("testdata", "render", name+".golden")
 			if renderUpdate() {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -13,17 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 )
-
-// Handler is the core as a transport sees it. Both methods are called after the delivery was
-// acknowledged, each in its own goroutine; a redelivered envelope is passed again with the same
-// EnvelopeID, and the handler handles it once.
-type Handler interface {
-	HandleCommand(ctx context.Context, c Command)
-	HandleAction(ctx context.Context, a Action)
-}
 
 // Timing of the Socket Mode loop.
 const (
@@ -108,7 +101,7 @@ func (t *SlackTransport) setConnected(up bool) {
 // at most shutdownGrace later) or Slack rejects the app token (it returns an error naming the
 // problem, never the token). Connection losses and Slack's disconnect requests are survived by
 // reconnecting.
-func (t *SlackTransport) Run(ctx context.Context, h Handler) error {
+func (t *SlackTransport) Run(ctx context.Context, h chat.Handler) error {
 	sopts := []slack.Option{slack.OptionAPIURL(t.cfg.APIURL), slack.OptionAppLevelToken(t.cfg.AppToken.Reveal())}
 	if t.http != nil {
 		sopts = append(sopts, slack.OptionHTTPClient(t.http))
@@ -179,7 +172,7 @@ func fatalError(err error) error {
 
 // event handles one event of the socketmode client. It never blocks on a handler; it returns an
 // error only for a fatal connection problem.
-func (t *SlackTransport) event(ctx, handlerCtx context.Context, client *socketmode.Client, ev socketmode.Event, h Handler, wg *sync.WaitGroup) error {
+func (t *SlackTransport) event(ctx, handlerCtx context.Context, client *socketmode.Client, ev socketmode.Event, h chat.Handler, wg *sync.WaitGroup) error {
 	switch ev.Type {
 	case socketmode.EventTypeConnected, socketmode.EventTypeHello:
 		t.setConnected(true)
@@ -247,7 +240,7 @@ func (t *SlackTransport) ack(ctx context.Context, client *socketmode.Client, env
 
 // dispatch maps the envelope to Commands and Actions and calls the handler, within the
 // in-flight bound.
-func (t *SlackTransport) dispatch(ctx context.Context, ev socketmode.Event, envelopeID string, h Handler) {
+func (t *SlackTransport) dispatch(ctx context.Context, ev socketmode.Event, envelopeID string, h chat.Handler) {
 	var calls []func()
 	switch data := ev.Data.(type) {
 	case slack.SlashCommand:

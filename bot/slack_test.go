@@ -12,6 +12,7 @@ import (
 
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 )
@@ -25,7 +26,7 @@ type recordingHandler struct {
 	hold     chan struct{}
 }
 
-var _ Handler = (*recordingHandler)(nil)
+var _ chat.Handler = (*recordingHandler)(nil)
 
 func (h *recordingHandler) HandleCommand(ctx context.Context, c Command) {
 	h.wait(ctx)
@@ -74,7 +75,7 @@ func testSlackConfig(srv *slacktest.Server) SlackConfig {
 
 // runTransport starts a transport against srv. exited yields Run's error if Run returns by
 // itself; stop cancels Run's context and returns its error.
-func runTransport(t *testing.T, srv *slacktest.Server, cfg SlackConfig, h Handler) (tr *SlackTransport, exited func(time.Duration) error, stop func() error) {
+func runTransport(t *testing.T, srv *slacktest.Server, cfg SlackConfig, h chat.Handler) (tr *SlackTransport, exited func(time.Duration) error, stop func() error) {
 	t.Helper()
 	tr = NewSlackTransport(cfg, "/sessions", WithTransportLogger(quietLogger()),
 		WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/slack-go/slack"
 )
@@ -158,7 +159,7 @@ func (c *SlackChat) Post(ctx context.Context, channel string, m Message) (Messag
 // notInChannel marks a chat.postMessage error as ErrNotInChannel; its text is unchanged.
 type notInChannel struct{ error }
 
-func (e notInChannel) Is(target error) bool { return target == ErrNotInChannel }
+func (e notInChannel) Is(target error) bool { return target == chat.ErrNotInChannel }
 func (e notInChannel) Unwrap() error        { return e.error }
 
 // Reply implements Chat.
