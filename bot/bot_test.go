@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +64,8 @@ type ephemeralMsg struct {
 }
 
 var _ Chat = (*coreChat)(nil)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newCoreChat() *coreChat {
 	return &coreChat{current: map[MessageRef]Message{}, history: map[MessageRef][]Message{}, groups: map[string][]string{},

@@ -1,6 +1,6 @@
 package bot
 
-// Reliability tests: several replicas of the real serve path (SlackTransport + Bot + SlackChat +
+// Reliability tests: several replicas of the real serve path (slack.Transport + Bot + slack.Chat +
 // Fanout) against one fake Slack, one fake PagerDuty and one real redis-server; replicas that
 // crash or lose their socket mid-job; Slack and PagerDuty that rate-limit, fail or hang. Every
 // assertion is on what is left in Redis, what reached the fakes, and the audit lines.
@@ -32,6 +32,7 @@ import (
 	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/pdtest"
 	"github.com/platform-team/sessionbot/bot/remote"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -139,7 +140,7 @@ type replica struct {
 	name      string
 	bot       *Bot
 	announcer *Fanout
-	transport *SlackTransport
+	transport *slack.Transport
 	metrics   *Metrics
 	auditPath string
 	logs      *testkit.SyncBuffer // the process's JSON logs (debug level)
@@ -274,14 +275,14 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t.Cleanup(func() { _ = rdb.Close() })
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	hc := &http.Client{Transport: killableTransport{k: r.ks, base: base}, Timeout: o.chatTimeout}
-	sc := SlackConfig{
+	sc := slack.Config{
 		AppToken: remote.Secret(f.slack.AppToken()), BotToken: remote.Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	r.metrics = NewMetrics("fleet")
-	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 5*time.Second, 20*time.Millisecond), WithChatHTTPClient(hc))
+	chat := slack.NewChat(sc, slack.WithChatLogger(log), slack.WithChatRetry(4, 5*time.Second, 20*time.Millisecond), slack.WithChatHTTPClient(hc))
 	pdRetry := testRetry(4, 5*time.Second, 20*time.Millisecond)
 	if o.pdAttempt > 0 {
 		pdRetry.Attempt = o.pdAttempt
@@ -316,8 +317,8 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.transport = NewSlackTransport(sc, f.cfg.Command, WithTransportLogger(log), WithTransportMetrics(r.metrics),
-		WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)), WithTransportHTTPClient(hc))
+	r.transport = slack.NewTransport(sc, f.cfg.Command, slack.WithTransportLogger(log), slack.WithTransportMetrics(r.metrics),
+		slack.WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)), slack.WithTransportHTTPClient(hc))
 
 	socketCtx, stopSocket := context.WithCancel(context.Background())
 	runCtx, stopRun := context.WithCancel(context.Background())

@@ -23,7 +23,7 @@ type Retry struct {
 }
 
 // DefaultRetry is used for PagerDuty: 4 tries within 30 s. (Slack Web API calls are retried by
-// slack-go itself: see SlackChat.)
+// slack-go itself: see bot/slack's Chat.)
 var DefaultRetry = Retry{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
 
 // Verdict is how a classifier judges an error.

@@ -1,12 +1,13 @@
-package bot
+package slack
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
 
+	slackgo "github.com/slack-go/slack"
+
 	"github.com/platform-team/sessionbot/bot/chat"
-	"github.com/slack-go/slack"
 )
 
 // Block Kit limits Slack enforces; a message over any of them is refused with invalid_blocks.
@@ -36,24 +37,24 @@ const (
 // Every limit of Block Kit is respected: long bodies are split over several sections, extra
 // fields and context elements over several blocks, and when the message would exceed 50 blocks
 // the body is cut (the buttons are always kept) with a note saying so.
-func renderMessage(m Message) (string, []slack.Block) {
-	var body []slack.Block
+func renderMessage(m chat.Message) (string, []slackgo.Block) {
+	var body []slackgo.Block
 	n := 0
 	id := func(kind string) string { n++; return fmt.Sprintf("%s_%d", kind, n) }
 
 	if t := strings.TrimSpace(m.Title); t != "" {
-		body = append(body, slack.NewHeaderBlock(
-			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(chat.OneLine(chat.PlainText(t)), maxHeaderText), true, false),
-			slack.HeaderBlockOptionBlockID("header")))
+		body = append(body, slackgo.NewHeaderBlock(
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(chat.OneLine(chat.PlainText(t)), maxHeaderText), true, false),
+			slackgo.HeaderBlockOptionBlockID("header")))
 	}
 	if len(m.Lines) > 0 {
 		text := escapeMrkdwn(strings.Join(m.Lines, "\n"))
 		for _, chunk := range chat.SplitText(text, maxSectionText) {
-			body = append(body, slack.NewSectionBlock(mrkdwn(chunk), nil, nil, slack.SectionBlockOptionBlockID(id("body"))))
+			body = append(body, slackgo.NewSectionBlock(mrkdwn(chunk), nil, nil, slackgo.SectionBlockOptionBlockID(id("body"))))
 		}
 	}
 	for i := 0; i < len(m.Fields); i += maxFields {
-		var fields []*slack.TextBlockObject
+		var fields []*slackgo.TextBlockObject
 		for _, f := range m.Fields[i:min(i+maxFields, len(m.Fields))] {
 			label := escapeMrkdwn(chat.OneLine(f.Label))
 			value := escapeMrkdwn(f.Value)
@@ -66,7 +67,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 			}
 			fields = append(fields, mrkdwn(chat.Truncate(text, maxFieldText)))
 		}
-		body = append(body, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID(id("fields"))))
+		body = append(body, slackgo.NewSectionBlock(nil, fields, nil, slackgo.SectionBlockOptionBlockID(id("fields"))))
 	}
 	var ctx []string
 	for _, c := range m.Context {
@@ -75,16 +76,16 @@ func renderMessage(m Message) (string, []slack.Block) {
 		}
 	}
 	for i := 0; i < len(ctx); i += maxContextElems {
-		var elems []slack.MixedElement
+		var elems []slackgo.MixedElement
 		for _, c := range ctx[i:min(i+maxContextElems, len(ctx))] {
 			elems = append(elems, mrkdwn(chat.Truncate(escapeMrkdwn(c), maxContextText)))
 		}
-		body = append(body, slack.NewContextBlock(id("context"), elems...))
+		body = append(body, slackgo.NewContextBlock(id("context"), elems...))
 	}
 
-	var actions *slack.ActionBlock
+	var actions *slackgo.ActionBlock
 	if len(m.Buttons) > 0 {
-		var elems []slack.BlockElement
+		var elems []slackgo.BlockElement
 		seen := map[string]bool{}
 		for _, b := range m.Buttons {
 			aid := chat.Truncate(b.ActionID, maxActionID)
@@ -94,7 +95,7 @@ func renderMessage(m Message) (string, []slack.Block) {
 			seen[aid] = true
 			elems = append(elems, renderButton(b, aid))
 		}
-		actions = slack.NewActionBlock(actionsBlockID, elems...)
+		actions = slackgo.NewActionBlock(actionsBlockID, elems...)
 	}
 
 	room := maxBlocks
@@ -103,9 +104,9 @@ func renderMessage(m Message) (string, []slack.Block) {
 	}
 	if len(body) > room {
 		dropped := len(body) - room + 1
-		body = append(body[:room-1], slack.NewSectionBlock(
+		body = append(body[:room-1], slackgo.NewSectionBlock(
 			mrkdwn(fmt.Sprintf("_… %d more block(s) not shown: the message was too long for Slack._", dropped)),
-			nil, nil, slack.SectionBlockOptionBlockID("truncated")))
+			nil, nil, slackgo.SectionBlockOptionBlockID("truncated")))
 	}
 	blocks := body
 	if actions != nil {
@@ -114,48 +115,48 @@ func renderMessage(m Message) (string, []slack.Block) {
 
 	text := fallbackText(m)
 	if len(blocks) == 0 {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(chat.Truncate(text, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("text")))
+		blocks = append(blocks, slackgo.NewSectionBlock(mrkdwn(chat.Truncate(text, maxSectionText)), nil, nil, slackgo.SectionBlockOptionBlockID("text")))
 	}
 	return text, blocks
 }
 
-func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
+func renderButton(b chat.Button, actionID string) *slackgo.ButtonBlockElement {
 	label := strings.TrimSpace(chat.OneLine(b.Label))
 	if label == "" {
 		label = actionID
 	}
-	btn := slack.NewButtonBlockElement(actionID, chat.Truncate(b.Value, maxButtonValue),
-		slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(label, maxButtonText), true, false))
+	btn := slackgo.NewButtonBlockElement(actionID, chat.Truncate(b.Value, maxButtonValue),
+		slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(label, maxButtonText), true, false))
 	switch b.Style {
 	case "primary":
-		btn = btn.WithStyle(slack.StylePrimary)
+		btn = btn.WithStyle(slackgo.StylePrimary)
 	case "danger":
-		btn = btn.WithStyle(slack.StyleDanger)
+		btn = btn.WithStyle(slackgo.StyleDanger)
 	}
 	if c := strings.TrimSpace(b.Confirm); c != "" {
 		title := chat.Truncate(label+"?", maxConfirmTitle)
 		if label == actionID {
 			title = defaultConfirmTtl
 		}
-		dialog := slack.NewConfirmationBlockObject(
-			slack.NewTextBlockObject(slack.PlainTextType, title, false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(chat.PlainText(c), maxConfirmText), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, chat.Truncate(label, maxConfirmButton), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Go back", false, false))
+		dialog := slackgo.NewConfirmationBlockObject(
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, title, false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(chat.PlainText(c), maxConfirmText), false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(label, maxConfirmButton), false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, "Go back", false, false))
 		if b.Style == "danger" {
-			dialog = dialog.WithStyle(slack.StyleDanger)
+			dialog = dialog.WithStyle(slackgo.StyleDanger)
 		}
 		btn = btn.WithConfirm(dialog)
 	}
 	return btn
 }
 
-func mrkdwn(s string) *slack.TextBlockObject {
-	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+func mrkdwn(s string) *slackgo.TextBlockObject {
+	return slackgo.NewTextBlockObject(slackgo.MarkdownType, s, false, false)
 }
 
 // fallbackText is the notification text: m.Text, else the title, else the first line.
-func fallbackText(m Message) string {
+func fallbackText(m chat.Message) string {
 	t := strings.TrimSpace(m.Text)
 	if t == "" {
 		t = strings.TrimSpace(m.Title)

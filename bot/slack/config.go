@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
-// SlackConfig is what the Slack transport needs (SPEC §8); the command name and the channels
-// are in Config, PagerDuty's settings in bot/pagerduty.
-type SlackConfig struct {
+// Config is what the Slack transport and Web API need (SPEC §8); the command name and the
+// channels are in bot.Config, PagerDuty's settings in bot/pagerduty.
+type Config struct {
 	// AppToken is the app-level xapp-… token for Socket Mode (scope connections:write);
 	// required by serve.
 	AppToken remote.Secret `env:"SLACK_APP_TOKEN"`
@@ -24,19 +24,19 @@ type SlackConfig struct {
 	APIURL string `env:"SLACK_API_URL, default=https://slack.com/api/"`
 }
 
-// LoadSlackConfig reads SlackConfig from l (nil: the process environment) and validates it.
-func LoadSlackConfig(ctx context.Context, l envconfig.Lookuper) (SlackConfig, error) {
-	var c SlackConfig
+// LoadConfig reads Config from l (nil: the process environment) and validates it.
+func LoadConfig(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	var c Config
 	if l == nil {
 		l = envconfig.OsLookuper()
 	}
-	errs := cleanup.DecodeEnv(ctx, &c, lookupFunc(l))
+	errs := cleanup.DecodeEnv(ctx, &c, func(k string) string { v, _ := l.Lookup(k); return v })
 	return c, cleanup.JoinLines(append(errs, c.Validate())...)
 }
 
 // Validate reports every problem at once (joined), each naming its variable and never showing a
 // secret's value. It also normalizes SLACK_API_URL, which gets its trailing "/".
-func (c *SlackConfig) Validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	checkToken := func(name string, s remote.Secret, prefix, what string) {
 		v := strings.TrimSpace(s.Reveal())
