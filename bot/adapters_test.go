@@ -1,10 +1,12 @@
 package bot_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/console"
 	"github.com/platform-team/sessionbot/bot/pagerduty"
 	"github.com/platform-team/sessionbot/bot/remote"
 )
@@ -20,5 +22,8 @@ func init() {
 		s := pagerduty.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		s.Retry = retry
 		return bot.NamedSink{Name: "pagerduty", Sink: s}
+	}
+	bot.RunDemoConsoleForTest = func(ctx context.Context, in io.Reader, out io.Writer, d bot.Deps) error {
+		return console.Run(ctx, in, out, d, console.Options{DemoRedis: true})
 	}
 }

@@ -267,7 +267,7 @@ func (b *Bot) plan(ctx context.Context, c Command, who Person, t *target, opts c
 		Channel:     c.ChannelID,
 		Ref:         ref,
 		Plan:        plan,
-		Approvers:   ids(t.Approvers),
+		Approvers:   IDs(t.Approvers),
 		Required:    b.cfg.ApprovalsRequired,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
@@ -541,7 +541,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, t *target
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: bk.Files[len(bk.Files)-1], Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: t.Policy.DecideRestore().NeedsApproval, Approvers: ids(t.Approvers), Required: b.cfg.ApprovalsRequired,
+			NeedsApproval: t.Policy.DecideRestore().NeedsApproval, Approvers: IDs(t.Approvers), Required: b.cfg.ApprovalsRequired,
 			CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {
