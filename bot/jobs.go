@@ -380,9 +380,9 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 	}
 }
 
-// showReport replaces a job's message with its report. When Slack refuses (after SlackChat's
-// retries) the report is posted in the message's thread instead and the failure audited, so the
-// outcome never hides behind a message that still says "running".
+// showReport replaces a job's message with its report. When Slack refuses (after the Slack
+// adapter's retries) the report is posted in the message's thread instead and the failure
+// audited, so the outcome never hides behind a message that still says "running".
 func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID, jobTarget string) {
 	if ref.TS == "" {
 		return
