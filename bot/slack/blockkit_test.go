@@ -17,18 +17,8 @@ import (
 	"github.com/platform-team/sessionbot/bot/chat"
 )
 
-// The -update flag rewrites golden files. Another test file of the package may define it too:
-// register it only once, and read it through the flag package.
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files under testdata/")
-	}
-}
-
-func updateGolden() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
+// update rewrites the golden files (go test ./bot/slack -run TestRenderMessageGolden -update).
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // blockKitCases are the messages whose rendering is pinned by golden files.
 func blockKitCases() map[string]chat.Message {
@@ -88,7 +78,7 @@ func TestRenderMessageGolden(t *testing.T) {
 			}
 			got := buf.Bytes()
 			path := filepath.Join("testdata", "blockkit", name+".json")
-			if updateGolden() {
+			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
 				}
