@@ -8,9 +8,9 @@ import (
 )
 
 // The core speaks through the port of bot/chat, whose types it names on almost every line:
-// these aliases keep its code readable (Message, not chat.Message). They are the same types, so
-// that a transport built on bot/chat alone is a Chat and a Handler's caller here, and nothing
-// converts between them.
+// these aliases keep its code readable (Message, not chat.Message). They are aliases, not new
+// types: what a transport built on bot/chat alone hands over or implements is used here as it is,
+// and nothing converts between the two.
 type (
 	Message    = chat.Message
 	Field      = chat.Field
