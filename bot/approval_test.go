@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/platform-team/sessionbot/bot/chat"
 )
 
 // requestAll makes a mass-logout approval request as alice and returns its id and message ref.
@@ -134,7 +136,7 @@ func TestRejectAndCancel(t *testing.T) {
 	h.seed(sessionSpec{n: 5})
 	id, ref := h.requestAll()
 	h.press(bob, "reject", id)
-	wantContains(t, "rejected message", FormatText(h.chat.msg(ref)), "Rejected", "Rejected by @"+bob, "Nothing was deleted")
+	wantContains(t, "rejected message", chat.FormatText(h.chat.msg(ref)), "Rejected", "Rejected by @"+bob, "Nothing was deleted")
 	if len(h.chat.msg(ref).Buttons) != 0 {
 		t.Error("a rejected request still has buttons")
 	}
@@ -144,7 +146,7 @@ func TestRejectAndCancel(t *testing.T) {
 
 	id, ref = h.requestAll()
 	h.press(alice, "cancel", id) // the requester
-	wantContains(t, "cancelled message", FormatText(h.chat.msg(ref)), "Cancelled by @"+alice)
+	wantContains(t, "cancelled message", chat.FormatText(h.chat.msg(ref)), "Cancelled by @"+alice)
 	h.press(bob, "approve", id)
 	wantContains(t, "approve after cancel", h.chat.lastEphemeral(bob), "already cancelled")
 	if h.sessionCount() != 5 {
@@ -236,7 +238,7 @@ func TestRestartBetweenRequestAndApproval(t *testing.T) {
 	h.press(alice, "approve", id)
 	wantContains(t, "self-approval after restart", h.chat.lastEphemeral(alice), "two-person rule")
 	h.press(bob, "approve", id)
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Deleted:   7")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Deleted:   7")
 	if h.sessionCount() != 0 {
 		t.Errorf("%d sessions left", h.sessionCount())
 	}
@@ -257,7 +259,7 @@ func TestExpiry(t *testing.T) {
 	h.clock.Advance(time.Minute)
 	h.bot.Sweep(context.Background())
 	h.bot.Sweep(context.Background()) // idempotent
-	wantContains(t, "expired message", FormatText(h.chat.msg(ref)), "Expired", "without being run", "Nothing was deleted")
+	wantContains(t, "expired message", chat.FormatText(h.chat.msg(ref)), "Expired", "without being run", "Nothing was deleted")
 	if len(h.chat.msg(ref).Buttons) != 0 {
 		t.Error("an expired request still has buttons")
 	}
@@ -283,7 +285,7 @@ func TestExpiryOnClick(t *testing.T) {
 	h.clock.Advance(16 * time.Minute)
 	h.press(bob, "approve", id)
 	wantContains(t, "late approval", h.chat.lastEphemeral(bob), "expired")
-	wantContains(t, "message", FormatText(h.chat.msg(ref)), "Expired")
+	wantContains(t, "message", chat.FormatText(h.chat.msg(ref)), "Expired")
 	if len(h.audited("Expired")) != 1 || !strings.Contains(strings.Join(h.audited("Refused"), ""), "Why: already expired") {
 		t.Errorf("audit: Expired %q Refused %q", h.audited("Expired"), h.audited("Refused"))
 	}
@@ -301,7 +303,7 @@ func TestRunSweeps(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.bot.Run(ctx) }()
 	h.clock.Advance(time.Hour)
-	h.chat.waitFor(t, func() bool { return strings.Contains(FormatText(h.chat.msg(ref)), "Expired") })
+	h.chat.waitFor(t, func() bool { return strings.Contains(chat.FormatText(h.chat.msg(ref)), "Expired") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
@@ -356,10 +358,10 @@ func TestApprovalChannel(t *testing.T) {
 	if len(preview.Buttons) != 0 {
 		t.Errorf("the preview in the command channel has buttons %v", actionIDs(preview))
 	}
-	wantContains(t, "preview", FormatText(preview), "Approval requested in #C0APPROVE")
+	wantContains(t, "preview", chat.FormatText(preview), "Approval requested in #C0APPROVE")
 	h.press(bob, "approve", button(t, request, "approve"))
-	wantContains(t, "report in approval channel", FormatText(h.chat.msg(posts[1].Ref)), "Cleanup completed")
-	wantContains(t, "report in command channel", FormatText(h.chat.msg(posts[0].Ref)), "Cleanup completed")
+	wantContains(t, "report in approval channel", chat.FormatText(h.chat.msg(posts[1].Ref)), "Cleanup completed")
+	wantContains(t, "report in command channel", chat.FormatText(h.chat.msg(posts[0].Ref)), "Cleanup completed")
 }
 
 // Help teaches every flag with an example; status lists jobs; stats counts.
@@ -369,7 +371,7 @@ func TestHelpStatusStats(t *testing.T) {
 	h.command(alice, "help")
 	help := h.chat.lastEphemeral(alice)
 	h.chat.mu.Lock()
-	helpMsg := FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	helpMsg := chat.FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
 	h.chat.mu.Unlock()
 	_ = help
 	for _, flag := range []string{"--expired", "--orphans", "--auth-method", "--user-id", "--session-id", "--older-than", "--all", "--reason", "--no-backup", "--backup", "status", "cancel", "restore", "stats"} {
@@ -391,7 +393,7 @@ func TestHelpStatusStats(t *testing.T) {
 	h.press(alice, "run", button(t, m, "run"))
 	h.command(bob, "status")
 	h.chat.mu.Lock()
-	status := FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	status := chat.FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
 	h.chat.mu.Unlock()
 	jobID := h.notifier.all()[0].JobID
 	wantContains(t, "status", status, jobID, "done", "deleted 4")
@@ -401,7 +403,7 @@ func TestHelpStatusStats(t *testing.T) {
 	h.seed(sessionSpec{n: 6})
 	h.command(carol, "stats")
 	h.chat.mu.Lock()
-	stats := FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	stats := chat.FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
 	h.chat.mu.Unlock()
 	wantContains(t, "stats", stats, "Found 6 total session keys", "0 sessions expired", "oauth2 6")
 	h.assertNoLeaks()
@@ -431,14 +433,14 @@ func TestTwoOfTwoApprovals(t *testing.T) {
 	})
 	h.seed(sessionSpec{n: 6})
 	id, ref := h.requestAll()
-	wantContains(t, "approval request", FormatText(h.chat.msg(ref)), "Approvals: 0 of 2 approvals",
+	wantContains(t, "approval request", chat.FormatText(h.chat.msg(ref)), "Approvals: 0 of 2 approvals",
 		"2 approvers other than @"+alice+" must approve")
 	wantContains(t, "Request Created", strings.Join(h.audited("Request Created"), ""), "Approval: required (2 of "+bob+","+dave+","+alice+")")
 
 	h.press(bob, "approve", id)
 	wantContains(t, "first approver", h.chat.lastEphemeral(bob), "Your approval is counted: 1 of 2 approvals (by <@"+bob+">)")
 	card := h.chat.msg(ref)
-	wantContains(t, "card after one approval", FormatText(card), "Approvals: 1 of 2 approvals (by @"+bob+")", "[Approve]")
+	wantContains(t, "card after one approval", chat.FormatText(card), "Approvals: 1 of 2 approvals (by @"+bob+")", "[Approve]")
 	if got := strings.Join(actionIDs(card), ","); got != "approve,reject,cancel" {
 		t.Errorf("card after one approval has buttons %s; want approve,reject,cancel", got)
 	}
@@ -454,7 +456,7 @@ func TestTwoOfTwoApprovals(t *testing.T) {
 	}
 
 	h.press(dave, "approve", id)
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Approved by: @"+bob+", @"+dave)
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Approved by: @"+bob+", @"+dave)
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left after the second approval", n)
 	}
@@ -482,7 +484,7 @@ func TestRejectAfterOneOfTwoApprovals(t *testing.T) {
 	id, ref := h.requestAll()
 	h.press(bob, "approve", id)
 	h.press(dave, "reject", id)
-	wantContains(t, "rejected card", FormatText(h.chat.msg(ref)), "Rejected by @"+dave, "1 of 2 approvals (by @"+bob+")", "Nothing was deleted")
+	wantContains(t, "rejected card", chat.FormatText(h.chat.msg(ref)), "Rejected by @"+dave, "1 of 2 approvals (by @"+bob+")", "Nothing was deleted")
 	if len(h.chat.msg(ref).Buttons) != 0 {
 		t.Error("a rejected request still has buttons")
 	}
@@ -532,7 +534,7 @@ func TestTwoOfTwoConcurrentPresses(t *testing.T) {
 	if r, err := h.bot.st.request(context.Background(), alone); err != nil || r.Status != StatusPending || len(r.Approvals) != 1 {
 		t.Fatalf("request after bob's presses = %+v, %v; want pending with one approval", r, err)
 	}
-	wantContains(t, "card", FormatText(h.chat.msg(ref)), "1 of 2 approvals (by @"+bob+")")
+	wantContains(t, "card", chat.FormatText(h.chat.msg(ref)), "1 of 2 approvals (by @"+bob+")")
 	h.press(alice, "cancel", alone)
 
 	// Two approvers (bob's presses on one replica, dave's on the other): one job.
@@ -551,7 +553,7 @@ func TestTwoOfTwoConcurrentPresses(t *testing.T) {
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed: all")
 }
 
 // A pending request made before an upgrade (no required count stored) still needs one
@@ -581,7 +583,7 @@ func TestRequestFromBeforeUpgradeIsApprovable(t *testing.T) {
 	h.bot.Close()
 	h.bot = h.newBot(d) // the upgraded replica
 	h.press(bob, "approve", id)
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed: all")
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
@@ -600,15 +602,15 @@ func TestStaleApprovalCardIsSettled(t *testing.T) {
 	stale := h.chat.msg(ref) // "1 of 2 approvals", as bob's replica rendered it
 	h.press(dave, "approve", id)
 	report := h.chat.msg(ref)
-	wantContains(t, "report", FormatText(report), "Cleanup completed")
+	wantContains(t, "report", chat.FormatText(report), "Cleanup completed")
 
 	ctx := context.Background()
 	if err := h.chat.Update(ctx, ref, stale); err != nil { // bob's update lands late
 		t.Fatal(err)
 	}
 	h.bot.settleCard(ctx, id, 1)
-	if got := FormatText(h.chat.msg(ref)); got != FormatText(report) {
-		t.Errorf("after settling, the message shows:\n%s\nwant the report:\n%s", got, FormatText(report))
+	if got := chat.FormatText(h.chat.msg(ref)); got != chat.FormatText(report) {
+		t.Errorf("after settling, the message shows:\n%s\nwant the report:\n%s", got, chat.FormatText(report))
 	}
 
 	// The same for a rejection that overtook the first approval's card.
@@ -622,7 +624,7 @@ func TestStaleApprovalCardIsSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.bot.settleCard(ctx, id, 1)
-	if got := FormatText(h.chat.msg(ref)); got != FormatText(rejected) {
-		t.Errorf("after settling, the message shows:\n%s\nwant the rejection:\n%s", got, FormatText(rejected))
+	if got := chat.FormatText(h.chat.msg(ref)); got != chat.FormatText(rejected) {
+		t.Errorf("after settling, the message shows:\n%s\nwant the rejection:\n%s", got, chat.FormatText(rejected))
 	}
 }

@@ -35,8 +35,8 @@ type groupEntry struct {
 // from Request.Approvers).
 func newAccess(cfg Config, targetApprovers []string, chat Chat, now func() time.Time, log *slog.Logger) *access {
 	return &access{
-		operators: ids(cfg.Operators),
-		approvers: append(ids(cfg.Approvers), targetApprovers...),
+		operators: IDs(cfg.Operators),
+		approvers: append(IDs(cfg.Approvers), targetApprovers...),
 		chat:      chat,
 		now:       now,
 		log:       log,

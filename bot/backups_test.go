@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/platform-team/sessionbot/bot/chat"
 )
 
 // lastEphemeralMsg returns the last ephemeral message shown to user.
@@ -23,7 +25,7 @@ func (c *coreChat) lastEphemeralMsg(user string) Message {
 func TestBackupsCommand(t *testing.T) {
 	h := newHarness(t)
 	h.command(alice, "backups")
-	wantContains(t, "empty", FormatText(h.chat.lastEphemeralMsg(alice)), "BACKUP_DIR holds no backups")
+	wantContains(t, "empty", chat.FormatText(h.chat.lastEphemeralMsg(alice)), "BACKUP_DIR holds no backups")
 
 	h.seed(sessionSpec{n: 3})
 	id, _ := h.requestAll()
@@ -38,14 +40,14 @@ func TestBackupsCommand(t *testing.T) {
 	jobID := strings.TrimSuffix(filepath.Base(files[0]), ".jsonl.gz")
 
 	h.command(alice, "backups")
-	got := FormatText(h.chat.lastEphemeralMsg(alice))
+	got := chat.FormatText(h.chat.lastEphemeralMsg(alice))
 	wantContains(t, "backups", got, "== Recent backups ==", "`"+jobID+"` · all `all` by @"+alice+", done · ",
 		" · <1m old · *not encrypted* (holds live tokens)", "/sessions restore BACKUP_ID --reason TEXT")
 
 	h.command(alice, "backups now")
 	wantContains(t, "with an argument", h.chat.lastEphemeral(alice), "takes no arguments")
 	h.command(bob, "backups") // an approver, not an operator: approvers approve restores
-	wantContains(t, "approver", FormatText(h.chat.lastEphemeralMsg(bob)), "== Recent backups ==", "`"+jobID+"`")
+	wantContains(t, "approver", chat.FormatText(h.chat.lastEphemeralMsg(bob)), "== Recent backups ==", "`"+jobID+"`")
 	h.command(eve, "backups")
 	wantContains(t, "outsider", h.chat.lastEphemeral(eve), "not allowed")
 }

@@ -1,3 +1,6 @@
+// Package bot is the chat layer: command routing, who may do what, the approval state machine,
+// jobs and their progress, and notifications. Transports (Slack Socket Mode, the console) sit at
+// its edge behind chat.Chat, so the core never knows which one it talks to.
 package bot
 
 import (
@@ -256,7 +259,7 @@ func (b *Bot) spawn(fn func(ctx context.Context)) bool {
 	return true
 }
 
-// spawnPreview is spawn for previews and stats, which waitPreviews waits for. fn runs once one of
+// spawnPreview is spawn for previews and stats, which WaitPreviews waits for. fn runs once one of
 // t's MaxPreviews slots is free; when none is, the person who asked (c) is told so first.
 func (b *Bot) spawnPreview(ctx context.Context, c Command, t *target, fn func(ctx context.Context)) bool {
 	b.previews.Add(1)
@@ -293,8 +296,8 @@ func (b *Bot) spawnPreview(ctx context.Context, c Command, t *target, fn func(ct
 	return ok
 }
 
-// waitPreviews blocks until the previews started so far have been shown.
-func (b *Bot) waitPreviews() { b.previews.Wait() }
+// WaitPreviews blocks until the previews started so far have been shown.
+func (b *Bot) WaitPreviews() { b.previews.Wait() }
 
 // UserError is an error meant for people: its message is safe to show in chat as is.
 type UserError struct{ Msg string }

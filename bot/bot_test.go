@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
@@ -61,6 +64,8 @@ type ephemeralMsg struct {
 }
 
 var _ Chat = (*coreChat)(nil)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newCoreChat() *coreChat {
 	return &coreChat{current: map[MessageRef]Message{}, history: map[MessageRef][]Message{}, groups: map[string][]string{},
@@ -212,11 +217,11 @@ func (c *coreChat) everything() string {
 	var b strings.Builder
 	for _, h := range c.history {
 		for _, m := range h {
-			b.WriteString(FormatText(m))
+			b.WriteString(chat.FormatText(m))
 		}
 	}
 	for _, e := range append(slices.Clone(c.ephemerals), c.dms...) {
-		b.WriteString(FormatText(e.Msg))
+		b.WriteString(chat.FormatText(e.Msg))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -22,7 +23,7 @@ func (h *harness) slowJob(n int) (MessageRef, *Bot) {
 	slow := h.newBot(d)
 	h.pressOn(slow, alice, "run", button(h.t, m, "run"), "env-run")
 	progressed := regexp.MustCompile(`· deleted [1-9]`)
-	h.chat.waitFor(h.t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
+	h.chat.waitFor(h.t, func() bool { return progressed.MatchString(chat.FormatText(h.chat.msg(ref))) })
 	return ref, slow
 }
 
@@ -32,7 +33,7 @@ func (h *harness) slowJob(n int) (MessageRef, *Bot) {
 func TestApproverCancelsJobByCommand(t *testing.T) {
 	h := newHarness(t)
 	ref, slow := h.slowJob(400)
-	jobID := regexp.MustCompile(`job-[0-9a-z-]+`).FindString(FormatText(h.chat.msg(ref)))
+	jobID := regexp.MustCompile(`job-[0-9a-z-]+`).FindString(chat.FormatText(h.chat.msg(ref)))
 
 	typeCommand := func(user, text string) {
 		slow.HandleCommand(context.Background(), Command{EnvelopeID: h.envelope(), TeamID: team, UserID: user, UserName: name(user),
@@ -43,7 +44,7 @@ func TestApproverCancelsJobByCommand(t *testing.T) {
 	typeCommand(bob, "cancel "+jobID)
 	slow.Wait()
 	wantContains(t, "approver's cancel", h.chat.lastEphemeral(bob), "Cancelling job "+jobID)
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cancelled", "those stay deleted")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cancelled", "those stay deleted")
 	wantContains(t, "audit", strings.Join(h.audited("Cancelled"), ""), "User: "+bob+" (bob)", "Job: "+jobID)
 	if n := h.sessionCount(); n == 0 || n == 400 {
 		t.Errorf("%d sessions left; want a partial run", n)

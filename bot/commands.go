@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -129,7 +130,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) {
 // cannotPostText says why a command's preview could not be posted. Where the bot is not a
 // member it says what to do: invite it, or use a channel it posts in.
 func (b *Bot) cannotPostText(err error) string {
-	if !errors.Is(err, ErrNotInChannel) {
+	if !errors.Is(err, chat.ErrNotInChannel) {
 		return "Could not post the preview: " + b.safeText("post preview", err)
 	}
 	where := b.cfg.ApprovalChannel
@@ -266,7 +267,7 @@ func (b *Bot) plan(ctx context.Context, c Command, who Person, t *target, opts c
 		Channel:     c.ChannelID,
 		Ref:         ref,
 		Plan:        plan,
-		Approvers:   ids(t.Approvers),
+		Approvers:   IDs(t.Approvers),
 		Required:    b.cfg.ApprovalsRequired,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(b.cfg.ApprovalTTL),
@@ -284,7 +285,7 @@ func (b *Bot) publish(ctx context.Context, req *Request) error {
 	if elsewhere {
 		// The approval message is posted first so that the stored request points at it.
 		ref, err := b.chat.Post(ctx, approvalChannel, Message{Text: "Approval request (loading)…"})
-		if errors.Is(err, ErrNotInChannel) {
+		if errors.Is(err, chat.ErrNotInChannel) {
 			return userErrorf("the approval request cannot be posted in APPROVAL_CHANNEL %s: the bot is not a member there (invite it)", approvalChannel)
 		}
 		if err != nil {
@@ -540,7 +541,7 @@ func (b *Bot) startRestore(ctx context.Context, c Command, who Person, t *target
 			BackupID: id, Requester: who, TeamID: c.TeamID, Channel: c.ChannelID, Ref: ref,
 			Restore: &RestorePlan{Path: bk.Files[len(bk.Files)-1], Records: rr.Read, Expired: rr.SkippedExpired,
 				Restorable: rr.Restored, OutsidePfx: rr.SkippedPrefix},
-			NeedsApproval: t.Policy.DecideRestore().NeedsApproval, Approvers: ids(t.Approvers), Required: b.cfg.ApprovalsRequired,
+			NeedsApproval: t.Policy.DecideRestore().NeedsApproval, Approvers: IDs(t.Approvers), Required: b.cfg.ApprovalsRequired,
 			CreatedAt: now, ExpiresAt: now.Add(b.cfg.ApprovalTTL),
 		}
 		if rr.Restored == 0 {

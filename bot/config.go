@@ -122,7 +122,7 @@ func (c Config) validateApprovalsRequired() error {
 		return fmt.Errorf("APPROVALS_REQUIRED: %d is out of range (at least 1)", c.ApprovalsRequired)
 	}
 	users := map[string]bool{}
-	for _, id := range ids(c.Approvers) {
+	for _, id := range IDs(c.Approvers) {
 		if strings.HasPrefix(id, "S") {
 			return nil
 		}
@@ -137,8 +137,9 @@ func (c Config) validateApprovalsRequired() error {
 
 func validChannel(s string) bool { return channelIDRe.MatchString(s) || channelName.MatchString(s) }
 
-// ids returns the non-empty, trimmed entries of a configured id list.
-func ids(list []string) []string {
+// IDs returns the non-empty, trimmed entries of a configured id list (OPERATORS, APPROVERS, a
+// target's approvers or channels).
+func IDs(list []string) []string {
 	var out []string
 	for _, s := range list {
 		if s = strings.TrimSpace(s); s != "" {
@@ -147,3 +148,7 @@ func ids(list []string) []string {
 	}
 	return out
 }
+
+// IsUserID reports whether s is a Slack user id (U…, W…) as OPERATORS and APPROVERS list them; a
+// user-group id (S…) is not one.
+func IsUserID(s string) bool { return slackIDRe.MatchString(s) && !strings.HasPrefix(s, "S") }

@@ -31,7 +31,7 @@ func TestConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadConfig = %v", err)
 	}
-	if strings.Join(ids(c.Operators), ",") != "U123ABC,W456DEF,S0GROUP1" || c.ApprovalTTL != 5*time.Minute ||
+	if strings.Join(IDs(c.Operators), ",") != "U123ABC,W456DEF,S0GROUP1" || c.ApprovalTTL != 5*time.Minute ||
 		!c.NotifyAffectedUsers {
 		t.Errorf("config = %+v", c)
 	}

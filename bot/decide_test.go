@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -179,11 +180,11 @@ func TestDecide(t *testing.T) {
 			wantContains(t, call+" text", d.Text, tt.text...)
 			switch {
 			case tt.card == nil && d.Card != nil:
-				t.Errorf("%s changes the card to %q; want it unchanged", call, FormatText(*d.Card))
+				t.Errorf("%s changes the card to %q; want it unchanged", call, chat.FormatText(*d.Card))
 			case tt.card != nil && d.Card == nil:
 				t.Errorf("%s leaves the card; want %q", call, tt.card)
 			case tt.card != nil:
-				wantContains(t, call+" card", FormatText(*d.Card), tt.card...)
+				wantContains(t, call+" card", chat.FormatText(*d.Card), tt.card...)
 			}
 			if tt.req != nil && len(tt.req.Approvals) != len(before) {
 				t.Errorf("%s changed the request's approvals to %v; decide must change nothing", call, tt.req.Approvals)

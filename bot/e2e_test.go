@@ -1,7 +1,7 @@
 package bot
 
-// End-to-end tests: the real serve path — SlackTransport over Socket Mode, the core Bot, the
-// cleanup engine on a real redis-server seeded with sessions, SlackChat and the Fanout —
+// End-to-end tests: the real serve path — slack.Transport over Socket Mode, the core Bot, the
+// cleanup engine on a real redis-server seeded with sessions, slack.Chat and the Fanout —
 // against the in-process fake Slack and fake PagerDuty. Everything is on loopback.
 
 import (
@@ -23,6 +23,8 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/remote"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -48,7 +50,7 @@ type e2eEnv struct {
 	seeded    cleanup.SeedResult
 	bot       *Bot
 	announcer *Fanout
-	transport *SlackTransport
+	transport *slack.Transport
 	auditPath string
 	ops       string // channel id of #sre-ops, where the command is typed
 	stop      func() error
@@ -93,8 +95,8 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	}
 	e.seeded = seeded
 
-	sc := SlackConfig{
-		AppToken: Secret(e.slack.AppToken()), BotToken: Secret(e.slack.BotToken()), APIURL: e.slack.APIURL(),
+	sc := slack.Config{
+		AppToken: remote.Secret(e.slack.AppToken()), BotToken: remote.Secret(e.slack.BotToken()), APIURL: e.slack.APIURL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 	}
 	t.Cleanup(func() { _ = auditor.Close() })
 
-	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 10*time.Second, 20*time.Millisecond))
+	chat := slack.NewChat(sc, slack.WithChatLogger(log), slack.WithChatRetry(4, 10*time.Second, 20*time.Millisecond))
 	const routingKey = "E2EROUTINGKEY000000000000000000"
 	pd := pagerDutySink(t, routingKey, e.pd.URL(), testRetry(4, 10*time.Second, 20*time.Millisecond))
 	e.announcer = NewFanout(chat, append(SlackSinks(cfg, chat), pd), WithFanoutAudit(auditor), WithFanoutMetrics(metrics),
@@ -146,8 +148,8 @@ func newE2E(t *testing.T, o e2eOptions) *e2eEnv {
 		t.Fatal(err)
 	}
 
-	e.transport = NewSlackTransport(sc, cfg.Command, WithTransportLogger(log), WithTransportMetrics(metrics),
-		WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)))
+	e.transport = slack.NewTransport(sc, cfg.Command, slack.WithTransportLogger(log), slack.WithTransportMetrics(metrics),
+		slack.WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)))
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.transport.Run(runCtx, e.bot) }()
@@ -372,7 +374,7 @@ func TestE2EMassLogoutFlow(t *testing.T) {
 	if d["requester"] != e2eAlice+" (alice)" || d["approver"] != e2eBob+" (bob)" || d["mode"] != "all" {
 		t.Errorf("change event details = %v", d)
 	}
-	if len(ch[0].Links) != 1 || ch[0].Links[0].Href != Permalink(MessageRef{e.ops, req.TS}) {
+	if len(ch[0].Links) != 1 || ch[0].Links[0].Href != Permalink(MessageRef{Channel: e.ops, TS: req.TS}) {
 		t.Errorf("change event links = %+v; want the request message", ch[0].Links)
 	}
 	for _, ev := range e.pd.Events() {

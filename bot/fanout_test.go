@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/internal/testkit"
 )
@@ -124,7 +125,7 @@ func TestFanoutReportsEachFailure(t *testing.T) {
 		{Name: "webhook", Sink: sinkFunc(func(ctx context.Context, _ JobOutcome) error { <-ctx.Done(); return ctx.Err() })},
 		{Name: "dm", Sink: sinkFunc(func(context.Context, JobOutcome) error { return nil })},
 	}
-	n := f.fanout(t, sinks, WithFanoutTimeout(200*time.Millisecond), WithFanoutSecrets(Secret(secret)))
+	n := f.fanout(t, sinks, WithFanoutTimeout(200*time.Millisecond), WithFanoutSecrets(remote.Secret(secret)))
 	n.JobFinished(context.Background(), f.outcome())
 	n.Wait()
 

@@ -18,8 +18,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/slack-go/slack"
+	slackgo "github.com/slack-go/slack"
 
+	"github.com/platform-team/sessionbot/bot/chat"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
@@ -107,7 +109,7 @@ func (fb *fuzzBot) checkReplies(t *testing.T, input string, ephemeralsBefore, po
 	}
 	for _, p := range posts {
 		m := current[p.Ref]
-		text := FormatText(m)
+		text := chat.FormatText(m)
 		if strings.Contains(text, "internal error") || strings.HasPrefix(m.Title, "Preview failed") {
 			t.Errorf("input %q: posted message ended as %q", short(input, 80), text)
 		}
@@ -160,7 +162,7 @@ func FuzzSlashText(f *testing.F) {
 		fb.chat.mu.Lock()
 		e0, p0 := len(fb.chat.ephemerals), len(fb.chat.posts)
 		fb.chat.mu.Unlock()
-		c := commandFrom(slack.SlashCommand{
+		c := slack.CommandFrom(slackgo.SlashCommand{
 			TeamID: team, UserID: alice, UserName: "alice", ChannelID: chan1, Command: "/sessions",
 			Text: text, ResponseURL: "https://hooks.slack.com/commands/T0TEAM01/1/x",
 		}, fb.envelope())
@@ -227,11 +229,11 @@ func FuzzBlockActions(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		ctx := context.Background()
-		var cb slack.InteractionCallback
+		var cb slackgo.InteractionCallback
 		if json.Unmarshal(payload, &cb) != nil {
 			return // slack-go hands no event; the transport acks the raw envelope and drops it
 		}
-		actions := actionsFrom(cb, fb.envelope())
+		actions := slack.ActionsFrom(cb, fb.envelope())
 		refusedBefore := len(auditLinesOf(t, fb.auditPath, cleanup.EventRefused))
 		fb.chat.mu.Lock()
 		e0, p0 := len(fb.chat.ephemerals), len(fb.chat.posts)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -379,9 +380,9 @@ func (b *Bot) reportJob(ctx context.Context, req *Request, job *Job, out outcome
 	}
 }
 
-// showReport replaces a job's message with its report. When Slack refuses (after SlackChat's
-// retries) the report is posted in the message's thread instead and the failure audited, so the
-// outcome never hides behind a message that still says "running".
+// showReport replaces a job's message with its report. When Slack refuses (after the Slack
+// adapter's retries) the report is posted in the message's thread instead and the failure
+// audited, so the outcome never hides behind a message that still says "running".
 func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID, jobTarget string) {
 	if ref.TS == "" {
 		return
@@ -393,7 +394,7 @@ func (b *Bot) showReport(ctx context.Context, ref MessageRef, m Message, jobID, 
 	b.log.Warn("report update failed; replying in the thread", "job", jobID, "channel", ref.Channel, "ts", ref.TS, "err", err)
 	b.metrics.NotificationFailed("slack")
 	_ = b.recordOn(jobTarget, cleanup.NotificationFailed{Channel: ref.Channel,
-		Error: truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
+		Error: chat.Truncate("report update: "+err.Error(), 500), Job: jobID}.Event(b.now()))
 	if _, err := b.chat.Reply(ctx, ref, m); err != nil {
 		b.log.Error("report reply failed", "job", jobID, "channel", ref.Channel, "err", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -22,7 +23,7 @@ func TestProcedure1ExpiredCleanup(t *testing.T) {
 
 	h.command(alice, "cleanup")
 	ref, m := h.chat.latest(-1)
-	text := FormatText(m)
+	text := chat.FormatText(m)
 	wantContains(t, "preview", text,
 		"Found 150 total session keys",
 		"45 sessions expired (will be deleted)",
@@ -37,7 +38,7 @@ func TestProcedure1ExpiredCleanup(t *testing.T) {
 
 	h.press(alice, "run", button(t, m, "run"))
 	final := h.chat.msg(ref)
-	text = FormatText(final)
+	text = chat.FormatText(final)
 	wantContains(t, "report", text, "Cleanup completed", "Deleted:   45", "Remaining: 105 session keys", "Keys outside the session prefix were not touched")
 	if len(final.Buttons) != 0 {
 		t.Errorf("report has buttons %v; want none", actionIDs(final))
@@ -88,7 +89,7 @@ func TestProcedure2MassLogout(t *testing.T) {
 
 	h.command(alice, `cleanup --all --reason "incident 42: session secret leaked"`)
 	ref, m := h.chat.latest(-1)
-	text := FormatText(m)
+	text := chat.FormatText(m)
 	wantContains(t, "approval request", text,
 		"Approval needed: MASS LOGOUT",
 		"Found 41 total session keys",
@@ -114,7 +115,7 @@ func TestProcedure2MassLogout(t *testing.T) {
 	}
 
 	h.press(bob, "approve", id)
-	final := FormatText(h.chat.msg(ref))
+	final := chat.FormatText(h.chat.msg(ref))
 	wantContains(t, "report", final, "Cleanup completed: all", "Deleted:   41", "Remaining: 0 session keys", "Approved by: @"+bob)
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("after mass logout %d session keys; want 0", n)
@@ -166,14 +167,14 @@ func TestProcedure3AuthMethod(t *testing.T) {
 
 	h.command(carol, "cleanup --auth-method basic_auth")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "preview", FormatText(m),
+	wantContains(t, "preview", chat.FormatText(m),
 		"Found 500 total session keys",
 		"50 sessions with auth_method=basic_auth (will be deleted)",
 		"450 sessions with other auth methods (will be kept)",
 		"By auth_method: basic_auth 50")
 	// Another operator may run it.
 	h.press(alice, "run", button(t, m, "run"))
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Deleted:   50", "Run by: @"+alice)
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Deleted:   50", "Run by: @"+alice)
 	n, err := h.rdb.Eval(context.Background(), `
 local n = 0
 for _, k in ipairs(redis.call('KEYS', 'session:*')) do
@@ -199,12 +200,12 @@ func TestProcedure4UserAndSession(t *testing.T) {
 
 	h.command(alice, `cleanup --user-id "auth0|123456789"`)
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "preview", FormatText(m),
+	wantContains(t, "preview", chat.FormatText(m),
 		"Found 23 total session keys",
 		"3 sessions matching user_id=auth0|123456789 (will be deleted)",
 		"20 sessions (will be kept)")
 	h.press(alice, "run", button(t, m, "run"))
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Deleted:   3")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Deleted:   3")
 	for _, id := range mine {
 		if h.rdb.Exists(context.Background(), "session:"+id).Val() != 0 {
 			t.Errorf("session of the user survived")
@@ -218,9 +219,9 @@ func TestProcedure4UserAndSession(t *testing.T) {
 	h.command(alice, "cleanup --session-id "+others[0])
 	ref, m = h.chat.latest(-1)
 	// --session-id selects by key: no SCAN, so only the named keys are counted.
-	wantContains(t, "preview", FormatText(m), "1 session matching session_id=", "(will be deleted)")
+	wantContains(t, "preview", chat.FormatText(m), "1 session matching session_id=", "(will be deleted)")
 	h.press(alice, "run", button(t, m, "run"))
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Deleted:   1")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Deleted:   1")
 	if h.sessionCount() != 19 {
 		t.Errorf("%d sessions left; want 19", h.sessionCount())
 	}
@@ -236,18 +237,18 @@ func TestThresholdNeedsApprovalAndBackup(t *testing.T) {
 
 	h.command(alice, "cleanup --auth-method oauth2 --no-backup")
 	_, m := h.chat.latest(-1)
-	wantContains(t, "approval", FormatText(m), "Approval needed", "30 sessions with auth_method=oauth2 (will be deleted)", "Backup: *skipped (--no-backup)*")
+	wantContains(t, "approval", chat.FormatText(m), "Approval needed", "30 sessions with auth_method=oauth2 (will be deleted)", "Backup: *skipped (--no-backup)*")
 	wantContains(t, "audit", strings.Join(h.audited("Request Created"), ""), "Backup: skipped (--no-backup)")
 
 	h.command(alice, "cleanup --auth-method oauth2")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "approval", FormatText(m), "Backup: yes")
+	wantContains(t, "approval", chat.FormatText(m), "Backup: yes")
 	h.press(dave, "approve", button(t, m, "approve"))
 	o := h.notifier.all()[0]
 	if o.Report.Deleted != 30 || o.Report.Backup == "" {
 		t.Errorf("report = %+v; want 30 deleted with a backup", o.Report)
 	}
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Backup: `"+o.Report.Backup+"`")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Backup: `"+o.Report.Backup+"`")
 
 	// The backup holds the 30 deleted sessions, each with its value and its running TTL.
 	f, err := os.Open(o.Report.Backup)
@@ -324,7 +325,7 @@ func TestRunStopsAtValidBound(t *testing.T) {
 	ref, m := h.chat.latest(-1)
 	h.seed(sessionSpec{n: 100, authMethod: "basic_auth", idPrefix: "late"})
 	h.press(alice, "run", button(t, m, "run"))
-	text := FormatText(h.chat.msg(ref))
+	text := chat.FormatText(h.chat.msg(ref))
 	wantContains(t, "report", text, "Failed", "Stopped: more still-valid sessions match than the 5 previewed (limit 15)")
 	if n := h.sessionCount(); n < 105-15 {
 		t.Errorf("%d sessions left; the run deleted more than the bound of 15", n)
@@ -344,7 +345,7 @@ func TestUnapprovedRunStopsAtThreshold(t *testing.T) {
 	ref, m := h.chat.latest(-1)
 	h.seed(sessionSpec{n: 30, authMethod: "basic_auth", idPrefix: "late"})
 	h.press(alice, "run", button(t, m, "run"))
-	report := FormatText(h.chat.msg(ref))
+	report := chat.FormatText(h.chat.msg(ref))
 	wantContains(t, "report", report, "Stopped: more still-valid sessions match than the 5 previewed (limit 8)")
 	if n := h.sessionCount(); n != 35-8 {
 		t.Errorf("%d sessions left of 35; want 27 (APPROVAL_THRESHOLD=8 logged out):\n%s", n, report)
@@ -384,7 +385,7 @@ func TestAuditFailureRefusesToStart(t *testing.T) {
 	if n := h.sessionCount(); n != 5 {
 		t.Fatalf("%d sessions left; nothing may be deleted without an audit record", n)
 	}
-	wantContains(t, "message", FormatText(h.chat.msg(ref)), "Not started", "audit log could not be written")
+	wantContains(t, "message", chat.FormatText(h.chat.msg(ref)), "Not started", "audit log could not be written")
 	wantContains(t, "ephemeral", h.chat.lastEphemeral(bob), "audit log could not be written")
 }
 
@@ -395,7 +396,7 @@ func TestCancelRunningJob(t *testing.T) {
 	h.pressOn(slow, carol, "cancel", button(t, h.chat.msg(ref), "cancel"), "env-cancel")
 	slow.Wait()
 	wantContains(t, "cancel ack", h.chat.lastEphemeral(carol), "Cancelling job")
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cancelled", "those stay deleted")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cancelled", "those stay deleted")
 	wantContains(t, "audit", strings.Join(h.audited("Cancelled"), ""), "User: "+carol+" (carol)")
 	if n := h.sessionCount(); n == 0 || n == 400 {
 		t.Errorf("%d sessions left; want a partial run", n)
@@ -416,7 +417,7 @@ func TestRestoreFromBackup(t *testing.T) {
 
 	h.command(carol, "restore "+jobID+" --reason 'wrong environment'")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "restore request", FormatText(m), "Approval needed: restore "+jobID,
+	wantContains(t, "restore request", chat.FormatText(m), "Approval needed: restore "+jobID,
 		"Found 20 sessions in backup", "20 sessions will be restored", "Reason: wrong environment")
 	if got := strings.Join(actionIDs(m), ","); got != "approve,reject,cancel" {
 		t.Fatalf("restore buttons = %s", got)
@@ -427,7 +428,7 @@ func TestRestoreFromBackup(t *testing.T) {
 	h.press(carol, "approve", button(t, m, "approve"))
 	wantContains(t, "self-approval", h.chat.lastEphemeral(carol), "two-person rule")
 	h.press(dave, "approve", button(t, m, "approve"))
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Restore completed", "Restored: 20")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Restore completed", "Restored: 20")
 	if n := h.sessionCount(); n != 20 {
 		t.Errorf("%d sessions after restore; want 20", n)
 	}
@@ -455,7 +456,7 @@ func TestBackupFailureDeletesNothing(t *testing.T) {
 	if n := h.sessionCount(); n != 8 {
 		t.Fatalf("%d sessions left; a failed backup must delete nothing", n)
 	}
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), ":x: Failed: all", "internal error (ref ")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), ":x: Failed: all", "internal error (ref ")
 	o := h.notifier.all()
 	if len(o) != 1 || !o[0].Failed || o[0].Report.Deleted != 0 || o[0].Partial {
 		t.Errorf("outcome = %+v; want failed, nothing deleted, not partial", o)
@@ -479,9 +480,9 @@ func TestCloseStopsRunningJob(t *testing.T) {
 	ref, m := h.chat.latest(-1)
 	h.pressOn(slow, alice, "run", button(t, m, "run"), "close-run")
 	progressed := regexp.MustCompile(`· deleted [1-9]`)
-	h.chat.waitFor(t, func() bool { return progressed.MatchString(FormatText(h.chat.msg(ref))) })
+	h.chat.waitFor(t, func() bool { return progressed.MatchString(chat.FormatText(h.chat.msg(ref))) })
 	slow.Close()
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Failed", "Interrupted after deleting", "the bot was shutting down")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Failed", "Interrupted after deleting", "the bot was shutting down")
 	wantContains(t, "audit", strings.Join(h.audited("Cleanup Failed"), ""), "Interrupted after deleting")
 	if o := h.notifier.all(); len(o) != 1 || !o[0].Failed {
 		t.Errorf("outcomes = %+v; want one failed run (PagerDuty alert)", o)
@@ -492,5 +493,5 @@ func TestCloseStopsRunningJob(t *testing.T) {
 	// Commands after Close are not run.
 	slow.HandleCommand(context.Background(), Command{EnvelopeID: "late", TeamID: team, UserID: alice, ChannelID: chan1, Text: "cleanup"})
 	_, late := h.chat.latest(-1)
-	wantContains(t, "late command", FormatText(late), "shutting down")
+	wantContains(t, "late command", chat.FormatText(late), "shutting down")
 }

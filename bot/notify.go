@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -149,7 +151,7 @@ func WithFanoutTimeout(d time.Duration) FanoutOption { return func(f *Fanout) { 
 
 // WithFanoutSecrets names credentials that must never be shown, even when a remote's error
 // quotes them: they are redacted from every reported failure.
-func WithFanoutSecrets(secrets ...Secret) FanoutOption {
+func WithFanoutSecrets(secrets ...remote.Secret) FanoutOption {
 	return func(f *Fanout) {
 		for _, s := range secrets {
 			if len(s) >= 8 {
@@ -244,7 +246,7 @@ func failures(err error) []error {
 // failed reports a notification given up on: in the job's thread, in the audit log and in the
 // metrics. Reporting is best effort; a failure to report is logged.
 func (f *Fanout) failed(ctx context.Context, o JobOutcome, sink, channel string, err error) {
-	msg := truncate(f.redact(err.Error()), 500)
+	msg := chat.Truncate(f.redact(err.Error()), 500)
 	f.log.Warn("notification failed", "job", o.JobID, "sink", sink, "channel", channel, "err", msg)
 	f.metrics.NotificationFailed(sink)
 	if f.audit != nil {
@@ -267,7 +269,7 @@ func (f *Fanout) failed(ctx context.Context, o JobOutcome, sink, channel string,
 
 func (f *Fanout) redact(s string) string {
 	for _, sec := range f.secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
+		s = strings.ReplaceAll(s, sec, remote.Redacted)
 	}
 	return s
 }

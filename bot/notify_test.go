@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/remote"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -20,7 +22,7 @@ const testRoutingKey = "R0UTINGKEY0123456789abcdef012345"
 type notifyFixture struct {
 	slack *slacktest.Server
 	pd    *pdtest.Server
-	chat  *SlackChat
+	chat  *slack.Chat
 	audit *bytes.Buffer
 	n     *Fanout
 	ops   string // the job's channel id
@@ -29,12 +31,12 @@ type notifyFixture struct {
 func newNotifyFixture(t *testing.T, mutate func(*Config)) *notifyFixture {
 	t.Helper()
 	f := &notifyFixture{slack: slacktest.New(t), pd: pdtest.New(t), audit: &bytes.Buffer{}}
-	sc := testSlackConfig(f.slack)
+	sc := slack.Config{AppToken: remote.Secret(f.slack.AppToken()), BotToken: remote.Secret(f.slack.BotToken()), APIURL: f.slack.APIURL()}
 	cfg := DefaultConfig()
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	f.chat = NewSlackChat(sc, WithChatLogger(quietLogger()), WithChatRetry(4, 5*time.Second, 5*time.Millisecond))
+	f.chat = slack.NewChat(sc, slack.WithChatLogger(quietLogger()), slack.WithChatRetry(4, 5*time.Second, 5*time.Millisecond))
 	auditor, err := cleanup.NewAuditor(cleanup.AuditConfig{}, f.audit)
 	if err != nil {
 		t.Fatal(err)
@@ -284,8 +286,8 @@ func TestPermalink(t *testing.T) {
 		ref  MessageRef
 		want string
 	}{
-		{MessageRef{"C0123", "1700000000.000100"}, "https://slack.com/archives/C0123/p1700000000000100"},
-		{MessageRef{"#ops", "1700000000.000100"}, ""},
+		{MessageRef{Channel: "C0123", TS: "1700000000.000100"}, "https://slack.com/archives/C0123/p1700000000000100"},
+		{MessageRef{Channel: "#ops", TS: "1700000000.000100"}, ""},
 		{MessageRef{}, ""},
 	} {
 		if got := Permalink(tt.ref); got != tt.want {

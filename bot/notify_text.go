@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/templates"
 )
 
@@ -76,7 +77,7 @@ func (o JobOutcome) Summary() string {
 		s = fmt.Sprintf("sessionbot: %s on %s (scope %s): %s sessions deleted, %s kept, %d errors",
 			o.Mode, notifyDash(o.Target), notifyDash(o.Scope), num(r.Deleted), num(r.Kept), r.Errors)
 	}
-	return truncate(s+". Reason: "+oneLine(notifyDash(o.Reason)), maxSummary)
+	return chat.Truncate(s+". Reason: "+chat.OneLine(notifyDash(o.Reason)), maxSummary)
 }
 
 // Details is o as named fields (PagerDuty's custom_details): who, what, the counts and the link

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/internal/testkit"
 )
@@ -21,13 +22,13 @@ func TestRestoreFailureIsAuditedAsRestore(t *testing.T) {
 		cleanup.BackupRecord{Key: "session:b", Value: []byte(`{"v":2}`), PTTL: time.Hour})
 	h.command(carol, "restore job-gone --reason 'undo drill'")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "restore request", FormatText(m), "2 sessions will be restored")
+	wantContains(t, "restore request", chat.FormatText(m), "2 sessions will be restored")
 	if err := os.Remove(filepath.Join(h.backupDir, "job-gone.jsonl.gz")); err != nil {
 		t.Fatal(err)
 	}
 	h.press(bob, "approve", button(t, m, "approve"))
 
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), ":x: Failed: restore=job-gone", "Failed after restoring 0 sessions")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), ":x: Failed: restore=job-gone", "Failed after restoring 0 sessions")
 	if got := h.audited(cleanup.EventRestoreCompleted); len(got) != 0 {
 		t.Errorf("Restore Completed lines = %q; want none for a failed restore", got)
 	}
@@ -56,10 +57,10 @@ func TestRestoreReadsEveryRound(t *testing.T) {
 	testkit.WriteBackup(t, h.backupDir, "job-n.r2", rec("session:rewritten", `{"v":2}`), rec("session:late", `{"v":2}`))
 	h.command(carol, "restore job-n --reason 'undo drill'")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "restore request", FormatText(m), "Found 3 sessions in backup job-n", "3 sessions will be restored")
+	wantContains(t, "restore request", chat.FormatText(m), "Found 3 sessions in backup job-n", "3 sessions will be restored")
 	h.press(bob, "approve", button(t, m, "approve"))
 
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Restore completed: job-n", "Restored: 3", "Skipped: 0")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Restore completed: job-n", "Restored: 3", "Skipped: 0")
 	for k, want := range map[string]string{"session:rewritten": `{"v":2}`, "session:once": `{"v":1}`, "session:late": `{"v":2}`} {
 		if got, err := h.rdb.Get(context.Background(), k).Result(); err != nil || got != want {
 			t.Errorf("GET %s = %q, %v; want %q", k, got, err, want)

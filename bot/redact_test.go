@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 	"github.com/platform-team/sessionbot/internal/testkit"
@@ -34,10 +35,10 @@ func TestRestoreFailureShowsNoSessionID(t *testing.T) {
 
 	h.command(carol, "restore "+backupID+" --reason 'undo'")
 	ref, m := h.chat.latest(-1)
-	wantContains(t, "restore request", FormatText(m), "2 sessions will be restored")
+	wantContains(t, "restore request", chat.FormatText(m), "2 sessions will be restored")
 	target.Kill()
 	h.press(dave, "approve", button(t, m, "approve"))
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Failed", "internal error (ref ")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Failed", "internal error (ref ")
 
 	wantContains(t, "log", logs.String(), "session:a1b2c3d4…")
 	for _, id := range ids {

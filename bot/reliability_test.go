@@ -1,6 +1,6 @@
 package bot
 
-// Reliability tests: several replicas of the real serve path (SlackTransport + Bot + SlackChat +
+// Reliability tests: several replicas of the real serve path (slack.Transport + Bot + slack.Chat +
 // Fanout) against one fake Slack, one fake PagerDuty and one real redis-server; replicas that
 // crash or lose their socket mid-job; Slack and PagerDuty that rate-limit, fail or hang. Every
 // assertion is on what is left in Redis, what reached the fakes, and the audit lines.
@@ -29,7 +29,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/remote"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -137,7 +140,7 @@ type replica struct {
 	name      string
 	bot       *Bot
 	announcer *Fanout
-	transport *SlackTransport
+	transport *slack.Transport
 	metrics   *Metrics
 	auditPath string
 	logs      *testkit.SyncBuffer // the process's JSON logs (debug level)
@@ -272,14 +275,14 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	t.Cleanup(func() { _ = rdb.Close() })
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	hc := &http.Client{Transport: killableTransport{k: r.ks, base: base}, Timeout: o.chatTimeout}
-	sc := SlackConfig{
-		AppToken: Secret(f.slack.AppToken()), BotToken: Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
+	sc := slack.Config{
+		AppToken: remote.Secret(f.slack.AppToken()), BotToken: remote.Secret(f.slack.BotToken()), APIURL: f.slack.APIURL(),
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	r.metrics = NewMetrics("fleet")
-	chat := NewSlackChat(sc, WithChatLogger(log), WithChatRetry(4, 5*time.Second, 20*time.Millisecond), WithChatHTTPClient(hc))
+	chat := slack.NewChat(sc, slack.WithChatLogger(log), slack.WithChatRetry(4, 5*time.Second, 20*time.Millisecond), slack.WithChatHTTPClient(hc))
 	pdRetry := testRetry(4, 5*time.Second, 20*time.Millisecond)
 	if o.pdAttempt > 0 {
 		pdRetry.Attempt = o.pdAttempt
@@ -314,8 +317,8 @@ func (f *fleet) startReplica(i int, o fleetOptions, dir string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.transport = NewSlackTransport(sc, f.cfg.Command, WithTransportLogger(log), WithTransportMetrics(r.metrics),
-		WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)), WithTransportHTTPClient(hc))
+	r.transport = slack.NewTransport(sc, f.cfg.Command, slack.WithTransportLogger(log), slack.WithTransportMetrics(r.metrics),
+		slack.WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)), slack.WithTransportHTTPClient(hc))
 
 	socketCtx, stopSocket := context.WithCancel(context.Background())
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -804,7 +807,7 @@ func TestProgressUpdatesSkipUnchangedMessages(t *testing.T) {
 	ref, m := h.chat.latest(-1)
 	h.pressOn(slow, alice, "run", button(t, m, "run"), "skip-run")
 	slow.Wait()
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed", "Deleted:   120")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed", "Deleted:   120")
 
 	h.chat.mu.Lock()
 	history := slices.Clone(h.chat.history[ref])

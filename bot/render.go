@@ -125,10 +125,10 @@ func previewMessage(req *Request) Message {
 		Title: "Dry-run preview: " + userText(req.Scope),
 		Lines: append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...),
 		Fields: []Field{
-			{"Requested by", userRef(req.Requester.ID)},
-			{"Scope", "`" + userText(req.Scope) + "`"},
-			{"Reason", orDash(userText(req.Reason))},
-			{"Backup", backupPlan(req)},
+			{Label: "Requested by", Value: userRef(req.Requester.ID)},
+			{Label: "Scope", Value: "`" + userText(req.Scope) + "`"},
+			{Label: "Reason", Value: orDash(userText(req.Reason))},
+			{Label: "Backup", Value: backupPlan(req)},
 		},
 		Context: []string{fmt.Sprintf("Nothing has been deleted. Run re-checks every session when it runs and stops past %s still-valid sessions. Expires %s.",
 			num(req.MaxValid), stamp(req.ExpiresAt))},
@@ -166,18 +166,18 @@ func approvalMessage(req *Request) Message {
 		lines = append([]string{codeBlock(cleanup.SummaryLines(req.Plan, num))}, planDetails(req.Plan)...)
 	}
 	fields := []Field{
-		{"Requested by", userRef(req.Requester.ID)},
-		{"Reason", orDash(userText(req.Reason))},
-		{"Scope", "`" + userText(req.Scope) + "`"},
-		{"Would affect", what},
-		{"Backup", backupPlan(req)},
-		{"Approvers", approversText(req.Approvers)},
+		{Label: "Requested by", Value: userRef(req.Requester.ID)},
+		{Label: "Reason", Value: orDash(userText(req.Reason))},
+		{Label: "Scope", Value: "`" + userText(req.Scope) + "`"},
+		{Label: "Would affect", Value: what},
+		{Label: "Backup", Value: backupPlan(req)},
+		{Label: "Approvers", Value: approversText(req.Approvers)},
 	}
 	rule := "Two-person rule: an approver other than " + userRef(req.Requester.ID) +
 		" must approve. Approve starts it at once; nothing has been changed yet."
 	confirm := "Approve and start now: " + what + "?"
 	if req.Required > 1 {
-		fields = append(fields, Field{"Approvals", approvalsText(req)})
+		fields = append(fields, Field{Label: "Approvals", Value: approvalsText(req)})
 		rule = fmt.Sprintf("Two-person rule: %d approvers other than %s must approve; the job starts on the last approval. Nothing has been changed yet.",
 			req.Required, userRef(req.Requester.ID))
 		if n := len(req.Approvals) + 1; n < req.Required {
@@ -188,7 +188,7 @@ func approvalMessage(req *Request) Message {
 		Text:    title + " — requested by " + req.Requester.ID,
 		Title:   title,
 		Lines:   lines,
-		Fields:  append(fields, Field{"Expires", stamp(req.ExpiresAt)}),
+		Fields:  append(fields, Field{Label: "Expires", Value: stamp(req.ExpiresAt)}),
 		Context: []string{rule},
 		Buttons: []Button{
 			{ActionID: "approve", Label: "Approve", Value: req.ID, Style: "danger", Confirm: confirm},
@@ -320,13 +320,13 @@ func runningMessage(req *Request, job *Job, p *cleanup.Progress) Message {
 }
 
 func jobFields(job *Job) []Field {
-	f := []Field{{"Requested by", userRef(job.Requester.ID)}}
+	f := []Field{{Label: "Requested by", Value: userRef(job.Requester.ID)}}
 	if len(job.Approvals) > 0 {
-		f = append(f, Field{"Approved by", peopleRefs(job.Approvals)})
+		f = append(f, Field{Label: "Approved by", Value: peopleRefs(job.Approvals)})
 	} else {
-		f = append(f, Field{"Run by", userRef(job.Executor.ID)})
+		f = append(f, Field{Label: "Run by", Value: userRef(job.Executor.ID)})
 	}
-	f = append(f, Field{"Reason", orDash(userText(job.Reason))}, Field{"Scope", "`" + userText(job.Scope) + "`"})
+	f = append(f, Field{Label: "Reason", Value: orDash(userText(job.Reason))}, Field{Label: "Scope", Value: "`" + userText(job.Scope) + "`"})
 	return onTarget(Message{Fields: f}, job.Target).Fields
 }
 
@@ -334,7 +334,7 @@ func jobFields(job *Job) []Field {
 // stored before targets were named has none, and its message stays as it was.
 func onTarget(m Message, target string) Message {
 	if target != "" {
-		m.Fields = append(slices.Clip(m.Fields), Field{"Target", "`" + target + "`"})
+		m.Fields = append(slices.Clip(m.Fields), Field{Label: "Target", Value: "`" + target + "`"})
 	}
 	return m
 }
@@ -359,7 +359,7 @@ func reportMessage(req *Request, job *Job, out outcome, st Status, errText strin
 		Text:    fmt.Sprintf("%s (job %s): %s %s", strings.TrimPrefix(title, ":white_check_mark: "), job.ID, out.verb(), num(out.changed())),
 		Title:   title,
 		Lines:   lines,
-		Fields:  append(jobFields(job), Field{"Job", "`" + job.ID + "`"}),
+		Fields:  append(jobFields(job), Field{Label: "Job", Value: "`" + job.ID + "`"}),
 		Context: []string{"Started " + stamp(job.StartedAt) + " · ended " + stamp(out.report().End)},
 	}
 }

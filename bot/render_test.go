@@ -2,12 +2,14 @@ package bot
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/templates"
 )
@@ -178,7 +180,7 @@ func TestRenderGolden(t *testing.T) {
 			if m.Text == "" {
 				t.Errorf("%s: empty Text (the notification fallback must never be empty)", name)
 			}
-			got := FormatText(m)
+			got := chat.FormatText(m)
 			path := filepath.Join("testdata", "render", name+".golden")
 			if renderUpdate() {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -240,5 +242,33 @@ func TestNum(t *testing.T) {
 		if got := num(in); got != want {
 			t.Errorf("num(%d) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestSlackTimesAreDateTokens: a time in a Slack message is a <!date^…> token, so that each
+// reader sees their own time zone, with the UTC time as the fallback; the console and the
+// plain_text header show the fallback. The Slack adapter keeps such a token in the blocks
+// (bot/slack's TestDateTokensAndGroupMentionsReachTheBlocks, with this shape).
+func TestSlackTimesAreDateTokens(t *testing.T) {
+	req := goldenRequest(cleanup.Filter{All: true}, goldenPlan(cleanup.Filter{All: true}, 10, 10, 10, 0), true)
+	at := req.ExpiresAt
+	token := fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", at.Unix(), at.UTC().Format("2006-01-02 15:04:05Z"))
+	if got := stamp(at); got != token {
+		t.Fatalf("stamp(%v) = %q; want %q", at, got, token)
+	}
+	m := approvalMessage(req)
+	card := strings.Join(m.Lines, "\n")
+	for _, f := range m.Fields {
+		card += "\n" + f.Value
+	}
+	if !strings.Contains(card, token) {
+		t.Errorf("approval card lacks the date token %s: %s", token, card)
+	}
+	if !strings.Contains(card, "<!subteam^S0SECURITY>") {
+		t.Errorf("approval card lacks the group mention: %s", card)
+	}
+	text := chat.FormatText(m)
+	if !strings.Contains(text, "Expires: 2025-11-26 10:15:00Z") || strings.Contains(text, "<!date") {
+		t.Errorf("console text of the card does not show the UTC fallback alone:\n%s", text)
 	}
 }

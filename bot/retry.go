@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"syscall"
 	"time"
 )
 
@@ -26,7 +23,7 @@ type Retry struct {
 }
 
 // DefaultRetry is used for PagerDuty: 4 tries within 30 s. (Slack Web API calls are retried by
-// slack-go itself: see SlackChat.)
+// slack-go itself: see bot/slack's Chat.)
 var DefaultRetry = Retry{Tries: 4, Budget: 30 * time.Second, Attempt: 10 * time.Second, Base: 500 * time.Millisecond, Max: 8 * time.Second}
 
 // Verdict is how a classifier judges an error.
@@ -104,17 +101,4 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// TransientNetError reports whether err is a network failure worth retrying: a timeout, a reset
-// or refused connection, or a connection closed mid-response.
-func TransientNetError(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return true
-	}
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -60,7 +61,7 @@ func TestScheduleRunsWithoutAPerson(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("posts in %s = %d; want the scheduled run's message", opsChannel, len(msgs))
 	}
-	wantContains(t, "report", FormatText(msgs[0]), "Cleanup completed", "5")
+	wantContains(t, "report", chat.FormatText(msgs[0]), "Cleanup completed", "5")
 	starts := h.jobStarts()
 	if len(starts) != 1 || !strings.Contains(starts[0], "Cleanup Started | User: schedule | Mode: execute | Filters: expired_only | Reason: scheduled: every 1h") {
 		t.Errorf("job Cleanup Started lines = %q; want one by User: schedule", starts)
@@ -87,7 +88,7 @@ func TestScheduleRunsWithoutAPerson(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("posts in %s = %d after the period; want 2", opsChannel, len(msgs))
 	}
-	wantContains(t, "second run", FormatText(msgs[1]), "nothing to delete")
+	wantContains(t, "second run", chat.FormatText(msgs[1]), "nothing to delete")
 	if got := len(h.jobStarts()); got != 1 {
 		t.Errorf("jobs started = %d; want still 1 (nothing matched)", got)
 	}
@@ -111,7 +112,7 @@ func TestScheduleOverThresholdPostsApprovalRequest(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("posts in %s = %d; want the approval request", opsChannel, len(msgs))
 	}
-	wantContains(t, "approval request", FormatText(msgs[0]), "Approval needed", "sessionbot (schedule)")
+	wantContains(t, "approval request", chat.FormatText(msgs[0]), "Approval needed", "sessionbot (schedule)")
 	if ids := actionIDs(msgs[0]); strings.Contains(strings.Join(ids, ","), "run") {
 		t.Errorf("approval request buttons = %v; want no run", ids)
 	}
@@ -190,7 +191,7 @@ func TestScheduleSkippedWhileAJobRuns(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("posts in %s = %d; want the skip notice", opsChannel, len(msgs))
 	}
-	wantContains(t, "skip notice", FormatText(msgs[0]), "Scheduled cleanup skipped", running, "Next run due")
+	wantContains(t, "skip notice", chat.FormatText(msgs[0]), "Scheduled cleanup skipped", running, "Next run due")
 	if got := h.audited("Refused"); len(got) != 1 ||
 		!strings.Contains(got[0], "User: schedule | Action: scheduled cleanup expired_only | Why: another cleanup is running: "+running) {
 		t.Errorf("Refused lines = %q; want the skipped occurrence", got)
@@ -250,7 +251,7 @@ func TestHelpDescribesWatchAndSchedules(t *testing.T) {
 		func(_ *harness, d *Deps) { d.Watch.Interval = cleanup.Duration(5 * time.Minute) })
 	h.command(alice, "help")
 	h.chat.mu.Lock()
-	help := FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+	help := chat.FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
 	h.chat.mu.Unlock()
 	wantContains(t, "help", help, "*Watching and schedules*",
 		"Watcher: every 5m, posts in #"+opsChannel+" when Redis memory passes 80% of maxmemory or more than 1,000 session keys have no TTL",
@@ -259,7 +260,7 @@ func TestHelpDescribesWatchAndSchedules(t *testing.T) {
 	off := newHarness(t)
 	off.command(alice, "help")
 	off.chat.mu.Lock()
-	help = FormatText(off.chat.ephemerals[len(off.chat.ephemerals)-1].Msg)
+	help = chat.FormatText(off.chat.ephemerals[len(off.chat.ephemerals)-1].Msg)
 	off.chat.mu.Unlock()
 	wantContains(t, "help without watch", help, "Watcher: off (WATCH_INTERVAL).", "Schedules: none (SCHEDULES).")
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -184,14 +185,14 @@ func TestCanaryReachesNoOutput(t *testing.T) {
 // (STATE_REDIS_URL is cleanup.RedisConfig's, a cleanup.RedisURL; the sinks' secrets are tested
 // in their packages and, composed, by cmd/sessionbot.)
 func TestConfigNeverFormatsSecrets(t *testing.T) {
-	sc := SlackConfig{AppToken: "xapp-1-A0-1-appsecretvalue", BotToken: "xoxb-1-2-botsecretvalue",
+	sc := slack.Config{AppToken: "xapp-1-A0-1-appsecretvalue", BotToken: "xoxb-1-2-botsecretvalue",
 		APIURL: "https://slack.com/api/"}
 	cfg := DefaultConfig()
 	composed := struct {
 		Bot   Config
-		Slack SlackConfig
+		Slack slack.Config
 	}{cfg, sc}
-	for name, v := range map[string]any{"SlackConfig": sc, "Config": cfg, "composed": composed, "*SlackConfig": &sc, "*Config": &cfg} {
+	for name, v := range map[string]any{"slack.Config": sc, "Config": cfg, "composed": composed, "*slack.Config": &sc, "*Config": &cfg} {
 		j, _ := json.Marshal(v)
 		out := fmt.Sprintf("%v %+v %#v %s %q", v, v, v, v, v) + string(j)
 		for _, secret := range []string{"appsecretvalue", "botsecretvalue"} {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
@@ -36,7 +37,7 @@ func TestClusterMassLogout(t *testing.T) {
 	if err := c.Set(ctx, "cb:cluster", "keep-me", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	chat := newCoreChat()
+	cc := newCoreChat()
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	a, err := cleanup.NewAuditor(cleanup.AuditConfig{File: auditPath}, nil)
 	if err != nil {
@@ -45,7 +46,7 @@ func TestClusterMassLogout(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close() })
 	cfg := DefaultConfig()
 	cfg.Operators, cfg.Approvers = []string{alice}, []string{bob, dave}
-	deps := Deps{Config: cfg, Chat: chat, Engine: cleanup.NewEngine(cleanup.NewTarget(c, "session:", "cluster-test"), cleanup.EngineConfig{}),
+	deps := Deps{Config: cfg, Chat: cc, Engine: cleanup.NewEngine(cleanup.NewTarget(c, "session:", "cluster-test"), cleanup.EngineConfig{}),
 		Auditor: a, Policy: defaultPolicy, Backup: cleanup.BackupConfig{Dir: t.TempDir()}, ProgressInterval: 20 * time.Millisecond}
 	b1, err := New(deps)
 	if err != nil {
@@ -59,8 +60,8 @@ func TestClusterMassLogout(t *testing.T) {
 	}
 	b1.HandleCommand(ctx, Command{EnvelopeID: "c1", UserID: alice, ChannelID: chan1, Text: "cleanup --all --reason cluster"})
 	b1.Wait()
-	_, m := chat.latest(-1)
-	wantContains(t, "preview", FormatText(m), "Found 60 total session keys", "60 sessions will be deleted (ALL)")
+	_, m := cc.latest(-1)
+	wantContains(t, "preview", chat.FormatText(m), "Found 60 total session keys", "60 sessions will be deleted (ALL)")
 	id := button(t, m, "approve")
 	var wg sync.WaitGroup
 	for i := range 10 {
@@ -90,7 +91,7 @@ func TestClusterMassLogout(t *testing.T) {
 	if err != nil || len(jobs) != 1 || jobs[0].Status != StatusDone {
 		t.Errorf("jobs = %v, %v; want one done job", jobs, err)
 	}
-	if strings.Contains(chat.everything(), canary) {
+	if strings.Contains(cc.everything(), canary) {
 		t.Error("canary leaked")
 	}
 }
@@ -120,7 +121,7 @@ func TestSweepFailsStaleJobs(t *testing.T) {
 	if j, _ := st.job(ctx, job.ID); j.Status != StatusFailed || !strings.Contains(j.Error, "Interrupted") {
 		t.Errorf("stale job = %s %q; want failed, interrupted", j.Status, j.Error)
 	}
-	wantContains(t, "message", FormatText(h.chat.msg(ref)), "Interrupted")
+	wantContains(t, "message", chat.FormatText(h.chat.msg(ref)), "Interrupted")
 	if r, _ := st.request(ctx, id); r.Status != StatusFailed {
 		t.Errorf("request = %s; want failed", r.Status)
 	}

@@ -59,12 +59,12 @@ func newTargets(list []Target, cfg Config) (*targets, error) {
 		if err := t.Policy.Validate(); err != nil {
 			bad("%v", err)
 		}
-		for _, id := range ids(t.Approvers) {
+		for _, id := range IDs(t.Approvers) {
 			if !slackIDRe.MatchString(id) {
 				bad("approvers: %q is not a Slack user or user-group id (want U…, W… or S…, upper-case letters and digits)", id)
 			}
 		}
-		for _, ch := range ids(t.Channels) {
+		for _, ch := range IDs(t.Channels) {
 			if !validChannel(ch) {
 				bad("channels: %q is not a channel id (C…) or #name", ch)
 			}
@@ -75,7 +75,7 @@ func newTargets(list []Target, cfg Config) (*targets, error) {
 		tt := &target{Target: t, previews: make(chan struct{}, MaxPreviews)}
 		ts.list = append(ts.list, tt)
 		ts.byName[t.Name] = tt
-		for _, ch := range ids(t.Channels) {
+		for _, ch := range IDs(t.Channels) {
 			ts.byChannel[ch] = tt
 		}
 	}
@@ -132,7 +132,7 @@ func (ts *targets) of(name string) (*target, error) {
 func (ts *targets) approvers() []string {
 	var out []string
 	for _, t := range ts.list {
-		out = append(out, ids(t.Approvers)...)
+		out = append(out, IDs(t.Approvers)...)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -158,7 +159,7 @@ func TestTargetApprovers(t *testing.T) {
 	})
 	h.seed(sessionSpec{n: 20})
 	id, ref := h.requestAll()
-	if m := FormatText(h.chat.msg(ref)); !strings.Contains(m, "@"+dave) || strings.Contains(m, "@"+bob) {
+	if m := chat.FormatText(h.chat.msg(ref)); !strings.Contains(m, "@"+dave) || strings.Contains(m, "@"+bob) {
 		t.Errorf("approval card names the wrong approvers:\n%s", m)
 	}
 	h.press(bob, "approve", id)
@@ -176,13 +177,13 @@ func TestTargetApprovers(t *testing.T) {
 	if n := h.sessionCount(); n != 0 {
 		t.Errorf("after dave's approval %d sessions; want 0", n)
 	}
-	wantContains(t, "report", FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Target: `prod-us`", "job-prod-us-")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(ref)), "Cleanup completed: all", "Target: `prod-us`", "job-prod-us-")
 
 	// status and help take --target too; an unknown one is refused with the names.
 	lastShown := func() string {
 		h.chat.mu.Lock()
 		defer h.chat.mu.Unlock()
-		return FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
+		return chat.FormatText(h.chat.ephemerals[len(h.chat.ephemerals)-1].Msg)
 	}
 	h.command(alice, "status --target prod-us")
 	wantContains(t, "status", lastShown(), "job-prod-us-", "on `prod-us`")

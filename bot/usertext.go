@@ -10,7 +10,7 @@ import (
 
 // Text from people and from session data — a --reason, a scope with its user id or auth
 // method, a backup id, a session's fields — reaches Slack only through userText, which makes it
-// inert in Slack mrkdwn (SPEC §12.6). Message fields are mrkdwn; plainText turns them into what
+// inert in Slack mrkdwn (SPEC §12.6). Message fields are mrkdwn; chat.PlainText turns them into what
 // plain_text objects and the console show.
 
 // userText returns s as Slack mrkdwn that shows s and does nothing else, in running text and
@@ -79,22 +79,3 @@ var (
 	word   = regexp.MustCompile(`\S+`)
 	domain = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(/.*)?$`)
 )
-
-var (
-	mentionRe = regexp.MustCompile(`<([@#])([A-Z0-9]+)(\|[^>]*)?>`)
-	subteamRe = regexp.MustCompile(`<!subteam\^(S[A-Z0-9]+)(\|[^>]*)?>`)
-	dateRe    = regexp.MustCompile(`<!date\^[0-9]+\^[^|>]*\|([^>]*)>`)
-)
-
-// plainText turns mrkdwn into the text a plain_text object or the console shows: a mention
-// becomes @id or #id, a date its UTC fallback, and the entities userText and the transport write
-// become characters again.
-func plainText(s string) string {
-	s = mentionRe.ReplaceAllString(s, "$1$2")
-	s = subteamRe.ReplaceAllString(s, "@$1")
-	s = dateRe.ReplaceAllString(s, "$1")
-	if !strings.Contains(s, "&") {
-		return s
-	}
-	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
-}

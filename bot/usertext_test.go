@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 )
 
@@ -32,8 +33,8 @@ func TestUserText(t *testing.T) {
 		if got := userText(tt.in); got != tt.want {
 			t.Errorf("userText(%q) = %q; want %q", tt.in, got, tt.want)
 		}
-		if got := plainText(userText(tt.in)); strings.ContainsAny(got, "\n\u202e") {
-			t.Errorf("plainText(userText(%q)) = %q keeps a line break or an override", tt.in, got)
+		if got := chat.PlainText(userText(tt.in)); strings.ContainsAny(got, "\n\u202e") {
+			t.Errorf("chat.PlainText(userText(%q)) = %q keeps a line break or an override", tt.in, got)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -60,11 +61,11 @@ func TestWatchOrphansPostsOncePerCooldownWithRunButton(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("posts in %s = %d; want the symptom and its preview:\n%v", opsChannel, len(msgs), msgs)
 	}
-	symptom := FormatText(msgs[0])
+	symptom := chat.FormatText(msgs[0])
 	wantContains(t, "symptom post", symptom, "Symptom on default: 8 session keys without a TTL",
 		"8 of 11 scanned, above WATCH_ORPHANS (5)", "Trend:* first check", "WATCH_COOLDOWN 6h")
 	preview := msgs[1]
-	wantContains(t, "preview", FormatText(preview), "Dry-run preview: orphans", "8 sessions", "sessionbot (watch)",
+	wantContains(t, "preview", chat.FormatText(preview), "Dry-run preview: orphans", "8 sessions", "sessionbot (watch)",
 		"watch: 8 session keys without a TTL (WATCH_ORPHANS 5)")
 	run := button(t, preview, "run")
 	// The first check has no trend to tell: the line goes from the threshold to the channel.
@@ -85,7 +86,7 @@ func TestWatchOrphansPostsOncePerCooldownWithRunButton(t *testing.T) {
 		t.Errorf("sessions left = %d; want the 3 with a TTL", got)
 	}
 	h.assertOthersIntact()
-	wantContains(t, "report", FormatText(h.chat.msg(refs[1])), "Cleanup completed")
+	wantContains(t, "report", chat.FormatText(h.chat.msg(refs[1])), "Cleanup completed")
 
 	// Within the cooldown: checked, not posted again, on this replica or another.
 	h.seed(sessionSpec{n: 7, noTTL: true, idPrefix: "again"})
@@ -104,7 +105,7 @@ func TestWatchOrphansPostsOncePerCooldownWithRunButton(t *testing.T) {
 	if len(msgs) != 4 {
 		t.Fatalf("posts in %s = %d after WATCH_COOLDOWN; want 4", opsChannel, len(msgs))
 	}
-	wantContains(t, "second symptom post", FormatText(msgs[2]), "7 session keys without a TTL", "*Trend:* +0 since", "(7 then)")
+	wantContains(t, "second symptom post", chat.FormatText(msgs[2]), "7 session keys without a TTL", "*Trend:* +0 since", "(7 then)")
 	if got := h.audited("Symptom Detected"); len(got) != 2 {
 		t.Errorf("Symptom Detected lines = %d; want 2", len(got))
 	}
@@ -159,9 +160,9 @@ func TestWatchMemorySymptom(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("posts in %s = %d; want the memory symptom and its preview", opsChannel, len(msgs))
 	}
-	wantContains(t, "symptom post", FormatText(msgs[0]), "Symptom on default: Redis memory at", "of maxmemory",
+	wantContains(t, "symptom post", chat.FormatText(msgs[0]), "Symptom on default: Redis memory at", "of maxmemory",
 		"above WATCH_MEMORY_PERCENT (80%)", "*Trend:* used_memory +", "(no maxmemory then)")
-	wantContains(t, "preview", FormatText(msgs[1]), "Dry-run preview: expired_only", "4 sessions expired (will be deleted)")
+	wantContains(t, "preview", chat.FormatText(msgs[1]), "Dry-run preview: expired_only", "4 sessions expired (will be deleted)")
 	if got := h.audited("Symptom Detected"); len(got) != 1 || !strings.Contains(got[0], "Symptom: memory") || !strings.Contains(got[0], "Threshold: 80%") {
 		t.Errorf("Symptom Detected lines = %q; want one memory line", got)
 	}
@@ -186,7 +187,7 @@ func TestWatchOverBudgetSaysSo(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("posts in %s = %d; want the symptom and its preview", opsChannel, len(msgs))
 	}
-	wantContains(t, "symptom post", FormatText(msgs[0]), "at least 5, counted over the first 5 keys (WATCH_MAX_KEYS)")
+	wantContains(t, "symptom post", chat.FormatText(msgs[0]), "at least 5, counted over the first 5 keys (WATCH_MAX_KEYS)")
 	if got := value(t, h.bot.metrics, "sessionbot_watch_over_budget_total", "target=default"); got != 1 {
 		t.Errorf("sessionbot_watch_over_budget_total = %v; want 1", got)
 	}
@@ -235,8 +236,8 @@ func TestWatchMemoryFullStateRefusesWrites(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("posts in %s = %d; want one symptom and its (failed) preview", opsChannel, len(msgs))
 	}
-	wantContains(t, "symptom post", FormatText(msgs[0]), "Redis memory at", "above WATCH_MEMORY_PERCENT (80%)")
-	wantContains(t, "preview", FormatText(msgs[1]), "Preview failed", "Nothing was deleted.")
+	wantContains(t, "symptom post", chat.FormatText(msgs[0]), "Redis memory at", "above WATCH_MEMORY_PERCENT (80%)")
+	wantContains(t, "preview", chat.FormatText(msgs[1]), "Preview failed", "Nothing was deleted.")
 	if got := h.audited("Symptom Detected"); len(got) != 1 {
 		t.Errorf("Symptom Detected lines = %d; want 1", len(got))
 	}

@@ -25,8 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/platform-team/sessionbot/cleanup/redistest"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/platform-team/sessionbot/cleanup/redistest"
 )
 
 // faultRetryFor is EngineConfig.RetryFor in fault tests: short, so "the server never came back"

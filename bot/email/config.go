@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // Config is the e-mail sink's part of the configuration (SPEC §13).
@@ -17,7 +17,7 @@ type Config struct {
 	// URL is the SMTP server, smtp://[user:pass@]host:port (STARTTLS when the server offers it;
 	// port 587 when omitted) or smtps://… (TLS from the start; port 465); empty disables e-mail.
 	// The password in it is a secret: never printed. It is sent only over TLS (or to localhost).
-	URL bot.Secret `env:"SMTP_URL"`
+	URL remote.Secret `env:"SMTP_URL"`
 	// From is the sender of the Mass Logout Executed notices, e.g. "sessionbot <sessionbot@example.com>".
 	From string `env:"NOTIFY_EMAIL_FROM"`
 	// To are the recipients of the Mass Logout Executed notices, comma-separated.
@@ -28,10 +28,10 @@ type Config struct {
 func (c Config) Enabled() bool { return c.URL != "" }
 
 // Secrets are SMTP_URL and the password in it: never to be shown, even quoted by a server.
-func (c Config) Secrets() []bot.Secret {
-	out := []bot.Secret{c.URL}
+func (c Config) Secrets() []remote.Secret {
+	out := []remote.Secret{c.URL}
 	if srv, err := parseServer(c.URL); err == nil && srv.pass != "" {
-		out = append(out, bot.Secret(srv.pass))
+		out = append(out, remote.Secret(srv.pass))
 	}
 	return out
 }
@@ -89,7 +89,7 @@ type server struct {
 }
 
 // parseServer parses SMTP_URL; its errors never show the value, which may hold a password.
-func parseServer(s bot.Secret) (server, error) {
+func parseServer(s remote.Secret) (server, error) {
 	const want = "want smtp://[user:pass@]host:port or smtps://[user:pass@]host:port"
 	u, err := url.Parse(strings.TrimSpace(s.Reveal()))
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/platform-team/sessionbot/bot"
 	"github.com/platform-team/sessionbot/bot/email"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/sinktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
@@ -215,7 +216,7 @@ func (s *session) Logout() error { return nil }
 func newSink(t *testing.T, srv *smtpServer, scheme string) *email.Sink {
 	t.Helper()
 	s, err := email.New(email.Config{
-		URL:  bot.Secret(scheme + "://" + smtpUser + ":" + smtpPass + "@" + srv.addr),
+		URL:  remote.Secret(scheme + "://" + smtpUser + ":" + smtpPass + "@" + srv.addr),
 		From: "sessionbot <sessionbot@example.com>",
 		To:   []string{"oncall@example.com", " Security Team <security@example.com>"},
 	})

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // Config is PagerDuty's part of the configuration (SPEC §8).
 type Config struct {
 	// RoutingKey is the Events API v2 integration key; empty disables PagerDuty.
-	RoutingKey bot.Secret `env:"PAGERDUTY_ROUTING_KEY"`
+	RoutingKey remote.Secret `env:"PAGERDUTY_ROUTING_KEY"`
 	// EventsURL is the Events API base, without a trailing "/" (the client appends
 	// /v2/enqueue and /v2/change/enqueue).
 	EventsURL string `env:"PAGERDUTY_EVENTS_URL, default=https://events.pagerduty.com"`
@@ -23,7 +23,7 @@ func (c Config) Enabled() bool { return c.RoutingKey != "" }
 // the routing key. It normalizes PAGERDUTY_EVENTS_URL, which loses its trailing "/".
 func (c *Config) Validate() error {
 	var errs []error
-	if u, err := bot.CheckBaseURL("PAGERDUTY_EVENTS_URL", c.EventsURL); err != nil {
+	if u, err := remote.CheckBaseURL("PAGERDUTY_EVENTS_URL", c.EventsURL); err != nil {
 		errs = append(errs, err)
 	} else {
 		c.EventsURL = strings.TrimRight(u, "/")

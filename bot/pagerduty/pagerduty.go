@@ -19,6 +19,7 @@ import (
 	pd "github.com/PagerDuty/go-pagerduty"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // events is the part of *pd.Client the sink uses.
@@ -44,7 +45,7 @@ type Sink struct {
 	// Retry bounds the retries of each event; New sets bot.DefaultRetry.
 	Retry  bot.Retry
 	client events
-	key    bot.Secret
+	key    remote.Secret
 	log    *slog.Logger
 }
 

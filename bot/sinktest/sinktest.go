@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/console"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -66,9 +67,9 @@ func Run(t testing.TB, rdb *redis.Client, script string, sinks ...bot.NamedSink)
 	}
 	// DemoRedis: the demo identities stand in for OPERATORS and APPROVERS; the Redis is the
 	// test's own.
-	err = bot.RunConsole(context.Background(), strings.NewReader(script), out, d, bot.ConsoleOptions{DemoRedis: true, Sinks: sinks})
+	err = console.Run(context.Background(), strings.NewReader(script), out, d, console.Options{DemoRedis: true, Sinks: sinks})
 	if err != nil {
-		t.Fatalf("RunConsole: %v\n%s", err, out)
+		t.Fatalf("console.Run: %v\n%s", err, out)
 	}
 	audit, err := os.ReadFile(auditPath)
 	if err != nil {

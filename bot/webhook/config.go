@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
 // Config is the webhook sink's part of the configuration (SPEC §13).
@@ -15,7 +15,7 @@ type Config struct {
 	URL string `env:"NOTIFY_WEBHOOK_URL"`
 	// Secret keys the HMAC-SHA256 signature of every event (header X-Sessionbot-Signature:
 	// sha256=<hex>); required with NOTIFY_WEBHOOK_URL, never printed.
-	Secret bot.Secret `env:"NOTIFY_WEBHOOK_SECRET"`
+	Secret remote.Secret `env:"NOTIFY_WEBHOOK_SECRET"`
 }
 
 // Enabled reports whether a receiver is configured.
@@ -31,7 +31,7 @@ func (c *Config) Validate() error {
 		}
 		return errors.Join(errs...)
 	}
-	if u, err := bot.CheckBaseURL("NOTIFY_WEBHOOK_URL", c.URL); err != nil {
+	if u, err := remote.CheckBaseURL("NOTIFY_WEBHOOK_URL", c.URL); err != nil {
 		errs = append(errs, err)
 	} else {
 		c.URL = u

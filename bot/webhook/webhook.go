@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -78,7 +79,7 @@ type Sink struct {
 	Client *http.Client
 
 	url    string
-	secret bot.Secret
+	secret remote.Secret
 }
 
 var _ bot.UserIDSink = (*Sink)(nil)
@@ -195,7 +196,7 @@ func classify(err error) bot.Verdict {
 		retry := se.code >= 500 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout
 		return bot.Verdict{Retry: retry, After: se.after}
 	}
-	return bot.Verdict{Retry: bot.TransientNetError(err)}
+	return bot.Verdict{Retry: remote.TransientNetError(err)}
 }
 
 // newID is a random UUID (version 4): unique per event, kept across its retries so that a

@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/cleanup/redistest"
-	"github.com/redis/go-redis/v9"
 )
 
 type options struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/console"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -94,7 +95,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	}
 	// Audit lines share the terminal with the bot's messages: marked (and dimmed on a terminal)
 	// so that the two are told apart.
-	audit, err := c.openAuditEcho(cfg, bot.ConsoleAuditWriter(c.stderr, isTerminal(c.stderr)))
+	audit, err := c.openAuditEcho(cfg, console.AuditWriter(c.stderr, isTerminal(c.stderr)))
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 	if state != nil {
 		defer state.Close()
 	}
-	opts := bot.ConsoleOptions{DemoRedis: demo, User: as}
+	opts := console.Options{DemoRedis: demo, User: as}
 	if !demo {
 		// Real sessions are deleted: everyone who hears of a run from serve hears of it here.
 		if opts.Sinks, err = ncfg.sinks(nil); err != nil {
@@ -135,7 +136,7 @@ func runConsole(ctx context.Context, c *cli, args []string) error {
 			target.Approvers = spec.Approvers
 		}
 	}
-	err = bot.RunConsole(ctx, c.stdin, c.stdout, bot.Deps{
+	err = console.Run(ctx, c.stdin, c.stdout, bot.Deps{
 		Config: bcfg, Targets: []bot.Target{target}, Auditor: audit.Auditor, Backup: cfg.Backup, State: state,
 	}, opts)
 	if errors.Is(err, context.Canceled) {

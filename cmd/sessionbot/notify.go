@@ -7,6 +7,7 @@ import (
 	"github.com/platform-team/sessionbot/bot"
 	"github.com/platform-team/sessionbot/bot/email"
 	"github.com/platform-team/sessionbot/bot/pagerduty"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/webhook"
 	"github.com/platform-team/sessionbot/cleanup"
 )
@@ -59,6 +60,6 @@ func (c notifyConfig) sinks(log *slog.Logger) ([]bot.NamedSink, error) {
 }
 
 // secrets are the sinks' credentials, never to be shown in a reported failure.
-func (c notifyConfig) secrets() []bot.Secret {
-	return append([]bot.Secret{c.PagerDuty.RoutingKey, c.Webhook.Secret}, c.Email.Secrets()...)
+func (c notifyConfig) secrets() []remote.Secret {
+	return append([]remote.Secret{c.PagerDuty.RoutingKey, c.Webhook.Secret}, c.Email.Secrets()...)
 }

@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite generated README sections")
 // configSources are the files whose config structs make up the whole configuration, in the order
 // the README lists them.
 var configSources = []string{
-	"../../bot/slackconfig.go",
+	"../../bot/slack/config.go",
 	"../../bot/config.go",
 	"../../bot/watch.go",
 	"../../bot/pagerduty/config.go",

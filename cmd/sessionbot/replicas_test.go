@@ -20,6 +20,7 @@ import (
 	"github.com/platform-team/sessionbot/bot"
 	"github.com/platform-team/sessionbot/bot/pagerduty"
 	"github.com/platform-team/sessionbot/bot/pdtest"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 	"github.com/platform-team/sessionbot/cleanup"
 	"github.com/platform-team/sessionbot/internal/testkit"
@@ -332,7 +333,7 @@ func TestServeReplicaStoppedMidJobReportsIt(t *testing.T) {
 	f.assertNoLeaks(map[int]string{0: metricsA, 1: metricsB})
 }
 
-// The configuration serve composes — the CLI's config, bot.Config, bot.SlackConfig, the sinks',
+// The configuration serve composes — the CLI's config, bot.Config, slack.Config, the sinks',
 // serve's own — never formats a secret, with any verb and through slog.
 func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	env := map[string]string{
@@ -353,7 +354,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg, err := bot.LoadSlackConfig(ctx, lookuper(look))
+	scfg, err := slack.LoadConfig(ctx, lookuper(look))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	composed := struct {
 		CLI    config
 		Bot    bot.Config
-		Slack  bot.SlackConfig
+		Slack  slack.Config
 		Notify notifyConfig
 		Serve  serveConfig
 	}{cfg, bcfg, scfg, ncfg, sv}
@@ -376,7 +377,7 @@ func TestServeConfigNeverFormatsSecrets(t *testing.T) {
 	for _, h := range []slog.Handler{slog.NewJSONHandler(&logs, nil), slog.NewTextHandler(&logs, nil)} {
 		slog.New(h).Info("config", "cli", cfg, "bot", bcfg, "slack", scfg, "notify", ncfg, "composed", composed)
 	}
-	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "bot.SlackConfig": scfg, "notifyConfig": ncfg, "composed": composed} {
+	for name, v := range map[string]any{"config": cfg, "*config": &cfg, "bot.Config": bcfg, "slack.Config": scfg, "notifyConfig": ncfg, "composed": composed} {
 		out := fmt.Sprintf("%v %+v %#v %s", v, v, v, v)
 		for _, secret := range []string{"hunter2secret", "statepw0secret", "appsecretvalue", "botsecretvalue", "R0UTINGsecretvalue", "smtpsecretpw0", "whsecretvalue0"} {
 			if strings.Contains(out, secret) {

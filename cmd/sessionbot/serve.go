@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/slack"
 	"github.com/platform-team/sessionbot/cleanup"
 )
 
@@ -136,7 +137,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	// Decoded variable by variable, so that one bad value (APPROVALS_REQUIRED=two) neither hides
 	// the others nor empties OPERATORS and APPROVERS.
 	bcfg, botErr := bot.LoadConfig(ctx, look)
-	scfg, slackErr := bot.LoadSlackConfig(ctx, look)
+	scfg, slackErr := slack.LoadConfig(ctx, look)
 	ncfg, notifyErr := loadNotifyConfig(ctx, c.getenv)
 	var sv serveConfig
 	svErr := errors.Join(cleanup.DecodeEnv(ctx, &sv, c.getenv)...)
@@ -191,8 +192,8 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	for _, t := range targets {
 		t.Engine.ObserveCommands(metrics.EngineObserver())
 	}
-	chat := bot.NewSlackChat(scfg, bot.WithChatLogger(log))
-	tr := bot.NewSlackTransport(scfg, bcfg.Command, bot.WithTransportLogger(log), bot.WithTransportMetrics(metrics))
+	chat := slack.NewChat(scfg, slack.WithChatLogger(log))
+	tr := slack.NewTransport(scfg, bcfg.Command, slack.WithTransportLogger(log), slack.WithTransportMetrics(metrics))
 	ready := func(ctx context.Context) error {
 		if err := pingAll(ctx, targets, state); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ const (
 )
 
 func TestSlackConfigNeverShowsSecrets(t *testing.T) {
-	cfg, err := LoadSlackConfig(context.Background(), envconfig.MapLookuper(map[string]string{
+	cfg, err := LoadConfig(context.Background(), envconfig.MapLookuper(map[string]string{
 		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
 	}))
 	if err != nil {
@@ -48,7 +48,7 @@ func TestSlackConfigNeverShowsSecrets(t *testing.T) {
 }
 
 func TestSlackConfigDefaultsAndNormalization(t *testing.T) {
-	cfg, err := LoadSlackConfig(context.Background(), envconfig.MapLookuper(map[string]string{
+	cfg, err := LoadConfig(context.Background(), envconfig.MapLookuper(map[string]string{
 		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
 	}))
 	if err != nil {
@@ -57,7 +57,7 @@ func TestSlackConfigDefaultsAndNormalization(t *testing.T) {
 	if cfg.APIURL != "https://slack.com/api/" {
 		t.Errorf("defaults = %+v", cfg)
 	}
-	cfg, err = LoadSlackConfig(context.Background(), envconfig.MapLookuper(map[string]string{
+	cfg, err = LoadConfig(context.Background(), envconfig.MapLookuper(map[string]string{
 		"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
 		"SLACK_API_URL": "http://127.0.0.1:8080/api",
 	}))
@@ -86,9 +86,9 @@ func TestSlackConfigValidateReportsEveryProblem(t *testing.T) {
 			[]string{"SLACK_API_URL"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadSlackConfig(context.Background(), envconfig.MapLookuper(tt.env))
+			_, err := LoadConfig(context.Background(), envconfig.MapLookuper(tt.env))
 			if err == nil {
-				t.Fatal("LoadSlackConfig succeeded; want errors")
+				t.Fatal("LoadConfig succeeded; want errors")
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

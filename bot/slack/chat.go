@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"context"
@@ -10,26 +10,29 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slack-go/slack"
+	slackgo "github.com/slack-go/slack"
+
+	"github.com/platform-team/sessionbot/bot/chat"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
-// slackWebAPI is the part of *slack.Client that SlackChat uses.
+// slackWebAPI is the part of *slackgo.Client that Chat uses.
 type slackWebAPI interface {
-	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
-	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
-	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
-	OpenConversationContext(ctx context.Context, params *slack.OpenConversationParameters) (*slack.Channel, bool, bool, error)
-	GetUserByEmailContext(ctx context.Context, email string) (*slack.User, error)
-	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
+	PostMessageContext(ctx context.Context, channelID string, options ...slackgo.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slackgo.MsgOption) (string, string, string, error)
+	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slackgo.MsgOption) (string, error)
+	OpenConversationContext(ctx context.Context, params *slackgo.OpenConversationParameters) (*slackgo.Channel, bool, bool, error)
+	GetUserByEmailContext(ctx context.Context, email string) (*slackgo.User, error)
+	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slackgo.GetUserGroupMembersOption) ([]string, error)
 }
 
-var _ slackWebAPI = (*slack.Client)(nil)
+var _ slackWebAPI = (*slackgo.Client)(nil)
 
-// SlackChat implements Chat over the Slack Web API. Retries are slack-go's own (its retrying HTTP
+// Chat implements chat.Chat over the Slack Web API. Retries are slack-go's own (its retrying HTTP
 // client, OptionRetryConfig): rate limiting (429, honouring Retry-After up to the budget), 5xx and
 // transient network errors (timeouts included), at most 4 attempts with jittered exponential
 // backoff; other errors (channel_not_found, invalid_blocks, …) are returned at once.
-type SlackChat struct {
+type Chat struct {
 	api        slackWebAPI
 	retry      slackRetryPolicy
 	log        *slog.Logger
@@ -40,7 +43,7 @@ type SlackChat struct {
 	apiScheme string
 }
 
-var _ Chat = (*SlackChat)(nil)
+var _ chat.Chat = (*Chat)(nil)
 
 // slackRetryPolicy bounds the Web API's retries: tries attempts in all, backoff from base, and
 // no wait longer than maxWait (a Retry-After beyond it fails the call at once rather than
@@ -58,8 +61,8 @@ var defaultSlackRetry = slackRetryPolicy{tries: 4, base: 500 * time.Millisecond,
 const slackAttemptTimeout = 10 * time.Second
 
 // config is the policy as slack-go's RetryConfig.
-func (p slackRetryPolicy) config() slack.RetryConfig {
-	cfg := slack.RetryConfig{
+func (p slackRetryPolicy) config() slackgo.RetryConfig {
+	cfg := slackgo.RetryConfig{
 		MaxRetries:         p.tries - 1,
 		RetryAfterDuration: min(5*time.Second, p.maxWait),
 		RetryAfterJitter:   250 * time.Millisecond, // replicas rate-limited together do not retry together
@@ -67,20 +70,20 @@ func (p slackRetryPolicy) config() slack.RetryConfig {
 		BackoffMax:         min(8*time.Second, p.maxWait),
 		BackoffJitter:      p.base / 2,
 	}
-	cfg.Handlers = []slack.RetryHandler{
+	cfg.Handlers = []slackgo.RetryHandler{
 		netErrorRetry{},
-		boundedWait{slack.NewRateLimitErrorRetryHandler(cfg), p.maxWait},
-		slack.NewServerErrorRetryHandler(cfg),
+		boundedWait{slackgo.NewRateLimitErrorRetryHandler(cfg), p.maxWait},
+		slackgo.NewServerErrorRetryHandler(cfg),
 	}
 	return cfg
 }
 
 // netErrorRetry retries a request that got no response because of a transient network error
-// (TransientNetError: timeouts, resets, refused connections, a response cut short).
+// (remote.TransientNetError: timeouts, resets, refused connections, a response cut short).
 type netErrorRetry struct{}
 
-func (netErrorRetry) ShouldRetry(state *slack.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
-	if resp != nil || err == nil || !TransientNetError(err) || req.Context().Err() != nil {
+func (netErrorRetry) ShouldRetry(state *slackgo.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
+	if resp != nil || err == nil || !remote.TransientNetError(err) || req.Context().Err() != nil {
 		return false, 0
 	}
 	if req.Body != nil && req.GetBody == nil {
@@ -91,11 +94,11 @@ func (netErrorRetry) ShouldRetry(state *slack.RetryState, req *http.Request, res
 
 // boundedWait refuses a retry whose wait (Retry-After) exceeds max.
 type boundedWait struct {
-	slack.RetryHandler
+	slackgo.RetryHandler
 	max time.Duration
 }
 
-func (h boundedWait) ShouldRetry(state *slack.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
+func (h boundedWait) ShouldRetry(state *slackgo.RetryState, req *http.Request, resp *http.Response, err error) (bool, time.Duration) {
 	retry, wait := h.RetryHandler.ShouldRetry(state, req, resp, err)
 	if retry && wait > h.max {
 		return false, 0
@@ -103,76 +106,76 @@ func (h boundedWait) ShouldRetry(state *slack.RetryState, req *http.Request, res
 	return retry, wait
 }
 
-// SlackChatOption configures a SlackChat.
-type SlackChatOption func(*SlackChat)
+// ChatOption configures a Chat.
+type ChatOption func(*Chat)
 
 // WithChatLogger sets the logger (default slog.Default()).
-func WithChatLogger(l *slog.Logger) SlackChatOption { return func(c *SlackChat) { c.log = l } }
+func WithChatLogger(l *slog.Logger) ChatOption { return func(c *Chat) { c.log = l } }
 
 // WithChatRetry overrides the retry bounds: attempts, the longest wait and the first backoff
 // step. Tests use it to keep injected failures fast.
-func WithChatRetry(tries int, maxWait, base time.Duration) SlackChatOption {
-	return func(c *SlackChat) { c.retry = slackRetryPolicy{tries: tries, base: base, maxWait: maxWait} }
+func WithChatRetry(tries int, maxWait, base time.Duration) ChatOption {
+	return func(c *Chat) { c.retry = slackRetryPolicy{tries: tries, base: base, maxWait: maxWait} }
 }
 
 // WithChatHTTPClient sets the HTTP client of the Web API calls.
-func WithChatHTTPClient(h *http.Client) SlackChatOption {
-	return func(c *SlackChat) { c.httpClient = h }
+func WithChatHTTPClient(h *http.Client) ChatOption {
+	return func(c *Chat) { c.httpClient = h }
 }
 
-// NewSlackChat returns a Chat that talks to the Web API at cfg.APIURL with the bot token.
-func NewSlackChat(cfg SlackConfig, opts ...SlackChatOption) *SlackChat {
-	c := &SlackChat{retry: defaultSlackRetry, log: slog.Default(), httpClient: &http.Client{Timeout: slackAttemptTimeout}}
+// NewChat returns a Chat that talks to the Web API at cfg.APIURL with the bot token.
+func NewChat(cfg Config, opts ...ChatOption) *Chat {
+	c := &Chat{retry: defaultSlackRetry, log: slog.Default(), httpClient: &http.Client{Timeout: slackAttemptTimeout}}
 	for _, o := range opts {
 		o(c)
 	}
 	// OptionRetryConfig wraps the HTTP client, so it comes after OptionHTTPClient.
-	c.api = slack.New(cfg.BotToken.Reveal(), slack.OptionAPIURL(cfg.APIURL),
-		slack.OptionHTTPClient(c.httpClient), slack.OptionRetryConfig(c.retry.config()))
+	c.api = slackgo.New(cfg.BotToken.Reveal(), slackgo.OptionAPIURL(cfg.APIURL),
+		slackgo.OptionHTTPClient(c.httpClient), slackgo.OptionRetryConfig(c.retry.config()))
 	if u, err := url.Parse(cfg.APIURL); err == nil {
 		c.apiHost, c.apiScheme = u.Host, u.Scheme
 	}
 	return c
 }
 
-func msgOptions(m Message) []slack.MsgOption {
+func msgOptions(m chat.Message) []slackgo.MsgOption {
 	text, blocks := renderMessage(m)
-	return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+	return []slackgo.MsgOption{slackgo.MsgOptionText(text, false), slackgo.MsgOptionBlocks(blocks...)}
 }
 
 // Post implements Chat. channel may be an id or a #name; the returned ref carries the id.
-func (c *SlackChat) Post(ctx context.Context, channel string, m Message) (MessageRef, error) {
-	var ref MessageRef
+func (c *Chat) Post(ctx context.Context, channel string, m chat.Message) (chat.MessageRef, error) {
+	var ref chat.MessageRef
 	err := c.call(ctx, "chat.postMessage", func(ctx context.Context) error {
 		ch, ts, err := c.api.PostMessageContext(ctx, channel, msgOptions(m)...)
-		ref = MessageRef{Channel: ch, TS: ts}
+		ref = chat.MessageRef{Channel: ch, TS: ts}
 		return err
 	})
-	if code := SlackErrorCode(err); code == "not_in_channel" || code == "channel_not_found" {
+	if code := ErrorCode(err); code == "not_in_channel" || code == "channel_not_found" {
 		err = notInChannel{err}
 	}
 	return ref, err
 }
 
-// notInChannel marks a chat.postMessage error as ErrNotInChannel; its text is unchanged.
+// notInChannel marks a chat.postMessage error as chat.ErrNotInChannel; its text is unchanged.
 type notInChannel struct{ error }
 
-func (e notInChannel) Is(target error) bool { return target == ErrNotInChannel }
+func (e notInChannel) Is(target error) bool { return target == chat.ErrNotInChannel }
 func (e notInChannel) Unwrap() error        { return e.error }
 
 // Reply implements Chat.
-func (c *SlackChat) Reply(ctx context.Context, ref MessageRef, m Message) (MessageRef, error) {
-	var out MessageRef
+func (c *Chat) Reply(ctx context.Context, ref chat.MessageRef, m chat.Message) (chat.MessageRef, error) {
+	var out chat.MessageRef
 	err := c.call(ctx, "chat.postMessage", func(ctx context.Context) error {
-		ch, ts, err := c.api.PostMessageContext(ctx, ref.Channel, append(msgOptions(m), slack.MsgOptionTS(ref.TS))...)
-		out = MessageRef{Channel: ch, TS: ts}
+		ch, ts, err := c.api.PostMessageContext(ctx, ref.Channel, append(msgOptions(m), slackgo.MsgOptionTS(ref.TS))...)
+		out = chat.MessageRef{Channel: ch, TS: ts}
 		return err
 	})
 	return out, err
 }
 
 // Update implements Chat with chat.update (a response_url would allow only 5 posts).
-func (c *SlackChat) Update(ctx context.Context, ref MessageRef, m Message) error {
+func (c *Chat) Update(ctx context.Context, ref chat.MessageRef, m chat.Message) error {
 	return c.call(ctx, "chat.update", func(ctx context.Context) error {
 		_, _, _, err := c.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, msgOptions(m)...)
 		return err
@@ -183,14 +186,14 @@ func (c *SlackChat) Update(ctx context.Context, ref MessageRef, m Message) error
 // message is posted there, which works even where the bot is not a channel member; otherwise
 // with chat.postEphemeral. A response URL that fails is not retried through chat.postEphemeral:
 // the caller reports the failure.
-func (c *SlackChat) Ephemeral(ctx context.Context, channel, user, responseURL string, m Message) error {
+func (c *Chat) Ephemeral(ctx context.Context, channel, user, responseURL string, m chat.Message) error {
 	if responseURL != "" {
 		if err := c.checkResponseURL(responseURL); err != nil {
 			return err
 		}
 		return c.call(ctx, "response_url", func(ctx context.Context) error {
 			_, _, err := c.api.PostMessageContext(ctx, channel,
-				append(msgOptions(m), slack.MsgOptionResponseURL(responseURL, slack.ResponseTypeEphemeral))...)
+				append(msgOptions(m), slackgo.MsgOptionResponseURL(responseURL, slackgo.ResponseTypeEphemeral))...)
 			return err
 		})
 	}
@@ -200,7 +203,7 @@ func (c *SlackChat) Ephemeral(ctx context.Context, channel, user, responseURL st
 	})
 }
 
-func (c *SlackChat) checkResponseURL(raw string) error {
+func (c *Chat) checkResponseURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err == nil {
 		host := u.Hostname()
@@ -213,10 +216,10 @@ func (c *SlackChat) checkResponseURL(raw string) error {
 }
 
 // DM implements Chat: conversations.open, then chat.postMessage in the IM.
-func (c *SlackChat) DM(ctx context.Context, user string, m Message) error {
+func (c *Chat) DM(ctx context.Context, user string, m chat.Message) error {
 	var im string
 	err := c.call(ctx, "conversations.open", func(ctx context.Context) error {
-		ch, _, _, err := c.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
+		ch, _, _, err := c.api.OpenConversationContext(ctx, &slackgo.OpenConversationParameters{Users: []string{user}})
 		if err == nil {
 			im = ch.ID
 		}
@@ -231,7 +234,7 @@ func (c *SlackChat) DM(ctx context.Context, user string, m Message) error {
 
 // LookupUserByEmail implements Chat with users.lookupByEmail. The e-mail never appears in the
 // returned error.
-func (c *SlackChat) LookupUserByEmail(ctx context.Context, email string) (string, error) {
+func (c *Chat) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	var id string
 	err := c.call(ctx, "users.lookupByEmail", func(ctx context.Context) error {
 		u, err := c.api.GetUserByEmailContext(ctx, email)
@@ -244,7 +247,7 @@ func (c *SlackChat) LookupUserByEmail(ctx context.Context, email string) (string
 }
 
 // UserGroupMembers implements Chat with usergroups.users.list.
-func (c *SlackChat) UserGroupMembers(ctx context.Context, group string) ([]string, error) {
+func (c *Chat) UserGroupMembers(ctx context.Context, group string) ([]string, error) {
 	var ids []string
 	err := c.call(ctx, "usergroups.users.list", func(ctx context.Context) error {
 		var err error
@@ -255,7 +258,7 @@ func (c *SlackChat) UserGroupMembers(ctx context.Context, group string) ([]strin
 }
 
 // call runs one Web API method (slack-go retries it) and names the method in its error.
-func (c *SlackChat) call(ctx context.Context, method string, f func(ctx context.Context) error) error {
+func (c *Chat) call(ctx context.Context, method string, f func(ctx context.Context) error) error {
 	if err := f(ctx); err != nil {
 		c.log.Debug("slack call failed", "method", method, "err", err)
 		return fmt.Errorf("slack %s: %w", method, err)
@@ -263,9 +266,9 @@ func (c *SlackChat) call(ctx context.Context, method string, f func(ctx context.
 	return nil
 }
 
-// SlackErrorCode returns Slack's error code (channel_not_found, …) from an error of SlackChat, or "".
-func SlackErrorCode(err error) string {
-	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
+// ErrorCode returns Slack's error code (channel_not_found, …) from an error of Chat, or "".
+func ErrorCode(err error) string {
+	if se, ok := errors.AsType[slackgo.SlackErrorResponse](err); ok {
 		return se.Err
 	}
 	return ""

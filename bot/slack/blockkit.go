@@ -1,13 +1,13 @@
-package bot
+package slack
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 
-	"github.com/slack-go/slack"
+	slackgo "github.com/slack-go/slack"
+
+	"github.com/platform-team/sessionbot/bot/chat"
 )
 
 // Block Kit limits Slack enforces; a message over any of them is refused with invalid_blocks.
@@ -29,7 +29,6 @@ const (
 	maxConfirmButton  = 30
 	maxFallbackText   = 3000
 	actionsBlockID    = "actions"
-	truncationMarker  = "…"
 	defaultConfirmTtl = "Are you sure?"
 )
 
@@ -38,26 +37,26 @@ const (
 // Every limit of Block Kit is respected: long bodies are split over several sections, extra
 // fields and context elements over several blocks, and when the message would exceed 50 blocks
 // the body is cut (the buttons are always kept) with a note saying so.
-func renderMessage(m Message) (string, []slack.Block) {
-	var body []slack.Block
+func renderMessage(m chat.Message) (string, []slackgo.Block) {
+	var body []slackgo.Block
 	n := 0
 	id := func(kind string) string { n++; return fmt.Sprintf("%s_%d", kind, n) }
 
 	if t := strings.TrimSpace(m.Title); t != "" {
-		body = append(body, slack.NewHeaderBlock(
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(oneLine(plainText(t)), maxHeaderText), true, false),
-			slack.HeaderBlockOptionBlockID("header")))
+		body = append(body, slackgo.NewHeaderBlock(
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(chat.OneLine(chat.PlainText(t)), maxHeaderText), true, false),
+			slackgo.HeaderBlockOptionBlockID("header")))
 	}
 	if len(m.Lines) > 0 {
 		text := escapeMrkdwn(strings.Join(m.Lines, "\n"))
-		for _, chunk := range splitText(text, maxSectionText) {
-			body = append(body, slack.NewSectionBlock(mrkdwn(chunk), nil, nil, slack.SectionBlockOptionBlockID(id("body"))))
+		for _, chunk := range chat.SplitText(text, maxSectionText) {
+			body = append(body, slackgo.NewSectionBlock(mrkdwn(chunk), nil, nil, slackgo.SectionBlockOptionBlockID(id("body"))))
 		}
 	}
 	for i := 0; i < len(m.Fields); i += maxFields {
-		var fields []*slack.TextBlockObject
+		var fields []*slackgo.TextBlockObject
 		for _, f := range m.Fields[i:min(i+maxFields, len(m.Fields))] {
-			label := escapeMrkdwn(oneLine(f.Label))
+			label := escapeMrkdwn(chat.OneLine(f.Label))
 			value := escapeMrkdwn(f.Value)
 			if strings.TrimSpace(value) == "" {
 				value = "–"
@@ -66,9 +65,9 @@ func renderMessage(m Message) (string, []slack.Block) {
 			if label != "" {
 				text = "*" + label + "*\n" + value
 			}
-			fields = append(fields, mrkdwn(truncate(text, maxFieldText)))
+			fields = append(fields, mrkdwn(chat.Truncate(text, maxFieldText)))
 		}
-		body = append(body, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID(id("fields"))))
+		body = append(body, slackgo.NewSectionBlock(nil, fields, nil, slackgo.SectionBlockOptionBlockID(id("fields"))))
 	}
 	var ctx []string
 	for _, c := range m.Context {
@@ -77,26 +76,26 @@ func renderMessage(m Message) (string, []slack.Block) {
 		}
 	}
 	for i := 0; i < len(ctx); i += maxContextElems {
-		var elems []slack.MixedElement
+		var elems []slackgo.MixedElement
 		for _, c := range ctx[i:min(i+maxContextElems, len(ctx))] {
-			elems = append(elems, mrkdwn(truncate(escapeMrkdwn(c), maxContextText)))
+			elems = append(elems, mrkdwn(chat.Truncate(escapeMrkdwn(c), maxContextText)))
 		}
-		body = append(body, slack.NewContextBlock(id("context"), elems...))
+		body = append(body, slackgo.NewContextBlock(id("context"), elems...))
 	}
 
-	var actions *slack.ActionBlock
+	var actions *slackgo.ActionBlock
 	if len(m.Buttons) > 0 {
-		var elems []slack.BlockElement
+		var elems []slackgo.BlockElement
 		seen := map[string]bool{}
 		for _, b := range m.Buttons {
-			aid := truncate(b.ActionID, maxActionID)
+			aid := chat.Truncate(b.ActionID, maxActionID)
 			if aid == "" || seen[aid] || len(elems) == maxActionElems {
 				continue // action_ids must be unique per block
 			}
 			seen[aid] = true
 			elems = append(elems, renderButton(b, aid))
 		}
-		actions = slack.NewActionBlock(actionsBlockID, elems...)
+		actions = slackgo.NewActionBlock(actionsBlockID, elems...)
 	}
 
 	room := maxBlocks
@@ -105,9 +104,9 @@ func renderMessage(m Message) (string, []slack.Block) {
 	}
 	if len(body) > room {
 		dropped := len(body) - room + 1
-		body = append(body[:room-1], slack.NewSectionBlock(
+		body = append(body[:room-1], slackgo.NewSectionBlock(
 			mrkdwn(fmt.Sprintf("_… %d more block(s) not shown: the message was too long for Slack._", dropped)),
-			nil, nil, slack.SectionBlockOptionBlockID("truncated")))
+			nil, nil, slackgo.SectionBlockOptionBlockID("truncated")))
 	}
 	blocks := body
 	if actions != nil {
@@ -116,48 +115,48 @@ func renderMessage(m Message) (string, []slack.Block) {
 
 	text := fallbackText(m)
 	if len(blocks) == 0 {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(truncate(text, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("text")))
+		blocks = append(blocks, slackgo.NewSectionBlock(mrkdwn(chat.Truncate(text, maxSectionText)), nil, nil, slackgo.SectionBlockOptionBlockID("text")))
 	}
 	return text, blocks
 }
 
-func renderButton(b Button, actionID string) *slack.ButtonBlockElement {
-	label := strings.TrimSpace(oneLine(b.Label))
+func renderButton(b chat.Button, actionID string) *slackgo.ButtonBlockElement {
+	label := strings.TrimSpace(chat.OneLine(b.Label))
 	if label == "" {
 		label = actionID
 	}
-	btn := slack.NewButtonBlockElement(actionID, truncate(b.Value, maxButtonValue),
-		slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxButtonText), true, false))
+	btn := slackgo.NewButtonBlockElement(actionID, chat.Truncate(b.Value, maxButtonValue),
+		slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(label, maxButtonText), true, false))
 	switch b.Style {
 	case "primary":
-		btn = btn.WithStyle(slack.StylePrimary)
+		btn = btn.WithStyle(slackgo.StylePrimary)
 	case "danger":
-		btn = btn.WithStyle(slack.StyleDanger)
+		btn = btn.WithStyle(slackgo.StyleDanger)
 	}
 	if c := strings.TrimSpace(b.Confirm); c != "" {
-		title := truncate(label+"?", maxConfirmTitle)
+		title := chat.Truncate(label+"?", maxConfirmTitle)
 		if label == actionID {
 			title = defaultConfirmTtl
 		}
-		dialog := slack.NewConfirmationBlockObject(
-			slack.NewTextBlockObject(slack.PlainTextType, title, false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(plainText(c), maxConfirmText), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, truncate(label, maxConfirmButton), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Go back", false, false))
+		dialog := slackgo.NewConfirmationBlockObject(
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, title, false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(chat.PlainText(c), maxConfirmText), false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, chat.Truncate(label, maxConfirmButton), false, false),
+			slackgo.NewTextBlockObject(slackgo.PlainTextType, "Go back", false, false))
 		if b.Style == "danger" {
-			dialog = dialog.WithStyle(slack.StyleDanger)
+			dialog = dialog.WithStyle(slackgo.StyleDanger)
 		}
 		btn = btn.WithConfirm(dialog)
 	}
 	return btn
 }
 
-func mrkdwn(s string) *slack.TextBlockObject {
-	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+func mrkdwn(s string) *slackgo.TextBlockObject {
+	return slackgo.NewTextBlockObject(slackgo.MarkdownType, s, false, false)
 }
 
 // fallbackText is the notification text: m.Text, else the title, else the first line.
-func fallbackText(m Message) string {
+func fallbackText(m chat.Message) string {
 	t := strings.TrimSpace(m.Text)
 	if t == "" {
 		t = strings.TrimSpace(m.Title)
@@ -168,7 +167,7 @@ func fallbackText(m Message) string {
 	if t == "" {
 		t = "sessionbot"
 	}
-	return truncate(escapeMrkdwn(t), maxFallbackText)
+	return chat.Truncate(escapeMrkdwn(t), maxFallbackText)
 }
 
 // mention matches the Slack tokens the core may write on purpose: a user (<@U…>), a user group
@@ -211,73 +210,4 @@ func escapeMrkdwn(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// textLen counts s as Slack does, in UTF-16 code units.
-func textLen(s string) int {
-	n := 0
-	for _, r := range s {
-		n += utf16.RuneLen(r)
-	}
-	return n
-}
-
-// cutIndex returns the largest byte index ≤ len(s) at which s can be cut so that s[:i] is at
-// most limit UTF-16 units, never inside a rune or an HTML entity (&amp; &lt; &gt;).
-func cutIndex(s string, limit int) int {
-	n := 0
-	i := 0
-	for i < len(s) {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		u := utf16.RuneLen(r)
-		if u < 0 {
-			u = 1
-		}
-		if n+u > limit {
-			break
-		}
-		n += u
-		i += size
-	}
-	if amp := strings.LastIndexByte(s[:i], '&'); amp >= 0 && amp >= i-4 && !strings.Contains(s[amp:i], ";") {
-		i = amp
-	}
-	return i
-}
-
-// truncate shortens s to at most limit UTF-16 units, marking the cut with "…".
-func truncate(s string, limit int) string {
-	if textLen(s) <= limit {
-		return s
-	}
-	return strings.TrimRightFunc(s[:cutIndex(s, limit-1)], func(r rune) bool { return r == ' ' }) + truncationMarker
-}
-
-// splitText splits s into chunks of at most limit UTF-16 units, preferring line breaks, then
-// spaces, and never cutting a rune or an entity in two.
-func splitText(s string, limit int) []string {
-	var out []string
-	for textLen(s) > limit {
-		i := cutIndex(s, limit)
-		if nl := strings.LastIndexByte(s[:i], '\n'); nl > 0 {
-			i = nl
-		} else if sp := strings.LastIndexByte(s[:i], ' '); sp > limit/2 {
-			i = sp
-		}
-		if i == 0 {
-			i = cutIndex(s, limit)
-		}
-		if chunk := strings.TrimRight(s[:i], "\n "); chunk != "" {
-			out = append(out, chunk)
-		}
-		s = strings.TrimLeft(s[i:], "\n")
-	}
-	if strings.TrimSpace(s) != "" {
-		out = append(out, s)
-	}
-	return out
 }

@@ -1,4 +1,9 @@
-package bot
+// Package console is the terminal adapter: a chat.Chat that prints every message as plain text
+// (chat.FormatText) with each button next to the line that presses it, the loop that reads
+// typed slash commands and presses and hands them to the core (Run), and the marking of the
+// audit lines it echoes (AuditWriter). It imports the core (bot) to build and drive it, and
+// bot/chat; the core never imports it.
+package console
 
 import (
 	"bufio"
@@ -12,52 +17,15 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+
+	"github.com/platform-team/sessionbot/bot"
+	"github.com/platform-team/sessionbot/bot/chat"
+	"github.com/platform-team/sessionbot/bot/remote"
 )
 
-// FormatText renders m as plain text: the console's output and the golden files' format.
-// Buttons are listed with their action id; the console adds the line that presses each.
-func FormatText(m Message) string {
-	var b strings.Builder
-	if m.Title != "" {
-		b.WriteString("== " + plainText(m.Title) + " ==\n")
-	} else {
-		b.WriteString(plainText(m.Text) + "\n")
-	}
-	for _, l := range m.Lines {
-		b.WriteString(formatBlock(l))
-	}
-	for _, f := range m.Fields {
-		b.WriteString(f.Label + ": " + plainText(f.Value) + "\n")
-	}
-	for _, c := range m.Context {
-		b.WriteString("(" + plainText(c) + ")\n")
-	}
-	for _, btn := range m.Buttons {
-		fmt.Fprintf(&b, "[%s] (%s)", btn.Label, btn.ActionID)
-		if btn.Confirm != "" {
-			fmt.Fprintf(&b, " asks: %s", plainText(btn.Confirm))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// formatBlock prints a body paragraph; a ``` code block is indented instead of fenced.
-func formatBlock(s string) string {
-	if strings.HasPrefix(s, "```") && strings.HasSuffix(s, "```") && len(s) >= 6 {
-		inner := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(s, "```"), "```"), "\n")
-		var b strings.Builder
-		for _, l := range strings.Split(inner, "\n") {
-			b.WriteString("    " + plainText(l) + "\n")
-		}
-		return b.String()
-	}
-	return plainText(s) + "\n"
-}
-
-// Console is a Chat for a terminal: it prints every message as plain text, with each button
+// Chat is a chat.Chat for a terminal: it prints every message as plain text, with each button
 // shown next to the line that presses it. Safe for concurrent use.
-type Console struct {
+type Chat struct {
 	mu      sync.Mutex
 	out     io.Writer
 	seq     int
@@ -66,20 +34,20 @@ type Console struct {
 	last    map[string]string // action id → value of the latest such button
 }
 
-var _ Chat = (*Console)(nil)
+var _ chat.Chat = (*Chat)(nil)
 
-// NewConsole returns a Console printing to out.
-func NewConsole(out io.Writer) *Console {
-	return &Console{out: out, names: map[string]string{}, buttons: map[string]string{}, last: map[string]string{}}
+// New returns a Chat printing to out.
+func New(out io.Writer) *Chat {
+	return &Chat{out: out, names: map[string]string{}, buttons: map[string]string{}, last: map[string]string{}}
 }
 
 // tokenLen is how much of a button value the console shows and accepts.
 const tokenLen = 8
 
-func (c *Console) print(header string, m Message) {
+func (c *Chat) print(header string, m chat.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	text := consoleEmoji.Replace(FormatText(Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context}))
+	text := consoleEmoji.Replace(chat.FormatText(chat.Message{Text: m.Text, Title: m.Title, Lines: m.Lines, Fields: m.Fields, Context: m.Context}))
 	for id, n := range c.names {
 		text = strings.ReplaceAll(text, "@"+id, "@"+n)
 	}
@@ -108,10 +76,10 @@ var consoleEmoji = strings.NewReplacer(
 	":octagonal_sign:", "🛑",
 )
 
-// ConsoleAuditWriter returns the writer for the audit lines a console shows (NewAuditor's
+// AuditWriter returns the writer for the audit lines a console shows (NewAuditor's
 // stdout): every line is marked "audit │ ", and dimmed when tty, so that the audit trail stands
 // apart from what the bot says.
-func ConsoleAuditWriter(w io.Writer, tty bool) io.Writer {
+func AuditWriter(w io.Writer, tty bool) io.Writer {
 	return &auditEcho{w: w, tty: tty}
 }
 
@@ -146,61 +114,61 @@ func (a *auditEcho) Write(p []byte) (int, error) {
 }
 
 // Say prints a line from the console itself.
-func (c *Console) Say(format string, args ...any) {
+func (c *Chat) Say(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, _ = fmt.Fprintf(c.out, format+"\n", args...)
 }
 
 // Post implements Chat.
-func (c *Console) Post(_ context.Context, channel string, m Message) (MessageRef, error) {
+func (c *Chat) Post(_ context.Context, channel string, m chat.Message) (chat.MessageRef, error) {
 	c.mu.Lock()
 	c.seq++
-	ref := MessageRef{Channel: channel, TS: strconv.Itoa(c.seq)}
+	ref := chat.MessageRef{Channel: channel, TS: strconv.Itoa(c.seq)}
 	c.mu.Unlock()
 	c.print(fmt.Sprintf("%s · message %s", channel, ref.TS), m)
 	return ref, nil
 }
 
 // Reply implements Chat.
-func (c *Console) Reply(_ context.Context, ref MessageRef, m Message) (MessageRef, error) {
+func (c *Chat) Reply(_ context.Context, ref chat.MessageRef, m chat.Message) (chat.MessageRef, error) {
 	c.mu.Lock()
 	c.seq++
-	r := MessageRef{Channel: ref.Channel, TS: strconv.Itoa(c.seq)}
+	r := chat.MessageRef{Channel: ref.Channel, TS: strconv.Itoa(c.seq)}
 	c.mu.Unlock()
 	c.print(fmt.Sprintf("%s · reply to message %s", ref.Channel, ref.TS), m)
 	return r, nil
 }
 
 // Update implements Chat.
-func (c *Console) Update(_ context.Context, ref MessageRef, m Message) error {
+func (c *Chat) Update(_ context.Context, ref chat.MessageRef, m chat.Message) error {
 	c.print(fmt.Sprintf("%s · message %s updated", ref.Channel, ref.TS), m)
 	return nil
 }
 
 // Ephemeral implements Chat.
-func (c *Console) Ephemeral(_ context.Context, _, user, _ string, m Message) error {
+func (c *Chat) Ephemeral(_ context.Context, _, user, _ string, m chat.Message) error {
 	c.print("only "+c.displayName(user)+" sees this", m)
 	return nil
 }
 
 // DM implements Chat.
-func (c *Console) DM(_ context.Context, user string, m Message) error {
+func (c *Chat) DM(_ context.Context, user string, m chat.Message) error {
 	c.print("direct message to "+c.displayName(user), m)
 	return nil
 }
 
 // LookupUserByEmail implements Chat; the console knows no e-mail addresses.
-func (c *Console) LookupUserByEmail(context.Context, string) (string, error) {
+func (c *Chat) LookupUserByEmail(context.Context, string) (string, error) {
 	return "", errors.New("console: no user directory")
 }
 
 // UserGroupMembers implements Chat; the console has no user groups.
-func (c *Console) UserGroupMembers(_ context.Context, group string) ([]string, error) {
+func (c *Chat) UserGroupMembers(_ context.Context, group string) ([]string, error) {
 	return nil, fmt.Errorf("console: no user group %s", group)
 }
 
-func (c *Console) displayName(id string) string {
+func (c *Chat) displayName(id string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.names[id]; n != "" {
@@ -210,7 +178,7 @@ func (c *Console) displayName(id string) string {
 }
 
 // resolve maps a typed button token (or nothing: the latest such button) to its value.
-func (c *Console) resolve(actionID, tok string) (string, bool) {
+func (c *Chat) resolve(actionID, tok string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if tok == "" {
@@ -228,8 +196,8 @@ func (c *Console) resolve(actionID, tok string) (string, bool) {
 	return "", false
 }
 
-// ConsoleOptions tunes RunConsole.
-type ConsoleOptions struct {
+// Options tunes Run.
+type Options struct {
 	// DemoRedis says the target is the embedded demo Redis, where nothing real can be lost.
 	// Only there may /as switch the acting user, and only there do the demo identities (alice,
 	// bob) stand in for unset OPERATORS and APPROVERS. Against any other Redis one console is
@@ -244,10 +212,10 @@ type ConsoleOptions struct {
 	// Channel is where commands are "typed"; empty: #console.
 	Channel string
 	// Sinks are notified of finished runs besides the console's own channels (PagerDuty,
-	// e-mail, a webhook), unless Deps has a Notifier; Secrets are their credentials, redacted
+	// e-mail, a webhook), unless bot.Deps has a Notifier; Secrets are their credentials, redacted
 	// from every failure reported.
-	Sinks   []NamedSink
-	Secrets []Secret
+	Sinks   []bot.NamedSink
+	Secrets []remote.Secret
 }
 
 // Demo identities, used when neither OPERATORS nor APPROVERS is set.
@@ -256,12 +224,12 @@ const (
 	demoApprover = "UBOB"
 )
 
-// RunConsole runs the bot in a terminal: it reads lines from in (slash commands typed as in
+// Run runs the bot in a terminal: it reads lines from in (slash commands typed as in
 // Slack, "press ACTION TOKEN" for buttons, and on the demo Redis "/as USER" to switch the
 // acting user), prints everything the bot says to out, and returns at end of input once running
-// jobs have finished. d.Chat is replaced by a Console on out.
-func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts ConsoleOptions) error {
-	demo := len(ids(d.Config.Operators)) == 0 && len(ids(d.Config.Approvers)) == 0
+// jobs have finished. d.Chat is replaced by a Chat on out.
+func Run(ctx context.Context, in io.Reader, out io.Writer, d bot.Deps, opts Options) error {
+	demo := len(bot.IDs(d.Config.Operators)) == 0 && len(bot.IDs(d.Config.Approvers)) == 0
 	if !opts.DemoRedis {
 		switch {
 		case demo:
@@ -270,7 +238,7 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 			return errors.New("console: on a real Redis the console needs the identity it acts as (--as)")
 		}
 	}
-	con := NewConsole(out)
+	con := New(out)
 	d.Chat = con
 	if demo {
 		d.Config.Operators = []string{demoOperator}
@@ -283,16 +251,16 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 	if d.Notifier == nil {
 		// The same notifications as in Slack (the runbook's Mass Logout Executed template, the
 		// summary), printed, and the sinks outside chat the caller configured.
-		nopts := []FanoutOption{WithFanoutAudit(d.Auditor), WithFanoutMetrics(d.Metrics), WithFanoutSecrets(opts.Secrets...)}
+		nopts := []bot.FanoutOption{bot.WithFanoutAudit(d.Auditor), bot.WithFanoutMetrics(d.Metrics), bot.WithFanoutSecrets(opts.Secrets...)}
 		if d.Logger != nil {
-			nopts = append(nopts, WithFanoutLogger(d.Logger))
+			nopts = append(nopts, bot.WithFanoutLogger(d.Logger))
 		}
 		if d.Now != nil {
-			nopts = append(nopts, WithFanoutClock(d.Now))
+			nopts = append(nopts, bot.WithFanoutClock(d.Now))
 		}
-		d.Notifier = NewFanout(con, append(SlackSinks(d.Config, con), opts.Sinks...), nopts...)
+		d.Notifier = bot.NewFanout(con, append(bot.SlackSinks(d.Config, con), opts.Sinks...), nopts...)
 	}
-	b, err := New(d)
+	b, err := bot.New(d)
 	if err != nil {
 		return err
 	}
@@ -312,7 +280,7 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 	if user == "" {
 		user = "alice"
 		if !demo {
-			user = ids(d.Config.Operators)[0]
+			user = bot.IDs(d.Config.Operators)[0]
 		}
 	}
 	actor := con.identify(user)
@@ -401,19 +369,23 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 				con.Say("no %s button with token %q on screen", f[1], tok)
 				continue
 			}
-			b.HandleAction(ctx, Action{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
+			b.HandleAction(ctx, chat.Action{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
 				UserName: con.displayName(actor), ChannelID: opts.Channel, ActionID: f[1], Value: value})
 		case line == cmd || strings.HasPrefix(line, cmd+" "):
-			b.HandleCommand(ctx, Command{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
+			b.HandleCommand(ctx, chat.Command{EnvelopeID: envID, TeamID: d.Config.TeamID, UserID: actor,
 				UserName: con.displayName(actor), ChannelID: opts.Channel, Text: strings.TrimSpace(strings.TrimPrefix(line, cmd))})
 			// Previews are quick: wait for them so that output follows input.
-			b.waitPreviews()
+			b.WaitPreviews()
 		default:
 			as := ""
 			if opts.DemoRedis {
 				as = ", /as NAME"
 			}
-			con.Say("unknown input %q: type %s help, press ACTION TOKEN%s or /quit", short(line, 40), cmd, as)
+			quoted := line // the first 40 characters, as the core quotes text back
+			if r := []rune(line); len(r) > 40 {
+				quoted = string(r[:40]) + "…"
+			}
+			con.Say("unknown input %q: type %s help, press ACTION TOKEN%s or /quit", quoted, cmd, as)
 		}
 	}
 	if err := <-readErr; err != nil {
@@ -425,10 +397,10 @@ func RunConsole(ctx context.Context, in io.Reader, out io.Writer, d Deps, opts C
 }
 
 // identify maps a typed name or id to a user id, remembering the name for display.
-func (c *Console) identify(s string) string {
+func (c *Chat) identify(s string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if slackIDRe.MatchString(s) && !strings.HasPrefix(s, "S") {
+	if bot.IsUserID(s) {
 		return s
 	}
 	for id, n := range c.names {

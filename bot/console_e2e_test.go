@@ -26,8 +26,8 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 		"",
 	}, "\n"))
 	var out testkit.SyncBuffer
-	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
-		t.Fatalf("RunConsole = %v", err)
+	if err := runDemoConsole(t, context.Background(), in, &out, d); err != nil {
+		t.Fatalf("console.Run = %v", err)
 	}
 	got := out.String()
 	wantContains(t, "console output", got,
@@ -76,8 +76,8 @@ func TestConsoleInputErrors(t *testing.T) {
 		"/sessions cleanup --all --reason never-read",
 	}, "\n"))
 	var out testkit.SyncBuffer
-	if err := RunConsole(context.Background(), in, &out, d, ConsoleOptions{DemoRedis: true}); err != nil {
-		t.Fatalf("RunConsole = %v", err)
+	if err := runDemoConsole(t, context.Background(), in, &out, d); err != nil {
+		t.Fatalf("console.Run = %v", err)
 	}
 	got := out.String()
 	wantContains(t, "console output", got,
@@ -92,24 +92,5 @@ func TestConsoleInputErrors(t *testing.T) {
 	}
 	if h.sessionCount() != 0 {
 		t.Errorf("%d sessions left", h.sessionCount())
-	}
-}
-
-// Audit lines on a terminal are dimmed and marked; elsewhere only marked.
-func TestConsoleAuditWriter(t *testing.T) {
-	for _, tt := range []struct {
-		tty  bool
-		want string
-	}{
-		{false, "audit │ a | Refused\naudit │ b\n"},
-		{true, "\x1b[2maudit │ a | Refused\x1b[0m\n\x1b[2maudit │ b\x1b[0m\n"},
-	} {
-		var b strings.Builder
-		if n, err := ConsoleAuditWriter(&b, tt.tty).Write([]byte("a | Refused\nb\n")); err != nil || n != 14 {
-			t.Errorf("Write = %d, %v; want 14, nil", n, err)
-		}
-		if b.String() != tt.want {
-			t.Errorf("tty %v: wrote %q; want %q", tt.tty, b.String(), tt.want)
-		}
 	}
 }

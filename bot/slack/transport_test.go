@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/platform-team/sessionbot/bot/chat"
+	"github.com/platform-team/sessionbot/bot/remote"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 )
 
@@ -19,21 +21,21 @@ import (
 // until it is closed.
 type recordingHandler struct {
 	mu       sync.Mutex
-	commands []Command
-	actions  []Action
+	commands []chat.Command
+	actions  []chat.Action
 	hold     chan struct{}
 }
 
-var _ Handler = (*recordingHandler)(nil)
+var _ chat.Handler = (*recordingHandler)(nil)
 
-func (h *recordingHandler) HandleCommand(ctx context.Context, c Command) {
+func (h *recordingHandler) HandleCommand(ctx context.Context, c chat.Command) {
 	h.wait(ctx)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.commands = append(h.commands, c)
 }
 
-func (h *recordingHandler) HandleAction(ctx context.Context, a Action) {
+func (h *recordingHandler) HandleAction(ctx context.Context, a chat.Action) {
 	h.wait(ctx)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -49,33 +51,33 @@ func (h *recordingHandler) wait(ctx context.Context) {
 	}
 }
 
-func (h *recordingHandler) Commands() []Command {
+func (h *recordingHandler) Commands() []chat.Command {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Command(nil), h.commands...)
+	return append([]chat.Command(nil), h.commands...)
 }
 
-func (h *recordingHandler) Actions() []Action {
+func (h *recordingHandler) Actions() []chat.Action {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Action(nil), h.actions...)
+	return append([]chat.Action(nil), h.actions...)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func testSlackConfig(srv *slacktest.Server) SlackConfig {
-	return SlackConfig{
-		AppToken: Secret(srv.AppToken()),
-		BotToken: Secret(srv.BotToken()),
+func testSlackConfig(srv *slacktest.Server) Config {
+	return Config{
+		AppToken: remote.Secret(srv.AppToken()),
+		BotToken: remote.Secret(srv.BotToken()),
 		APIURL:   srv.APIURL(),
 	}
 }
 
 // runTransport starts a transport against srv. exited yields Run's error if Run returns by
 // itself; stop cancels Run's context and returns its error.
-func runTransport(t *testing.T, srv *slacktest.Server, cfg SlackConfig, h Handler) (tr *SlackTransport, exited func(time.Duration) error, stop func() error) {
+func runTransport(t *testing.T, srv *slacktest.Server, cfg Config, h chat.Handler) (tr *Transport, exited func(time.Duration) error, stop func() error) {
 	t.Helper()
-	tr = NewSlackTransport(cfg, "/sessions", WithTransportLogger(quietLogger()),
+	tr = NewTransport(cfg, "/sessions", WithTransportLogger(quietLogger()),
 		WithSocketModeOptions(socketmode.OptionPingInterval(time.Minute)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -171,7 +173,7 @@ func TestSlackTransportMapsBlockActions(t *testing.T) {
 		MessageTS: "1700000000.000100", ActionID: "approve", BlockID: actionsBlockID, Value: "req-42"})
 	srv.WaitAck(t, env, 3*time.Second)
 	slacktest.WaitFor(t, func() bool { return len(h.Actions()) == 1 }, 5*time.Second)
-	want := Action{EnvelopeID: env, TeamID: slacktest.DefaultTeamID, UserID: "U0BOB", UserName: "bob", ChannelID: "C0OPS",
+	want := chat.Action{EnvelopeID: env, TeamID: slacktest.DefaultTeamID, UserID: "U0BOB", UserName: "bob", ChannelID: "C0OPS",
 		MessageTS: "1700000000.000100", ActionID: "approve", Value: "req-42"}
 	got := h.Actions()[0]
 	got.ResponseURL = ""

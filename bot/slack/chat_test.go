@@ -1,41 +1,41 @@
-package bot
+package slack
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/bot/chat"
 	"github.com/platform-team/sessionbot/bot/slacktest"
 )
 
-func newTestChat(t *testing.T) (*slacktest.Server, *SlackChat) {
+func newTestChat(t *testing.T) (*slacktest.Server, *Chat) {
 	t.Helper()
 	srv := slacktest.New(t)
-	return srv, NewSlackChat(testSlackConfig(srv), WithChatLogger(quietLogger()), WithChatRetry(4, 5*time.Second, 5*time.Millisecond))
+	return srv, NewChat(testSlackConfig(srv), WithChatLogger(quietLogger()), WithChatRetry(4, 5*time.Second, 5*time.Millisecond))
 }
 
 func TestSlackChatPostUpdateReply(t *testing.T) {
-	srv, chat := newTestChat(t)
+	srv, sc := newTestChat(t)
 	ctx := context.Background()
-	ref, err := chat.Post(ctx, "#sre-ops", Message{Text: "preview", Title: "Preview", Buttons: []Button{{ActionID: "run", Label: "Run", Value: "r1", Style: "primary"}}})
+	ref, err := sc.Post(ctx, "#sre-ops", chat.Message{Text: "preview", Title: "Preview", Buttons: []chat.Button{{ActionID: "run", Label: "Run", Value: "r1", Style: "primary"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := srv.ChannelID("#sre-ops"); ref.Channel != want || ref.TS == "" {
 		t.Fatalf("Post(#sre-ops) = %+v; want the channel id %s and a ts", ref, want)
 	}
-	if err := chat.Update(ctx, ref, Message{Text: "done", Lines: []string{"finished"}}); err != nil {
+	if err := sc.Update(ctx, ref, chat.Message{Text: "done", Lines: []string{"finished"}}); err != nil {
 		t.Fatal(err)
 	}
 	m, _ := srv.Message(ref.Channel, ref.TS)
 	if m.Text != "done" || strings.Contains(string(m.Blocks), `"actions"`) {
 		t.Errorf("after Update: %+v; want the new text and no buttons left", m)
 	}
-	r, err := chat.Reply(ctx, ref, Message{Text: "in thread"})
+	r, err := sc.Reply(ctx, ref, chat.Message{Text: "in thread"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,14 +61,14 @@ func TestSlackChatRetries(t *testing.T) {
 		{"Retry-After beyond the budget", func(s *slacktest.Server) { s.FailNext("chat.update", 1, http.StatusTooManyRequests, 10*time.Second) }, 1, "rate limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, chat := newTestChat(t)
-			ref, err := chat.Post(context.Background(), "#sre-ops", Message{Text: "x"})
+			srv, sc := newTestChat(t)
+			ref, err := sc.Post(context.Background(), "#sre-ops", chat.Message{Text: "x"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.fail(srv)
 			start := time.Now()
-			err = chat.Update(context.Background(), ref, Message{Text: "progress"})
+			err = sc.Update(context.Background(), ref, chat.Message{Text: "progress"})
 			calls := srv.Calls("chat.update")
 			if len(calls) != tt.wantCalls {
 				t.Errorf("chat.update calls = %d; want %d", len(calls), tt.wantCalls)
@@ -92,11 +92,11 @@ func TestSlackChatRetries(t *testing.T) {
 }
 
 func TestSlackChatCallerCancellationStopsRetrying(t *testing.T) {
-	srv, chat := newTestChat(t)
+	srv, sc := newTestChat(t)
 	srv.FailNext("chat.postMessage", 100, http.StatusInternalServerError, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := chat.Post(ctx, "#sre-ops", Message{Text: "x"})
+	_, err := sc.Post(ctx, "#sre-ops", chat.Message{Text: "x"})
 	if err == nil {
 		t.Fatal("Post succeeded against a failing Slack")
 	}
@@ -106,79 +106,49 @@ func TestSlackChatCallerCancellationStopsRetrying(t *testing.T) {
 }
 
 func TestSlackChatEphemeral(t *testing.T) {
-	srv, chat := newTestChat(t)
+	srv, sc := newTestChat(t)
 	ctx := context.Background()
-	if err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", "", Message{Text: "not allowed"}); err != nil {
+	if err := sc.Ephemeral(ctx, "C0OPS", "U0EVE", "", chat.Message{Text: "not allowed"}); err != nil {
 		t.Fatal(err)
 	}
 	if e := srv.Ephemerals("U0EVE"); len(e) != 1 || e[0].Text != "not allowed" {
 		t.Errorf("ephemerals = %+v", e)
 	}
 	respURL := srv.URL() + "/commands/T0FAKETEAM/1000001/abcdefgh"
-	if err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", respURL, Message{Text: "refused"}); err != nil {
+	if err := sc.Ephemeral(ctx, "C0OPS", "U0EVE", respURL, chat.Message{Text: "refused"}); err != nil {
 		t.Fatal(err)
 	}
 	if p := srv.ResponseURLPosts(); len(p) != 1 || p[0].ResponseType != "ephemeral" || p[0].Text != "refused" {
 		t.Errorf("response URL posts = %+v", p)
 	}
-	err := chat.Ephemeral(ctx, "C0OPS", "U0EVE", "https://evil.example/hook", Message{Text: "secret preview"})
+	err := sc.Ephemeral(ctx, "C0OPS", "U0EVE", "https://evil.example/hook", chat.Message{Text: "secret preview"})
 	if err == nil {
 		t.Error("Ephemeral posted to a response_url outside Slack")
 	}
 }
 
 func TestSlackChatDirectoryAndDM(t *testing.T) {
-	srv, chat := newTestChat(t)
+	srv, sc := newTestChat(t)
 	ctx := context.Background()
 	srv.AddUser("U0CAROL", "carol", "carol@example.com")
 	srv.AddUserGroup("S0ONCALL", "U0ALICE", "U0BOB")
 
-	id, err := chat.LookupUserByEmail(ctx, "carol@example.com")
+	id, err := sc.LookupUserByEmail(ctx, "carol@example.com")
 	if err != nil || id != "U0CAROL" {
 		t.Errorf("LookupUserByEmail = %q, %v; want U0CAROL", id, err)
 	}
-	if _, err := chat.LookupUserByEmail(ctx, "nobody@example.com"); SlackErrorCode(err) != "users_not_found" || strings.Contains(err.Error(), "nobody@") {
+	if _, err := sc.LookupUserByEmail(ctx, "nobody@example.com"); ErrorCode(err) != "users_not_found" || strings.Contains(err.Error(), "nobody@") {
 		t.Errorf("LookupUserByEmail(unknown) = %v; want users_not_found without the address", err)
 	}
-	members, err := chat.UserGroupMembers(ctx, "S0ONCALL")
+	members, err := sc.UserGroupMembers(ctx, "S0ONCALL")
 	if err != nil || !slices.Equal(members, []string{"U0ALICE", "U0BOB"}) {
 		t.Errorf("UserGroupMembers = %v, %v", members, err)
 	}
-	if err := chat.DM(ctx, "U0CAROL", Message{Text: "hello"}); err != nil {
+	if err := sc.DM(ctx, "U0CAROL", chat.Message{Text: "hello"}); err != nil {
 		t.Fatal(err)
 	}
 	if len(srv.Calls("conversations.open")) != 1 || len(srv.Messages(srv.ChannelID("U0CAROL"))) != 1 {
 		t.Errorf("DM: conversations.open calls %d, DM messages %d; want 1 and 1",
 			len(srv.Calls("conversations.open")), len(srv.Messages(srv.ChannelID("U0CAROL"))))
-	}
-}
-
-func TestRetryPolicyBackoffIsBoundedAndJittered(t *testing.T) {
-	p := Retry{Tries: 4, Budget: time.Minute, Attempt: time.Second, Base: 100 * time.Millisecond, Max: 400 * time.Millisecond}
-	seen := map[time.Duration]bool{}
-	for attempt := 1; attempt <= 6; attempt++ {
-		for range 50 {
-			d := p.backoff(attempt)
-			if d < p.Base/2 || d > p.Max {
-				t.Fatalf("backoff(%d) = %v; want within [%v, %v]", attempt, d, p.Base/2, p.Max)
-			}
-			seen[d] = true
-		}
-	}
-	if len(seen) < 10 {
-		t.Errorf("backoff produced %d distinct waits; want jitter", len(seen))
-	}
-}
-
-func TestRetryPolicyTimesOutSlowAttempts(t *testing.T) {
-	p := Retry{Tries: 3, Budget: 5 * time.Second, Attempt: 20 * time.Millisecond, Base: time.Millisecond, Max: time.Millisecond}
-	calls := 0
-	err := p.Do(context.Background(), func(error) Verdict { return Verdict{} }, func(ctx context.Context) error {
-		calls++
-		<-ctx.Done()
-		return ctx.Err()
-	})
-	if calls != 3 || !errors.Is(err, ErrRetriesExhausted) {
-		t.Errorf("do = %v after %d calls; want a timeout retried up to 3 tries", err, calls)
 	}
 }

@@ -1,6 +1,8 @@
 package bot
 
 import (
+	"context"
+	"io"
 	"testing"
 	"time"
 )
@@ -17,6 +19,20 @@ func pagerDutySink(t testing.TB, routingKey, eventsURL string, retry Retry) Name
 		t.Fatal("PagerDutySinkForTest is not set: adapters_test.go must be in the test binary")
 	}
 	return PagerDutySinkForTest(routingKey, eventsURL, retry)
+}
+
+// RunDemoConsoleForTest is bot/console's Run on the embedded demo Redis's terms
+// (console.Options{DemoRedis: true}), for the internal tests that drive the console end to end on
+// the harness. bot/console imports bot too, so adapters_test.go sets it like PagerDutySinkForTest.
+var RunDemoConsoleForTest func(ctx context.Context, in io.Reader, out io.Writer, d Deps) error
+
+// runDemoConsole runs the console on in and out with d, as on the embedded demo Redis.
+func runDemoConsole(t testing.TB, ctx context.Context, in io.Reader, out io.Writer, d Deps) error {
+	t.Helper()
+	if RunDemoConsoleForTest == nil {
+		t.Fatal("RunDemoConsoleForTest is not set: adapters_test.go must be in the test binary")
+	}
+	return RunDemoConsoleForTest(ctx, in, out, d)
 }
 
 // testRetry is DefaultRetry with tries, budget and the first backoff step overridden, so that

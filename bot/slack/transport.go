@@ -1,4 +1,9 @@
-package bot
+// Package slack is the Slack adapter: the Socket Mode transport (Transport: slash commands and
+// button clicks in, each envelope acknowledged at once and handed to a chat.Handler), the Web
+// API (Chat, a chat.Chat), the Block Kit rendering of a chat.Message, and the Slack settings
+// (Config). It imports bot/chat, bot/remote, cleanup (settings decoding) and slack-go — never
+// the core (bot), which knows it only as a chat.Chat and through the Handler it implements.
+package slack
 
 import (
 	"context"
@@ -13,17 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/slack-go/slack"
+	slackgo "github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
-)
 
-// Handler is the core as a transport sees it. Both methods are called after the delivery was
-// acknowledged, each in its own goroutine; a redelivered envelope is passed again with the same
-// EnvelopeID, and the handler handles it once.
-type Handler interface {
-	HandleCommand(ctx context.Context, c Command)
-	HandleAction(ctx context.Context, a Action)
-}
+	"github.com/platform-team/sessionbot/bot/chat"
+)
 
 // Timing of the Socket Mode loop.
 const (
@@ -48,46 +47,53 @@ var fatalSlackErrors = map[string]string{
 	"not_allowed_token_type": "SLACK_APP_TOKEN is not an app-level (xapp-) token",
 }
 
-// SlackTransport receives slash commands and button clicks over Socket Mode, acknowledges each
-// envelope at once and hands it to a Handler.
-type SlackTransport struct {
-	cfg       SlackConfig
+// Transport receives slash commands and button clicks over Socket Mode, acknowledges each
+// envelope at once and hands it to a chat.Handler.
+type Transport struct {
+	cfg       Config
 	command   string
 	log       *slog.Logger
-	metrics   *Metrics
+	metrics   Metrics
 	smOpts    []socketmode.Option
 	http      *http.Client
 	connected atomic.Bool
 	inFlight  chan struct{}
 }
 
-// SlackTransportOption configures a SlackTransport.
-type SlackTransportOption func(*SlackTransport)
+// TransportOption configures a Transport.
+type TransportOption func(*Transport)
 
 // WithTransportLogger sets the logger (default slog.Default()).
-func WithTransportLogger(l *slog.Logger) SlackTransportOption {
-	return func(t *SlackTransport) { t.log = l }
+func WithTransportLogger(l *slog.Logger) TransportOption {
+	return func(t *Transport) { t.log = l }
+}
+
+// Metrics is where the transport reports whether it is connected; *bot.Metrics is one (the
+// sessionbot_slack_connected gauge). The adapter does not import the core, so it names only
+// what it calls.
+type Metrics interface {
+	SetSlackConnected(up bool)
 }
 
 // WithTransportMetrics reports the connection state to m.
-func WithTransportMetrics(m *Metrics) SlackTransportOption {
-	return func(t *SlackTransport) { t.metrics = m }
+func WithTransportMetrics(m Metrics) TransportOption {
+	return func(t *Transport) { t.metrics = m }
 }
 
 // WithSocketModeOptions passes options to the socketmode client (tests: OptionPingInterval).
-func WithSocketModeOptions(o ...socketmode.Option) SlackTransportOption {
-	return func(t *SlackTransport) { t.smOpts = append(t.smOpts, o...) }
+func WithSocketModeOptions(o ...socketmode.Option) TransportOption {
+	return func(t *Transport) { t.smOpts = append(t.smOpts, o...) }
 }
 
 // WithTransportHTTPClient sets the HTTP client of apps.connections.open.
-func WithTransportHTTPClient(h *http.Client) SlackTransportOption {
-	return func(t *SlackTransport) { t.http = h }
+func WithTransportHTTPClient(h *http.Client) TransportOption {
+	return func(t *Transport) { t.http = h }
 }
 
-// NewSlackTransport returns a transport for cfg that passes on the slash command named command
+// NewTransport returns a transport for cfg that passes on the slash command named command
 // (e.g. "/sessions") and ignores others.
-func NewSlackTransport(cfg SlackConfig, command string, opts ...SlackTransportOption) *SlackTransport {
-	t := &SlackTransport{cfg: cfg, command: command, log: slog.Default(), inFlight: make(chan struct{}, maxInFlight)}
+func NewTransport(cfg Config, command string, opts ...TransportOption) *Transport {
+	t := &Transport{cfg: cfg, command: command, log: slog.Default(), inFlight: make(chan struct{}, maxInFlight)}
 	for _, o := range opts {
 		o(t)
 	}
@@ -95,26 +101,28 @@ func NewSlackTransport(cfg SlackConfig, command string, opts ...SlackTransportOp
 }
 
 // Connected reports whether the Socket Mode WebSocket is up (for /readyz).
-func (t *SlackTransport) Connected() bool { return t.connected.Load() }
+func (t *Transport) Connected() bool { return t.connected.Load() }
 
-func (t *SlackTransport) setConnected(up bool) {
+func (t *Transport) setConnected(up bool) {
 	if t.connected.Swap(up) != up {
 		t.log.Info("slack socket mode", "connected", up)
 	}
-	t.metrics.SetSlackConnected(up)
+	if t.metrics != nil {
+		t.metrics.SetSlackConnected(up)
+	}
 }
 
 // Run connects and serves until ctx ends (it then returns nil after running handlers finished,
 // at most shutdownGrace later) or Slack rejects the app token (it returns an error naming the
 // problem, never the token). Connection losses and Slack's disconnect requests are survived by
 // reconnecting.
-func (t *SlackTransport) Run(ctx context.Context, h Handler) error {
-	sopts := []slack.Option{slack.OptionAPIURL(t.cfg.APIURL), slack.OptionAppLevelToken(t.cfg.AppToken.Reveal())}
+func (t *Transport) Run(ctx context.Context, h chat.Handler) error {
+	sopts := []slackgo.Option{slackgo.OptionAPIURL(t.cfg.APIURL), slackgo.OptionAppLevelToken(t.cfg.AppToken.Reveal())}
 	if t.http != nil {
-		sopts = append(sopts, slack.OptionHTTPClient(t.http))
+		sopts = append(sopts, slackgo.OptionHTTPClient(t.http))
 	}
 	smOpts := append([]socketmode.Option{socketmode.OptionLog(slogPrinter{t.log})}, t.smOpts...)
-	client := socketmode.New(slack.New(t.cfg.BotToken.Reveal(), sopts...), smOpts...)
+	client := socketmode.New(slackgo.New(t.cfg.BotToken.Reveal(), sopts...), smOpts...)
 
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -171,7 +179,7 @@ func fatalError(err error) error {
 	if why, ok := fatalSlackErrors[err.Error()]; ok {
 		return fmt.Errorf("slack socket mode: %s (%s)", why, err.Error())
 	}
-	if sc, ok := errors.AsType[slack.StatusCodeError](err); ok && sc.Code == http.StatusNotFound {
+	if sc, ok := errors.AsType[slackgo.StatusCodeError](err); ok && sc.Code == http.StatusNotFound {
 		return fmt.Errorf("slack socket mode: apps.connections.open not found (404): check SLACK_API_URL")
 	}
 	return fmt.Errorf("slack socket mode: %w", err)
@@ -179,7 +187,7 @@ func fatalError(err error) error {
 
 // event handles one event of the socketmode client. It never blocks on a handler; it returns an
 // error only for a fatal connection problem.
-func (t *SlackTransport) event(ctx, handlerCtx context.Context, client *socketmode.Client, ev socketmode.Event, h Handler, wg *sync.WaitGroup) error {
+func (t *Transport) event(ctx, handlerCtx context.Context, client *socketmode.Client, ev socketmode.Event, h chat.Handler, wg *sync.WaitGroup) error {
 	switch ev.Type {
 	case socketmode.EventTypeConnected, socketmode.EventTypeHello:
 		t.setConnected(true)
@@ -187,14 +195,14 @@ func (t *SlackTransport) event(ctx, handlerCtx context.Context, client *socketmo
 		t.setConnected(false)
 	case socketmode.EventTypeIncomingError:
 		t.setConnected(false)
-		if e, ok := ev.Data.(*slack.IncomingEventError); ok {
+		if e, ok := ev.Data.(*slackgo.IncomingEventError); ok {
 			t.log.Warn("slack socket mode: connection lost, reconnecting", "err", e.ErrorObj)
 		}
 	case socketmode.EventTypeInvalidAuth:
 		t.setConnected(false)
 	case socketmode.EventTypeConnectionError:
 		t.setConnected(false)
-		if e, ok := ev.Data.(*slack.ConnectionErrorEvent); ok && e.ErrorObj != nil {
+		if e, ok := ev.Data.(*slackgo.ConnectionErrorEvent); ok && e.ErrorObj != nil {
 			if _, fatal := fatalSlackErrors[e.ErrorObj.Error()]; fatal {
 				return fatalError(e.ErrorObj)
 			}
@@ -237,7 +245,7 @@ func (t *SlackTransport) event(ctx, handlerCtx context.Context, client *socketmo
 	return nil
 }
 
-func (t *SlackTransport) ack(ctx context.Context, client *socketmode.Client, envelopeID string) {
+func (t *Transport) ack(ctx context.Context, client *socketmode.Client, envelopeID string) {
 	actx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer cancel()
 	if err := client.AckCtx(actx, envelopeID, nil); err != nil {
@@ -247,18 +255,18 @@ func (t *SlackTransport) ack(ctx context.Context, client *socketmode.Client, env
 
 // dispatch maps the envelope to Commands and Actions and calls the handler, within the
 // in-flight bound.
-func (t *SlackTransport) dispatch(ctx context.Context, ev socketmode.Event, envelopeID string, h Handler) {
+func (t *Transport) dispatch(ctx context.Context, ev socketmode.Event, envelopeID string, h chat.Handler) {
 	var calls []func()
 	switch data := ev.Data.(type) {
-	case slack.SlashCommand:
+	case slackgo.SlashCommand:
 		if data.Command != t.command {
 			t.log.Info("slack: ignoring another command", "command", data.Command)
 			return
 		}
-		c := commandFrom(data, envelopeID)
+		c := CommandFrom(data, envelopeID)
 		calls = append(calls, func() { h.HandleCommand(ctx, c) })
-	case slack.InteractionCallback:
-		for _, a := range actionsFrom(data, envelopeID) {
+	case slackgo.InteractionCallback:
+		for _, a := range ActionsFrom(data, envelopeID) {
 			calls = append(calls, func() { h.HandleAction(ctx, a) })
 		}
 	}
@@ -280,8 +288,10 @@ func (t *SlackTransport) dispatch(ctx context.Context, ev socketmode.Event, enve
 	}
 }
 
-func commandFrom(s slack.SlashCommand, envelopeID string) Command {
-	return Command{
+// CommandFrom maps a slash command, as slack-go parses it, to the Command handed to the core
+// (the core's fuzz tests feed it arbitrary text).
+func CommandFrom(s slackgo.SlashCommand, envelopeID string) chat.Command {
+	return chat.Command{
 		EnvelopeID:  envelopeID,
 		TeamID:      s.TeamID,
 		UserID:      s.UserID,
@@ -297,12 +307,12 @@ func commandFrom(s slack.SlashCommand, envelopeID string) Command {
 // the user — becomes "&lt;", not "<".
 var slackUnescape = strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
 
-// actionsFrom returns one Action per button of a block_actions payload (other interactions are
+// ActionsFrom returns one Action per button of a block_actions payload (other interactions are
 // ignored). Slack sends one action per click; should a payload carry more, the second and later
 // get the envelope id suffixed with #2, #3… so the core's once-per-envelope rule still lets each
 // be handled once.
-func actionsFrom(cb slack.InteractionCallback, envelopeID string) []Action {
-	if cb.Type != slack.InteractionTypeBlockActions {
+func ActionsFrom(cb slackgo.InteractionCallback, envelopeID string) []chat.Action {
+	if cb.Type != slackgo.InteractionTypeBlockActions {
 		return nil
 	}
 	channel := cb.Channel.ID
@@ -317,13 +327,13 @@ func actionsFrom(cb slack.InteractionCallback, envelopeID string) []Action {
 	if team == "" {
 		team = cb.User.TeamID
 	}
-	var out []Action
+	var out []chat.Action
 	for i, ba := range cb.ActionCallback.BlockActions {
 		id := envelopeID
 		if i > 0 {
 			id += "#" + strconv.Itoa(i+1)
 		}
-		out = append(out, Action{
+		out = append(out, chat.Action{
 			EnvelopeID:  id,
 			TeamID:      team,
 			UserID:      cb.User.ID,
