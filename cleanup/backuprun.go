@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -207,7 +208,7 @@ func (r *runner) getdel() bool { return r.f.selectsByKey() }
 func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error, planned *planBuilder) error {
 	var mu sync.Mutex
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		o := r.e.opsFor(node)
+		o := r.ops(node)
 		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
 		if err != nil {
 			return err
@@ -313,59 +314,56 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 	if err != nil {
 		return err
 	}
-	o := r.e.opsFor(node)
+	o := r.ops(node)
 	mode := ""
 	if r.f.Orphans {
 		mode = "t"
 	}
 	return eachInParallel(ctx, list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
-		if r.p.limiter != nil {
-			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
-				return err
-			}
-		}
-		validN := r.logouts(entries)
-		if grant := r.reserve(validN); grant < validN {
-			r.release(grant)
-			return ErrBoundReached
-		}
-		var byGetdel, byDigest, byType []keyEntry
-		for _, en := range entries {
-			switch {
-			case en.getdel:
-				byGetdel = append(byGetdel, en)
-			case en.digest != nil:
-				byDigest = append(byDigest, en)
-			default:
-				byType = append(byType, en)
-			}
-		}
-		deletedValid, err := r.getdelEntries(ctx, o, byGetdel, next)
-		if err == nil {
-			var dv int64
-			dv, err = r.cadEntries(ctx, o, "d"+mode, byDigest, next)
-			deletedValid += dv
-		}
-		if err == nil {
-			var dv int64
-			dv, err = r.cadEntries(ctx, o, "n"+mode, byType, next)
-			deletedValid += dv
-		}
-		r.release(validN - deletedValid)
-		if err != nil {
-			r.countError(err)
-			return errorf("delete", err)
-		}
-		if r.p.pause > 0 {
-			return sleepUntil(ctx, time.Now().Add(r.p.pause))
-		}
-		return nil
+		return r.p.step(ctx, len(entries), func() error { return r.deleteEntries(ctx, o, mode, entries, next) })
 	})
 }
 
-// cadEntries compare-and-deletes entries (by digest, or by still not being a string) and lists
-// the ones that changed in next.changed.
-func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []keyEntry, next *round) (deletedValid int64, err error) {
+// deleteEntries deletes one batch of a round's key list: by GETDEL, by digest or by type.
+func (r *runner) deleteEntries(ctx context.Context, o ops, mode string, entries []keyEntry, next *round) error {
+	validN := r.logouts(entries)
+	if grant := r.reserve(validN); grant < validN {
+		r.release(grant)
+		return ErrBoundReached
+	}
+	var byGetdel, byDigest, byType []keyEntry
+	for _, en := range entries {
+		switch {
+		case en.getdel:
+			byGetdel = append(byGetdel, en)
+		case en.digest != nil:
+			byDigest = append(byDigest, en)
+		default:
+			byType = append(byType, en)
+		}
+	}
+	deletedValid, err := r.getdelEntries(ctx, o, byGetdel, next)
+	if err == nil {
+		var dv int64
+		dv, err = r.cadEntries(ctx, o, "d"+mode, byDigest, next.noteChanged)
+		deletedValid += dv
+	}
+	if err == nil {
+		var dv int64
+		dv, err = r.cadEntries(ctx, o, "n"+mode, byType, next.noteChanged)
+		deletedValid += dv
+	}
+	r.release(validN - deletedValid)
+	if err != nil {
+		r.countError(err)
+		return errorf("delete", err)
+	}
+	return nil
+}
+
+// cadEntries compare-and-deletes entries (by digest, or by still not being a string) and hands
+// every key that changed since it was read to changed.
+func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []keyEntry, changed func(key string) error) (deletedValid int64, err error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
@@ -377,7 +375,7 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 	for i, en := range entries {
 		keys[i] = en.key
 		if digests != nil {
-			digests[i] = fmt.Sprintf("%x", en.digest)
+			digests[i] = hex.EncodeToString(en.digest)
 		}
 	}
 	// Counted even when the call fails part-way: what it removed before is gone.
@@ -395,8 +393,8 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 			r.deletedUser(en.user)
 		case '0':
 			if err == nil {
-				if aerr := next.noteChanged(en.key); aerr != nil {
-					return deletedValid, fmt.Errorf("key list: %w", aerr)
+				if cerr := changed(en.key); cerr != nil {
+					return deletedValid, cerr
 				}
 			}
 		}

@@ -225,18 +225,8 @@ func (e *Engine) explicitKeys(ctx context.Context, keys []string, p pacing, st *
 	for start := 0; start < len(keys); start += p.batch {
 		batch := e.t.sessionKeysOnly(append([]string(nil), keys[start:min(start+p.batch, len(keys))]...))
 		st.scanned.Add(int64(len(batch)))
-		if p.limiter != nil {
-			if err := p.limiter.wait(ctx, len(batch)); err != nil {
-				return err
-			}
-		}
-		if err := fn(ctx, node, batch); err != nil {
+		if err := p.step(ctx, len(batch), func() error { return fn(ctx, node, batch) }); err != nil {
 			return err
-		}
-		if p.pause > 0 {
-			if err := sleepUntil(ctx, time.Now().Add(p.pause)); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

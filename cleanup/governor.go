@@ -25,23 +25,25 @@ type governor struct {
 	now       func() time.Time
 }
 
-// The governor's constants. A round trip of n keys counts as slow when it takes longer than
+// The governor's constants. A round trip of n keys is slow when it takes longer than
 // slowFactor × what n keys took at the operation's best lately (its floor, per key) +
-// slowMargin: scheduling noise of a few hundred microseconds is not congestion; a Redis that
-// makes every command wait a millisecond more is. Round trips of fewer than minKeys keys (the
-// last batch of a pass) are not judged: their fixed cost would skew the floor. Cuts are at most
-// one per cutEvery (one slow moment is one cut, not one per command in flight), raises one
-// raiseStep per raiseEvery: from minShare to the full rate in about two seconds of good answers.
+// slowMargin. Redis is congested when most of an operation's last judged round trips were slow
+// (more than half of the last recentTrips): one slow answer — a GC pause, a scheduling hiccup —
+// is noise, not a busy server. Round trips of fewer than minKeys keys (the last batch of a pass)
+// are not judged: their fixed cost would skew the floor. A cut forgets the trips that caused it
+// and is at most one per cutEvery; raises are one raiseStep per raiseEvery of good answers:
+// from minShare to the full rate in about two seconds.
 const (
-	minShare   = 0.1
-	startShare = 1
-	cutFactor  = 0.7
-	raiseStep  = 0.02
-	raiseEvery = 40 * time.Millisecond
-	cutEvery   = 100 * time.Millisecond
-	slowFactor = 3
-	slowMargin = 500 * time.Microsecond
-	minKeys    = 16
+	minShare    = 0.1
+	startShare  = 1
+	cutFactor   = 0.7
+	raiseStep   = 0.02
+	raiseEvery  = 40 * time.Millisecond
+	cutEvery    = 100 * time.Millisecond
+	slowFactor  = 3
+	slowMargin  = 500 * time.Microsecond
+	minKeys     = 16
+	recentTrips = 16
 	// floorEvery is how long a floor stands: the best of the last one or two windows, so the
 	// floor follows a server that became slower for good (another workload moved in), within a
 	// minute, instead of cutting the rate for ever.
@@ -50,11 +52,15 @@ const (
 	floorSamples = 8
 )
 
-// floorWindow is an operation's best time per key in the current and the previous window.
+// floorWindow is an operation's best time per key in the current and the previous window, and
+// which of its recent round trips were slow.
 type floorWindow struct {
 	cur, prev float64 // seconds per key; 0: none
 	since     time.Time
 	n         int
+	recent    [recentTrips]bool // a ring: slow or not
+	next      int
+	slow      int // true values in recent
 }
 
 func newGovernor() *governor {
@@ -82,20 +88,39 @@ func (g *governor) observe(op string, d time.Duration, n int) {
 	if w.cur == 0 || perKey < w.cur {
 		w.cur = perKey
 	}
-	w.n++
-	expected := time.Duration(slowFactor * floor * float64(n) * float64(time.Second))
+	if w.n++; w.n <= floorSamples {
+		return
+	}
+	slow := d > time.Duration(slowFactor*floor*float64(n)*float64(time.Second))+slowMargin
+	w.note(slow)
 	switch {
-	case w.n > floorSamples && d > expected+slowMargin:
+	case w.slow > recentTrips/2:
 		if now.Sub(g.lastCut) >= cutEvery {
 			g.share = max(g.share*cutFactor, minShare)
 			g.lastCut, g.lastRaise = now, now
 			g.cuts++
+			w.forget()
 		}
-	case now.Sub(g.lastRaise) >= raiseEvery:
+	case !slow && now.Sub(g.lastRaise) >= raiseEvery:
 		g.share = min(g.share+raiseStep, 1)
 		g.lastRaise = now
 	}
 }
+
+// note records whether the latest round trip was slow.
+func (w *floorWindow) note(slow bool) {
+	if w.recent[w.next] {
+		w.slow--
+	}
+	w.recent[w.next] = slow
+	if slow {
+		w.slow++
+	}
+	w.next = (w.next + 1) % recentTrips
+}
+
+// forget clears the recent round trips: the next cut needs a new majority of slow ones.
+func (w *floorWindow) forget() { w.recent, w.slow = [recentTrips]bool{}, 0 }
 
 // floor is the best time per key of the current and the previous window (0: none yet).
 func (w *floorWindow) floor() float64 {

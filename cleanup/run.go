@@ -263,7 +263,7 @@ func (r *runner) flushUsers() {
 // settle the keys that changed in between. A mass logout selects by key alone and reads nothing.
 func (r *runner) runDirect(ctx context.Context) error {
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
-		o := r.e.opsFor(node)
+		o := r.ops(node)
 		if r.f.All {
 			return r.unlinkCounted(ctx, o, keys)
 		}
@@ -285,7 +285,7 @@ func (r *runner) runDirect(ctx context.Context) error {
 	for range sweeps {
 		before := r.c.deleted.Load()
 		if _, err := r.e.scanAll(ctx, r.p, r.st, func(ctx context.Context, node *redis.Client, keys []string) error {
-			return r.unlinkCounted(ctx, r.e.opsFor(node), keys)
+			return r.unlinkCounted(ctx, r.ops(node), keys)
 		}); err != nil {
 			return err
 		}

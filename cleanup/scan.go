@@ -72,6 +72,23 @@ func (e *Engine) countPacing() pacing {
 	return pacing{batch: min(max(e.cfg.BatchSize, 1), 100), sequential: true}
 }
 
+// step runs work, one batch of n keys of a paced pass: it waits for the rate cap first and
+// sleeps BATCH_PAUSE after it.
+func (p pacing) step(ctx context.Context, n int, work func() error) error {
+	if p.limiter != nil {
+		if err := p.limiter.wait(ctx, n); err != nil {
+			return err
+		}
+	}
+	if err := work(); err != nil {
+		return err
+	}
+	if p.pause > 0 {
+		return sleepUntil(ctx, time.Now().Add(p.pause))
+	}
+	return nil
+}
+
 // limiter spaces work out to at most rate keys per second across every master, less when the
 // engine's governor has slowed it down because Redis answers slowly.
 type limiter struct {
@@ -341,20 +358,13 @@ func (e *Engine) scanPass(ctx context.Context, node *redis.Client, p pacing, st 
 						return errBudget
 					}
 				}
-				if p.limiter != nil {
-					if err := p.limiter.wait(ctx, len(keys)); err != nil {
-						return err
-					}
-				}
 				if p.paced() {
-					process(keys)
-					if werr != nil {
+					err := p.step(ctx, len(keys), func() error {
+						process(keys)
 						return werr
-					}
-					if p.pause > 0 {
-						if err := sleepUntil(ctx, time.Now().Add(p.pause)); err != nil {
-							return err
-						}
+					})
+					if err != nil {
+						return err
 					}
 				} else {
 					select {

@@ -3,7 +3,6 @@ package cleanup
 import (
 	"context"
 	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -92,7 +91,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 	if err != nil {
 		return err
 	}
-	o := r.e.opsFor(node)
+	o := r.ops(node)
 	mode := "d"
 	if r.f.Orphans {
 		mode += "t"
@@ -100,36 +99,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 	r.st.scanned.Add(sel.plan.Found)
 	r.c.malformed.Add(sel.plan.Malformed)
 	err = eachInParallel(ctx, sel.list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
-		if r.p.limiter != nil {
-			if err := r.p.limiter.wait(ctx, len(entries)); err != nil {
-				return err
-			}
-		}
-		r.c.matched.Add(int64(len(entries)))
-		validN := r.logouts(entries)
-		grant := r.reserve(validN)
-		boundHit := grant < validN
-		if boundHit {
-			entries = r.trimValidEntries(entries, grant)
-		}
-		deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
-		r.release(grant - deletedValid)
-		if err != nil {
-			r.countError(err)
-			return errorf("delete", err)
-		}
-		if boundHit {
-			return ErrBoundReached
-		}
-		if len(changed) > 0 {
-			if err := r.resettle(ctx, o, changed); err != nil {
-				return err
-			}
-		}
-		if r.p.pause > 0 {
-			return sleepUntil(ctx, time.Now().Add(r.p.pause))
-		}
-		return nil
+		return r.p.step(ctx, len(entries), func() error { return r.deleteSelected(ctx, o, mode, entries) })
 	})
 	if err != nil {
 		return err
@@ -148,7 +118,7 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 			return nil
 		}
 		r.st.scanned.Add(int64(len(fresh)))
-		o := r.e.opsFor(node)
+		o := r.ops(node)
 		items, err := r.e.classify(ctx, o, r.f, fresh, true, false, r.now)
 		if err != nil {
 			r.countError(err)
@@ -164,6 +134,34 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 	return err
 }
 
+// deleteSelected deletes one batch of the selection: compare-and-delete against the preview's
+// digests, still-valid ones reserved against the bound first; keys that changed since are read
+// and decided again.
+func (r *runner) deleteSelected(ctx context.Context, o ops, mode string, entries []keyEntry) error {
+	r.c.matched.Add(int64(len(entries)))
+	validN := r.logouts(entries)
+	grant := r.reserve(validN)
+	boundHit := grant < validN
+	if boundHit {
+		entries = r.trimValidEntries(entries, grant)
+	}
+	deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
+	r.release(grant - deletedValid)
+	if err != nil {
+		r.countError(err)
+		return errorf("delete", err)
+	}
+	if boundHit {
+		return ErrBoundReached
+	}
+	if len(changed) > 0 {
+		if err := r.resettle(ctx, o, changed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cadListed compare-and-deletes listed entries against their digests (non-strings: only if still
 // not a string) and returns the keys that changed since the preview read them.
 func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []keyEntry) (deletedValid int64, changed []string, err error) {
@@ -175,44 +173,15 @@ func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []ke
 			others = append(others, en)
 		}
 	}
+	note := func(key string) error { changed = append(changed, key); return nil }
 	for _, g := range []struct {
 		entries []keyEntry
 		mode    string
 	}{{strs, mode}, {others, "n" + mode[1:]}} {
-		if len(g.entries) == 0 {
-			continue
-		}
-		keys := make([]string, len(g.entries))
-		var digests []string
-		if g.mode[0] == 'd' {
-			digests = make([]string, len(g.entries))
-		}
-		for i, en := range g.entries {
-			keys[i] = en.key
-			if digests != nil {
-				digests[i] = hex.EncodeToString(en.digest)
-			}
-		}
-		res, cerr := o.cad(ctx, g.mode, keys, digests, nil)
-		r.c.deleted.Add(res.deleted)
-		for i, en := range g.entries {
-			switch res.flags[i] {
-			case '1':
-				if en.valid {
-					r.c.deletedValid.Add(1)
-					if r.loggedOutKey(en.key) {
-						deletedValid++
-					}
-				}
-				r.deletedUser(en.user)
-			case '0':
-				if cerr == nil {
-					changed = append(changed, en.key)
-				}
-			}
-		}
-		if cerr != nil {
-			return deletedValid, nil, cerr
+		dv, err := r.cadEntries(ctx, o, g.mode, g.entries, note)
+		deletedValid += dv
+		if err != nil {
+			return deletedValid, nil, err
 		}
 	}
 	return deletedValid, changed, nil
