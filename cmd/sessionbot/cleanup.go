@@ -183,7 +183,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	if decision, ok := cfg.Policy.DecideUpfront(f, opts); ok && opts.Yes && !opts.DryRun && decision.Backup {
 		spec := cleanup.RunSpec{Filter: f, MaxValid: decision.MaxValid, Verify: true,
 			Backup: &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}}
-		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
+		fmt.Fprintf(c.stdout, "Writing a backup to %s as the sessions are read, before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
 		bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "backed up")
 		spec.Progress = bar.update
 		var (
@@ -205,7 +205,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		bar.done()
 		if nothing {
 			removeBackupFiles(rep.Backup)
-			fmt.Fprintln(c.stdout, "Nothing to delete.")
+			fmt.Fprintln(c.stdout, "Nothing to delete (the empty backup was removed).")
 			return audit.Log(cleanup.CleanupCompleted{Kept: kept}.Event(time.Now(), itoa))
 		}
 		return run.finish(rep, err, spec.MaxValid)

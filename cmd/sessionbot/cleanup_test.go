@@ -673,7 +673,7 @@ func TestCleanupAllYesReadsEachSessionOnce(t *testing.T) {
 	// Nothing left: nothing to delete, and no backup file of nothing.
 	before, _ := os.ReadDir(tg.env["BACKUP_DIR"])
 	inv = tg.run("", "cleanup", "--all", "--reason", "drill", "--yes")
-	if inv.code != 0 || !strings.Contains(inv.stdout, "Nothing to delete.") {
+	if inv.code != 0 || !strings.Contains(inv.stdout, "Nothing to delete (the empty backup was removed).") {
 		t.Fatalf("exit %d; stdout:\n%s", inv.code, inv.stdout)
 	}
 	if after, _ := os.ReadDir(tg.env["BACKUP_DIR"]); len(after) != len(before) {
