@@ -246,7 +246,7 @@ func (r *runner) engine() error {
 		wantDel    func(cleanup.SeedResult) int64
 		goal       goal
 	}{
-		{"engine: dry-run preview (expired)", "preview", nil, none, goal{minRate: 200_000}},
+		{"engine: dry-run preview, pacing off", "preview", nil, none, goal{minRate: 200_000}},
 		{"engine: cleanup expired, default pacing", "expired", []string{"-paced"}, expired, goal{maxP99: time.Millisecond, minRate: 40_000}},
 		{"engine: cleanup expired, pacing off", "expired", nil, expired, goal{minRate: 100_000}},
 		{"engine: --all with backup, pacing off", "all", []string{"-backup"}, every, goal{}},

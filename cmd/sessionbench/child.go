@@ -55,6 +55,9 @@ func child(ctx context.Context, args []string, stdout io.Writer) error {
 		spec.Pause, spec.MaxRate = -1, -1
 	}
 	eng := cleanup.NewEngine(tgt, ecfg)
+	if !*paced {
+		eng = eng.WithPacing(0, -1, -1) // previews are paced like runs unless pacing is off
+	}
 	start := time.Now()
 	var res childResult
 	switch *mode {
