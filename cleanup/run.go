@@ -158,6 +158,28 @@ func (r *runner) newLogout(key string) bool { return !r.bounded() || !r.loggedOu
 // was a new logout (one counted against the bound).
 func (r *runner) loggedOutKey(key string) bool { return !r.bounded() || r.loggedOut.add(key) }
 
+// underBound deletes one batch under the bound: it reserves the batch's validN new logouts,
+// trims the batch to what was granted when that is less, runs del, and gives back what del did
+// not use. It returns ErrBoundReached once a trimmed batch is done, and del's error counted
+// and marked as the delete phase's.
+func (r *runner) underBound(validN int64, trim func(grant int64), del func() (deletedValid int64, err error)) error {
+	grant := r.reserve(validN)
+	boundHit := grant < validN
+	if boundHit {
+		trim(grant)
+	}
+	deletedValid, err := del()
+	r.release(grant - deletedValid)
+	if err != nil {
+		r.countError(err)
+		return errorf("delete", err)
+	}
+	if boundHit {
+		return ErrBoundReached
+	}
+	return nil
+}
+
 // release gives back grants that were not used (the key changed or was gone).
 func (r *runner) release(n int64) {
 	if r.bounded() && n > 0 {
@@ -354,19 +376,13 @@ func (r *runner) settle(ctx context.Context, o ops, del []*item) error {
 				validN++
 			}
 		}
-		grant := r.reserve(validN)
-		boundHit := grant < validN
-		if boundHit {
-			del = r.trimValid(del, grant)
-		}
-		changed, deletedValid, err := r.compareAndDelete(ctx, o, del)
-		r.release(grant - deletedValid)
+		var changed []*item
+		err := r.underBound(validN, func(grant int64) { del = r.trimValid(del, grant) }, func() (deletedValid int64, err error) {
+			changed, deletedValid, err = r.compareAndDelete(ctx, o, del)
+			return deletedValid, err
+		})
 		if err != nil {
-			r.countError(err)
-			return errorf("delete", err)
-		}
-		if boundHit {
-			return ErrBoundReached
+			return err
 		}
 		if len(changed) == 0 {
 			return nil

@@ -139,20 +139,13 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 // and decided again.
 func (r *runner) deleteSelected(ctx context.Context, o ops, mode string, entries []keyEntry) error {
 	r.c.matched.Add(int64(len(entries)))
-	validN := r.logouts(entries)
-	grant := r.reserve(validN)
-	boundHit := grant < validN
-	if boundHit {
-		entries = r.trimValidEntries(entries, grant)
-	}
-	deletedValid, changed, err := r.cadListed(ctx, o, mode, entries)
-	r.release(grant - deletedValid)
+	var changed []string
+	err := r.underBound(r.logouts(entries), func(grant int64) { entries = r.trimValidEntries(entries, grant) }, func() (deletedValid int64, err error) {
+		deletedValid, changed, err = r.cadListed(ctx, o, mode, entries)
+		return deletedValid, err
+	})
 	if err != nil {
-		r.countError(err)
-		return errorf("delete", err)
-	}
-	if boundHit {
-		return ErrBoundReached
+		return err
 	}
 	if len(changed) > 0 {
 		if err := r.resettle(ctx, o, changed); err != nil {
