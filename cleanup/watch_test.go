@@ -3,11 +3,10 @@ package cleanup
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/platform-team/sessionbot/cleanup/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,18 +36,11 @@ func valueReads(t *testing.T, tgt *Target) int64 {
 	}
 	var n int64
 	for _, m := range ms {
-		info, err := m.Info(ctx, "commandstats").Result()
+		calls, err := redistest.CommandCalls(ctx, m, "get", "mget", "getex", "dump")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, cmd := range []string{"get", "mget", "getex", "dump"} {
-			for line := range strings.Lines(info) {
-				if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-					v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-					n += v
-				}
-			}
-		}
+		n += calls
 	}
 	return n
 }

@@ -7,14 +7,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/platform-team/sessionbot/cleanup"
+	"github.com/platform-team/sessionbot/cleanup/redistest"
 	"github.com/platform-team/sessionbot/internal/testkit"
-	"github.com/redis/go-redis/v9"
 )
 
 // procedure1 is the runbook's Procedure 1 data: 150 sessions, 45 expired, 105 still valid,
@@ -650,8 +649,8 @@ func TestCleanupAllYesReadsEachSessionOnce(t *testing.T) {
 		t.Errorf("%d session keys left", n)
 	}
 	// 1000 keys in batches of 100: 10 MGETs read them all once; a second pass would be 20.
-	if calls := commandCalls(t, tg.client, "mget"); calls == 0 || calls > 12 {
-		t.Errorf("%d MGET calls for %d sessions in batches of 100; want about 10 (each session read once)", calls, seeded.Count)
+	if calls, err := redistest.CommandCalls(ctx, tg.client, "mget"); err != nil || calls == 0 || calls > 12 {
+		t.Errorf("%d MGET calls (%v) for %d sessions in batches of 100; want about 10 (each session read once)", calls, err, seeded.Count)
 	}
 	lines := tg.auditLines()
 	scanned, completed := -1, -1
@@ -679,20 +678,4 @@ func TestCleanupAllYesReadsEachSessionOnce(t *testing.T) {
 	if after, _ := os.ReadDir(tg.env["BACKUP_DIR"]); len(after) != len(before) {
 		t.Errorf("backup dir holds %d entries after a mass logout of nothing; want %d as before", len(after), len(before))
 	}
-}
-
-// commandCalls is INFO commandstats' call count of cmd.
-func commandCalls(t *testing.T, c *redis.Client, cmd string) int {
-	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			return n
-		}
-	}
-	return 0
 }
