@@ -322,15 +322,14 @@ func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress),
 // planBuilder adds classified batches up into a Plan: the preview's, or that of a run whose
 // first backup round is its preview (RunSpec.Planned).
 type planBuilder struct {
-	mu     sync.Mutex
-	plan   Plan
-	prefix string
-	c      counters // matched so far, for progress
+	mu   sync.Mutex
+	plan Plan
+	c    counters // matched so far, for progress
 }
 
 // newPlanBuilder starts the plan of f for batches classified at now.
 func (e *Engine) newPlanBuilder(f Filter, now time.Time) *planBuilder {
-	return &planBuilder{prefix: e.t.prefix, plan: Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}}
+	return &planBuilder{plan: Plan{Filter: f, Prefix: e.t.prefix, At: now, ByAuthMethod: map[string]int64{}}}
 }
 
 // add counts one classified batch (safe for concurrent use).
@@ -363,7 +362,7 @@ func (pb *planBuilder) add(items []item) {
 		plan.TTL.Add(it.pttl)
 		plan.Bytes += int64(len(it.key)+len(it.val)) + keyOverhead
 		if len(plan.Samples) < 5 {
-			plan.Samples = append(plan.Samples, sampleOf(it, pb.prefix))
+			plan.Samples = append(plan.Samples, sampleOf(it, plan.Prefix))
 		}
 	}
 }

@@ -60,7 +60,6 @@ type floorWindow struct {
 	n         int
 	recent    [recentTrips]bool // a ring: slow or not
 	next      int
-	slow      int // true values in recent
 }
 
 func newGovernor() *governor {
@@ -94,7 +93,7 @@ func (g *governor) observe(op string, d time.Duration, n int) {
 	slow := d > time.Duration(slowFactor*floor*float64(n)*float64(time.Second))+slowMargin
 	w.note(slow)
 	switch {
-	case w.slow > recentTrips/2:
+	case w.slowCount() > recentTrips/2:
 		if now.Sub(g.lastCut) >= cutEvery {
 			g.share = max(g.share*cutFactor, minShare)
 			g.lastCut, g.lastRaise = now, now
@@ -109,18 +108,23 @@ func (g *governor) observe(op string, d time.Duration, n int) {
 
 // note records whether the latest round trip was slow.
 func (w *floorWindow) note(slow bool) {
-	if w.recent[w.next] {
-		w.slow--
-	}
 	w.recent[w.next] = slow
-	if slow {
-		w.slow++
-	}
 	w.next = (w.next + 1) % recentTrips
 }
 
+// slowCount is how many of the recent round trips were slow.
+func (w *floorWindow) slowCount() int {
+	n := 0
+	for _, slow := range w.recent {
+		if slow {
+			n++
+		}
+	}
+	return n
+}
+
 // forget clears the recent round trips: the next cut needs a new majority of slow ones.
-func (w *floorWindow) forget() { w.recent, w.slow = [recentTrips]bool{}, 0 }
+func (w *floorWindow) forget() { w.recent = [recentTrips]bool{} }
 
 // floor is the best time per key of the current and the previous window (0: none yet).
 func (w *floorWindow) floor() float64 {
@@ -133,9 +137,9 @@ func (w *floorWindow) floor() float64 {
 	return min(w.cur, w.prev)
 }
 
-// rate is the rate allowed now for a configured cap of max keys per second.
-func (g *governor) rate(max float64) float64 {
+// rate is the rate allowed now under a cap of limit keys per second.
+func (g *governor) rate(limit float64) float64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return max * g.share
+	return limit * g.share
 }
