@@ -182,31 +182,25 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 	// backup's first round is the preview, so every session is read once, not twice.
 	if decision, ok := cfg.Policy.DecideUpfront(f, opts); ok && opts.Yes && !opts.DryRun && decision.Backup {
 		spec := cleanup.RunSpec{Filter: f, MaxValid: decision.MaxValid, Verify: true,
-			Backup: &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}}
-		fmt.Fprintf(c.stdout, "Writing a backup to %s as the sessions are read, before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
+			Backup: c.newBackup(cfg, "as the sessions are read, ", decision.BackupWhy)}
 		bar := newProgressBar(c.stderr, isTerminal(c.stderr), 0, "backed up")
 		spec.Progress = bar.update
-		var (
-			nothing bool
-			kept    int64
-		)
 		spec.Planned = func(plan cleanup.Plan) error {
 			bar.restart(plan.Found, "deleted")
 			if err := showPlan(plan); err != nil {
 				return err
 			}
 			if plan.Matched == 0 {
-				nothing, kept = true, plan.Kept
 				return errNothingToDelete
 			}
 			return nil
 		}
 		rep, err := engine.Run(ctx, spec)
 		bar.done()
-		if nothing {
+		if errors.Is(err, errNothingToDelete) {
 			removeBackupFiles(rep.Backup)
 			fmt.Fprintln(c.stdout, "Nothing to delete (the empty backup was removed).")
-			return audit.Log(cleanup.CleanupCompleted{Kept: kept}.Event(time.Now(), itoa))
+			return audit.Log(cleanup.CleanupCompleted{Kept: rep.Kept}.Event(time.Now(), itoa))
 		}
 		return run.finish(rep, err, spec.MaxValid)
 	}
@@ -261,14 +255,21 @@ func runCleanup(ctx context.Context, c *cli, args []string) error {
 		spec.Selection = sel
 	}
 	if decision.Backup {
-		spec.Backup = &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
-		fmt.Fprintf(c.stdout, "Writing a backup to %s before deleting anything (%s).\n", backupName(spec.Backup), decision.BackupWhy)
+		spec.Backup = c.newBackup(cfg, "", decision.BackupWhy)
 	}
 	bar = newProgressBar(c.stderr, isTerminal(c.stderr), plan.Found, "deleted")
 	spec.Progress = bar.update
 	rep, err := engine.Run(ctx, spec)
 	bar.done()
 	return run.finish(rep, err, spec.MaxValid)
+}
+
+// newBackup names the backup of the run about to start, and says where it goes, when
+// ("as the sessions are read, " or "") and why.
+func (c *cli) newBackup(cfg config, when, why string) *cleanup.BackupSpec {
+	b := &cleanup.BackupSpec{Dir: cfg.Backup.Dir, JobID: newJobID(cfg.Redis.Name), Recipients: cfg.Backup.AgeRecipients}
+	fmt.Fprintf(c.stdout, "Writing a backup to %s %sbefore deleting anything (%s).\n", backupName(b), when, why)
+	return b
 }
 
 // errNothingToDelete stops a run whose own preview found nothing (RunSpec.Planned).
