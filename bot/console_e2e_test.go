@@ -17,19 +17,14 @@ func TestConsoleDemoMassLogout(t *testing.T) {
 	d := h.deps()
 	d.Config.Operators, d.Config.Approvers, d.Config.TeamID = nil, nil, ""
 	d.Notifier = nil
-	in := strings.NewReader(strings.Join([]string{
+	got := typeIntoConsole(t, d,
 		"/sessions help",
 		`/sessions cleanup --all --reason “incident 42”`,
 		"press approve",
 		"/as bob",
 		"press approve",
 		"",
-	}, "\n"))
-	var out testkit.SyncBuffer
-	if err := runDemoConsole(t, context.Background(), in, &out, d); err != nil {
-		t.Fatalf("console.Run = %v", err)
-	}
-	got := out.String()
+	)
 	wantContains(t, "console output", got,
 		"Demo mode (OPERATORS and APPROVERS are not set): alice is an operator, bob is an approver.",
 		"You are alice.",
@@ -64,7 +59,7 @@ func TestConsoleInputErrors(t *testing.T) {
 	h.seed(sessionSpec{n: 3, expired: true})
 	d := h.deps()
 	d.Config.Operators, d.Config.Approvers, d.Config.TeamID = nil, nil, ""
-	in := strings.NewReader(strings.Join([]string{
+	got := typeIntoConsole(t, d,
 		"hello",
 		"press approve 00000000",
 		"/as mallory",
@@ -74,12 +69,7 @@ func TestConsoleInputErrors(t *testing.T) {
 		"press run",
 		"/quit",
 		"/sessions cleanup --all --reason never-read",
-	}, "\n"))
-	var out testkit.SyncBuffer
-	if err := runDemoConsole(t, context.Background(), in, &out, d); err != nil {
-		t.Fatalf("console.Run = %v", err)
-	}
-	got := out.String()
+	)
 	wantContains(t, "console output", got,
 		`unknown input "hello"`,
 		`no approve button with token "00000000"`,
@@ -93,4 +83,15 @@ func TestConsoleInputErrors(t *testing.T) {
 	if h.sessionCount() != 0 {
 		t.Errorf("%d sessions left", h.sessionCount())
 	}
+}
+
+// typeIntoConsole runs the demo console over d with lines as its input and returns what it
+// printed.
+func typeIntoConsole(t *testing.T, d Deps, lines ...string) string {
+	t.Helper()
+	var out testkit.SyncBuffer
+	if err := runDemoConsole(t, context.Background(), strings.NewReader(strings.Join(lines, "\n")), &out, d); err != nil {
+		t.Fatalf("console.Run = %v", err)
+	}
+	return out.String()
 }
