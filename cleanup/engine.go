@@ -291,8 +291,9 @@ func (e *Engine) Preview(ctx context.Context, f Filter, progress func(Progress))
 	return e.preview(ctx, f.Normalize(), progress, nil)
 }
 
-// preview computes the plan; also, when set, hands every classified batch to each.
-func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress), each func([]item) error) (Plan, error) {
+// preview computes the plan; also, when set, hands every classified batch to each, with the
+// master it came from.
+func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress), each func(node string, items []item) error) (Plan, error) {
 	start := time.Now()
 	pb := e.newPlanBuilder(f, e.now())
 	st := &scanState{}
@@ -303,7 +304,7 @@ func (e *Engine) preview(ctx context.Context, f Filter, progress func(Progress),
 			return err
 		}
 		if each != nil {
-			if err := each(items); err != nil {
+			if err := each(e.nodeName(node), items); err != nil {
 				return err
 			}
 		}

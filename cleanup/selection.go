@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha1"
 	"fmt"
-	"hash/maphash"
-	"slices"
 	"sync"
 	"time"
 
@@ -13,51 +11,53 @@ import (
 )
 
 // Selection is what a preview matched, kept for a run that follows it at once (the CLI's
-// `cleanup --yes`): every matched key with the SHA-1 of the value it was decided on, spilled to
-// a private file so memory does not grow with the matches, and a compact set of every key the
-// preview saw (8 bytes a key). The run then deletes from the list — compare-and-delete against
-// the digest, changed keys read and decided again — and scans once more, reading only the keys
-// the preview did not see (sessions created since), instead of reading every session twice.
+// `cleanup --yes`): every matched key with the SHA-1 of the value it was decided on, and every
+// key the preview found, master by master in SCAN order (a seenLog), both spilled to private
+// files so memory does not grow with the key count. The run then deletes from the list —
+// compare-and-delete against the digest, changed keys read and decided again — and scans once
+// more, reading only the keys the preview did not find (sessions created since), instead of
+// reading every session twice.
 type Selection struct {
 	filter Filter
 	list   *keyList
-	seed   maphash.Seed
-	mu     sync.Mutex
-	seen   []uint64 // sorted once the preview ends
+	mu     sync.Mutex // serializes list.add across masters
+	seen   *seenLog
 	plan   Plan
 }
 
-// Close removes the selection's spill file. Safe on nil.
+// Close removes the selection's spill files. Safe on nil.
 func (s *Selection) Close() {
 	if s != nil {
 		s.list.remove()
+		s.seen.remove()
 	}
-}
-
-func (s *Selection) knows(key string) bool {
-	_, ok := slices.BinarySearch(s.seen, maphash.String(s.seed, key))
-	return ok
 }
 
 // PreviewSelect is Preview that also returns the Selection a run may start from. dir holds the
 // spill file (the backup directory: private, 0700); the caller closes the Selection.
 func (e *Engine) PreviewSelect(ctx context.Context, f Filter, progress func(Progress), dir string) (Plan, *Selection, error) {
 	f = f.Normalize()
-	list, err := newKeyList(dir, fmt.Sprintf("select-%d", time.Now().UnixNano()))
+	name := fmt.Sprintf("select-%d", time.Now().UnixNano())
+	list, err := newKeyList(dir, name)
 	if err != nil {
 		return Plan{}, nil, fmt.Errorf("preview: key list: %w", err)
 	}
-	sel := &Selection{filter: f, list: list, seed: maphash.MakeSeed()}
-	plan, err := e.preview(ctx, f, progress, func(items []item) error {
+	sel := &Selection{filter: f, list: list, seen: newSeenLog(dir, name+"-seen")}
+	plan, err := e.preview(ctx, f, progress, func(node string, items []item) error {
+		found := make([]string, 0, len(items))
+		for i := range items {
+			if items[i].state != stateMissing {
+				found = append(found, items[i].key)
+			}
+		}
+		if err := sel.seen.add(node, found); err != nil {
+			return fmt.Errorf("preview: key list: %w", err)
+		}
 		sel.mu.Lock()
 		defer sel.mu.Unlock()
 		for i := range items {
 			it := &items[i]
-			if it.state == stateMissing {
-				continue
-			}
-			sel.seen = append(sel.seen, maphash.String(sel.seed, it.key))
-			if it.verdict != Delete {
+			if it.state == stateMissing || it.verdict != Delete {
 				continue
 			}
 			en := keyEntry{key: it.key, valid: it.valid(e.now()), user: it.userID()}
@@ -74,11 +74,13 @@ func (e *Engine) PreviewSelect(ctx context.Context, f Filter, progress func(Prog
 	if err == nil {
 		err = list.finish()
 	}
+	if err == nil {
+		err = sel.seen.finish()
+	}
 	if err != nil {
 		sel.Close()
 		return plan, nil, err
 	}
-	slices.Sort(sel.seen)
 	sel.plan = plan
 	return plan, sel, nil
 }
@@ -106,13 +108,13 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 	}
 	// Sessions created since the preview: the only values read again.
 	r.c.phase.Store("verify")
-	var seenAgain, deletedBefore = &scanState{}, r.c.deleted.Load()
+	seenAgain, deletedBefore := &scanState{}, r.c.deleted.Load()
+	windows := sel.seen.scan()
+	defer windows.close()
 	_, err = r.e.scanAll(ctx, r.e.countPacing(), seenAgain, func(ctx context.Context, node *redis.Client, keys []string) error {
-		var fresh []string
-		for _, k := range keys {
-			if !sel.knows(k) {
-				fresh = append(fresh, k)
-			}
+		fresh, err := windows.fresh(r.e.nodeName(node), keys)
+		if err != nil {
+			return fmt.Errorf("key list: %w", err)
 		}
 		if len(fresh) == 0 {
 			return nil
