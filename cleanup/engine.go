@@ -32,6 +32,7 @@ type Engine struct {
 	now func() time.Time
 	gov *governor  // paces paced work by Redis's latency; shared by copies
 	rtt roundTrips // every round trip: to observe and to gov
+	pc  paceClock  // the rate limiter's time
 }
 
 // CommandObserver is told the duration of each round trip the engine makes to Redis — a SCAN,
@@ -150,7 +151,7 @@ func NewEngine(t *Target, cfg EngineConfig) *Engine {
 		cfg.BatchSize = 100
 	}
 	gov := newGovernor()
-	return &Engine{t: t, cfg: cfg, now: time.Now, gov: gov, rtt: roundTrips{gov: gov}}
+	return &Engine{t: t, cfg: cfg, now: time.Now, gov: gov, rtt: roundTrips{gov: gov}, pc: wallClock}
 }
 
 // WithPacing returns a copy of e whose previews, runs and counts use these overrides of its

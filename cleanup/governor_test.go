@@ -129,7 +129,7 @@ func TestGovernorSlowsAPacedRunOnASlowServer(t *testing.T) {
 func TestLimiterFollowsItsGovernor(t *testing.T) {
 	g := newGovernor()
 	g.share = 0.1
-	l := newLimiter(1000, g)
+	l := &limiter{rate: 1000, gov: g, clock: wallClock}
 	before := time.Now()
 	if err := l.wait(context.Background(), 10); err != nil {
 		t.Fatal(err)
@@ -178,4 +178,64 @@ func TestPacedCompareAndDeleteIsSmall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sleepClock is a paceClock whose sleeps return at once and move its time to their end, so a
+// test reads exactly how long the limiter held a pass back without waiting for it.
+type sleepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *sleepClock) paceClock() paceClock {
+	return paceClock{
+		now: func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t },
+		sleep: func(_ context.Context, until time.Time) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if until.After(c.t) {
+				c.t = until
+			}
+			return nil
+		},
+	}
+}
+
+// MAX_KEYS_PER_SECOND caps deletions: a key a pass only reads costs readShare of one, a key it
+// deletes a whole one; previews are paced like runs (SPEC §12.7). The limiter never waits before
+// its first batch, so a pass is held back for what it was charged less its last charge (at most
+// a batch).
+func TestRateCapChargesReadsAQuarterOfADeletion(t *testing.T) {
+	targets(t, func(t *testing.T, tgt *Target) {
+		put(t, tgt, population(1000, 400, nil)...)
+		clk := &sleepClock{t: testNow}
+		e := NewEngine(tgt, EngineConfig{BatchSize: 100, MaxRate: 1000}).WithClock(func() time.Time { return testNow })
+		e.gov, e.pc = nil, clk.paceClock() // the cap alone, on the test's clock
+		heldBack := func(pass func()) time.Duration {
+			start := clk.paceClock().now()
+			pass()
+			return clk.paceClock().now().Sub(start)
+		}
+		within := func(what string, got, want, slack time.Duration) {
+			t.Helper()
+			if got > want || got < want-slack {
+				t.Errorf("%s was held back %v; want %v less at most one batch (%v)", what, got, want, slack)
+			}
+		}
+		ctx := context.Background()
+		preview := heldBack(func() {
+			if plan, err := e.Preview(ctx, Filter{}, nil); err != nil || plan.Matched != 400 {
+				t.Fatalf("Preview = %d matched, %v; want 400", plan.Matched, err)
+			}
+		})
+		// 1000 keys read at a quarter of the 1000 keys/s cap each: 250 ms.
+		within("the preview", preview, 250*time.Millisecond, 30*time.Millisecond)
+		run := heldBack(func() {
+			if rep, err := e.Run(ctx, RunSpec{Filter: Filter{}, MaxValid: -1}); err != nil || rep.Deleted != 400 {
+				t.Fatalf("Run = deleted %d, %v; want 400", rep.Deleted, err)
+			}
+		})
+		// The same 1000 read (250 ms), and the 400 deleted charged the rest of a key (300 ms).
+		within("the run", run, 550*time.Millisecond, 80*time.Millisecond)
+	})
 }

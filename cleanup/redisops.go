@@ -142,6 +142,18 @@ type ops struct {
 	rtt   roundTrips
 	// cadChunk is the most keys one compare-and-delete round trip carries (0: unpacedCADChunk).
 	cadChunk int
+	// limiter paces the run's writes (nil: not paced): see paceWrite.
+	limiter *limiter
+}
+
+// paceWrite waits until n keys may be deleted (or rewritten) under the run's rate cap, once per
+// batch however many round trips or retries it takes. The pass already charged them as read
+// (pacing.step); a write costs the rest of a whole key.
+func (o ops) paceWrite(ctx context.Context, n int) error {
+	if o.limiter == nil {
+		return nil
+	}
+	return o.limiter.wait(ctx, float64(n)*(1-readShare))
 }
 
 // Keys per compare-and-delete round trip. The script costs Redis ~8 µs a key, and Redis runs
@@ -160,6 +172,7 @@ func (r *runner) ops(node *redis.Client) ops {
 	if r.p.paced() {
 		o.cadChunk = pacedCADChunk
 	}
+	o.limiter = r.p.limiter
 	return o
 }
 
@@ -342,6 +355,9 @@ func (o ops) dumps(ctx context.Context, keys []string) ([][]byte, error) {
 // it out of the count. On error, n still counts what was removed before.
 func (o ops) unlink(ctx context.Context, keys []string) (int64, error) {
 	var n int64
+	if err := o.paceWrite(ctx, len(keys)); err != nil {
+		return 0, err
+	}
 	err := o.retry(ctx, func() error {
 		if o.multi {
 			for len(keys) > 0 {
@@ -397,6 +413,9 @@ func (o ops) getdel(ctx context.Context, keys []string) ([]getdelResult, error) 
 	for i := range todo {
 		todo[i] = i
 	}
+	if err := o.paceWrite(ctx, len(keys)); err != nil {
+		return nil, err
+	}
 	err := o.retry(ctx, func() error {
 		ttls := make([]*redis.DurationCmd, len(todo))
 		gds := make([]*redis.StringCmd, len(todo))
@@ -449,6 +468,9 @@ func (o ops) cad(ctx context.Context, mode string, keys, expected, at []string) 
 	r := cadResult{flags: bytes.Repeat([]byte{'0'}, len(keys))}
 	if len(keys) == 0 {
 		return r, nil
+	}
+	if err := o.paceWrite(ctx, len(keys)); err != nil {
+		return r, err
 	}
 	todo := make([]int, len(keys))
 	for i := range todo {

@@ -318,7 +318,7 @@ var mutations = []mutation{
 		From: "p.sequential = true\n\t\treturn p",
 		To:   "return pacing{batch: p.batch, workers: 2}",
 		Pkgs: []string{"./cleanup/"},
-		Run:  "^TestPreviewIsPacedLikeARun$",
+		Run:  "^TestRateCapChargesReadsAQuarterOfADeletion$",
 	},
 	// Second release (SPEC §13): repair, resume and targets keep the same safety rules.
 	{
