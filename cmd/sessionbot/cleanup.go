@@ -50,7 +50,8 @@ Options:
   --no-backup            skip the backup that --all and large runs write (audited)
   --batch-size N         keys per batch (default BATCH_SIZE)
   --pause D              pause between batches (default BATCH_PAUSE; 0: none)
-  --max-rate N           at most N keys/second (default MAX_KEYS_PER_SECOND; 0: no limit)
+  --max-rate N           at most N keys deleted/second; a key only read counts a quarter
+                         (default MAX_KEYS_PER_SECOND; 0: no limit)
   --as NAME              your name for the audit log when sudo or a shared account hides it
   --target NAME          the TARGETS_FILE target to act on (needed when the file names several)
   --help                 this text
