@@ -205,8 +205,12 @@ func (r *runner) getdel() bool { return r.f.selectsByKey() }
 // backupRound reads every key src selects, decides, and writes the matching ones to rd's backup
 // file and key list; with planned, it also adds every batch up into the run's plan. A bound
 // exceeded stops it before anything of the round is deleted.
+//
+// Encoding, compressing (and encrypting) the lines is about half a round's CPU. It runs in a
+// goroutine of its own (a backupStage), so the next batch is read from Redis meanwhile instead
+// of after it: the reads stay one command at a time, only our own CPU work overlaps them.
 func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Context, batchFunc) error, planned *planBuilder) error {
-	var mu sync.Mutex
+	stage := r.startBackupStage(rd)
 	fn := func(ctx context.Context, node *redis.Client, keys []string) error {
 		o := r.ops(node)
 		items, err := r.e.classify(ctx, o, r.f, keys, true, true, r.now)
@@ -217,58 +221,133 @@ func (r *runner) backupRound(ctx context.Context, rd *round, src func(context.Co
 			planned.add(items)
 		}
 		del := r.toDelete(items)
-		lines, entries, err := r.encodeBackup(ctx, o, del)
+		dumps, err := readDumps(ctx, o, del)
 		if err != nil {
 			return err
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if err := rd.w.WriteLines(lines, int64(len(entries))); err != nil {
-			return err
-		}
-		for _, en := range entries {
-			// Distinct keys only: a node rescanned after a restart, or SCAN returning a key
-			// twice, lists a key again without logging anyone out twice.
-			if en.valid && r.bounded() && r.validListed.add(en.key) && int64(r.validListed.len()) > r.spec.MaxValid {
-				return ErrBoundReached
-			}
-			if err := rd.list.add(en); err != nil {
-				return fmt.Errorf("backup: key list: %w", err)
-			}
-		}
-		r.c.matched.Add(int64(len(entries)))
-		return nil
+		return stage.send(ctx, backupBatch{del: del, dumps: dumps})
 	}
-	if err := src(ctx, fn); err != nil {
-		if !errors.Is(err, ErrBoundReached) && !errors.Is(err, context.Canceled) {
-			r.c.errors.Add(1)
+	err := cmp.Or(src(ctx, fn), stage.wait())
+	if err != nil && !errors.Is(err, ErrBoundReached) && !errors.Is(err, context.Canceled) {
+		r.c.errors.Add(1)
+	}
+	return err
+}
+
+// backupBatch is one batch's items to back up, with the DUMP payloads of those that are not
+// UTF-8 strings.
+type backupBatch struct {
+	del   []*item
+	dumps map[string][]byte
+}
+
+// backupStage writes batches to a round's backup file and key list, in a goroutine, at most
+// backupQueue batches behind the reads. Its first error stops it and is returned by every send
+// after, and by wait.
+type backupStage struct {
+	batches chan backupBatch
+	failed  chan struct{} // closed on the first error
+	done    chan struct{} // closed when the goroutine ends
+	err     error
+}
+
+const backupQueue = 4
+
+func (r *runner) startBackupStage(rd *round) *backupStage {
+	s := &backupStage{batches: make(chan backupBatch, backupQueue), failed: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for b := range s.batches {
+			if s.err != nil {
+				continue // drain: senders see failed
+			}
+			if err := r.writeBackupBatch(rd, b); err != nil {
+				s.err = err
+				close(s.failed)
+			}
 		}
+	}()
+	return s
+}
+
+// send queues a batch, or returns the stage's error.
+func (s *backupStage) send(ctx context.Context, b backupBatch) error {
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+	}
+	select {
+	case s.batches <- b:
+		return nil
+	case <-s.failed:
+		return s.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait ends the stage once every queued batch is written and returns its error. Call it once,
+// after the last send.
+func (s *backupStage) wait() error {
+	close(s.batches)
+	<-s.done
+	return s.err
+}
+
+// writeBackupBatch encodes one batch and writes it to rd: lines to the backup file, entries to
+// the key list, still-valid sessions counted against the bound.
+func (r *runner) writeBackupBatch(rd *round, b backupBatch) error {
+	lines, entries, err := r.encodeBackup(b.del, b.dumps)
+	if err != nil {
 		return err
 	}
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if err := rd.w.WriteLines(lines, int64(len(entries))); err != nil {
+		return err
+	}
+	for _, en := range entries {
+		// Distinct keys only: a node rescanned after a restart, or SCAN returning a key
+		// twice, lists a key again without logging anyone out twice.
+		if en.valid && r.bounded() && r.validListed.add(en.key) && int64(r.validListed.len()) > r.spec.MaxValid {
+			return ErrBoundReached
+		}
+		if err := rd.list.add(en); err != nil {
+			return fmt.Errorf("backup: key list: %w", err)
+		}
+	}
+	r.c.matched.Add(int64(len(entries)))
 	return nil
 }
 
-// encodeBackup turns the items to delete into backup lines and key-list entries: strings that
-// are valid UTF-8 as their value with its digest; binary strings and other types as DUMP
-// payloads. Items gone since they were read are dropped. Encoding happens outside any lock.
-func (r *runner) encodeBackup(ctx context.Context, o ops, del []*item) ([]byte, []keyEntry, error) {
-	var dumpKeys []string
+// readDumps reads the DUMP payloads of the items to delete that JSON cannot carry as a value:
+// binary strings and other types (nil: none). A payload is nil for a key gone since.
+func readDumps(ctx context.Context, o ops, del []*item) (map[string][]byte, error) {
+	var keys []string
 	for _, it := range del {
 		if it.state != stateString || !utf8.ValidString(it.val) {
-			dumpKeys = append(dumpKeys, it.key)
+			keys = append(keys, it.key)
 		}
 	}
-	var dumps map[string][]byte
-	if len(dumpKeys) > 0 {
-		ds, err := o.dumps(ctx, dumpKeys)
-		if err != nil {
-			return nil, nil, errorf("dump", err)
-		}
-		dumps = make(map[string][]byte, len(ds))
-		for i, k := range dumpKeys {
-			dumps[k] = ds[i]
-		}
+	if len(keys) == 0 {
+		return nil, nil
 	}
+	ds, err := o.dumps(ctx, keys)
+	if err != nil {
+		return nil, errorf("dump", err)
+	}
+	dumps := make(map[string][]byte, len(ds))
+	for i, k := range keys {
+		dumps[k] = ds[i]
+	}
+	return dumps, nil
+}
+
+// encodeBackup turns the items to delete into backup lines and key-list entries: strings that
+// are valid UTF-8 as their value with its digest; binary strings and other types as their DUMP
+// payloads. Items gone since they were read are dropped.
+func (r *runner) encodeBackup(del []*item, dumps map[string][]byte) ([]byte, []keyEntry, error) {
 	at := time.Now()
 	var (
 		lines   []byte
