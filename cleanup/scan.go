@@ -109,6 +109,13 @@ type limiter struct {
 	next  time.Time
 }
 
+// limiterCredit is how far behind its schedule a limiter lets work fall before it forgets the
+// time lost: a round trip that took longer than its share is made up by the next ones going
+// without a wait, so that a paced pass averages its cap instead of falling short of it (50k
+// keys/s allowed, 44k done, before). 5 ms is 250 keys at the default cap: a few batches, still
+// one command at a time.
+const limiterCredit = 5 * time.Millisecond
+
 // paceClock is the time a limiter spaces work out in: the wall clock, or a test's.
 type paceClock struct {
 	now   func() time.Time
@@ -124,9 +131,8 @@ func (l *limiter) wait(ctx context.Context, n float64) error {
 		rate = l.gov.rate(rate)
 	}
 	l.mu.Lock()
-	now := l.clock.now()
-	if l.next.Before(now) {
-		l.next = now
+	if floor := l.clock.now().Add(-limiterCredit); l.next.Before(floor) {
+		l.next = floor
 	}
 	at := l.next
 	l.next = l.next.Add(time.Duration(n / rate * float64(time.Second)))
