@@ -3,17 +3,22 @@ package cleanup
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+	"github.com/redis/go-redis/v9"
 )
 
 var backupAt = time.Date(2025, 11, 26, 10, 0, 0, 123456789, time.UTC)
@@ -477,5 +482,101 @@ func TestBackupLoadAgeIdentitiesErrors(t *testing.T) {
 		if _, err := LoadAgeIdentities(p); err == nil || !strings.Contains(err.Error(), "BACKUP_AGE_IDENTITY_FILE") {
 			t.Errorf("LoadAgeIdentities(%q) = %v; want error naming BACKUP_AGE_IDENTITY_FILE", p, err)
 		}
+	}
+}
+
+// Whatever stops a backed-up run, and whenever — a replica killed between two commands — every
+// session it has deleted is in a completed, synced backup file with the value it held when it
+// was deleted. Checked after every delete command of a mass logout whose first delete races an
+// application that rewrites every session of that batch just before it reaches Redis. (A run
+// that deleted with GETDEL kept the rewritten values only in memory and in the next round's
+// unfinished file until that round closed; a seeded chaos run killed a replica in between.)
+func TestBackupHoldsEveryDeletedValueAtEveryInstant(t *testing.T) {
+	s := sharedStandalone(t)
+	prefix := uniquePrefix(t)
+	own := NewTarget(s.Client(), prefix, s.Addr())
+	put(t, own, population(500, 100, nil)...)
+	dir := t.TempDir()
+	ctx := context.Background()
+	var (
+		mu        sync.Mutex
+		rewritten = map[string]string{}
+		problems  []string
+	)
+	deletes := func(cmds []redis.Cmder) []string {
+		var keys []string
+		for _, c := range cmds {
+			switch c.Name() {
+			case "evalsha", "unlink", "getdel", "del":
+				if k := evalKeys(c); k != nil {
+					keys = append(keys, k...)
+				} else if len(c.Args()) > 1 {
+					keys = append(keys, fmt.Sprint(c.Args()[1]))
+				}
+			}
+		}
+		return keys
+	}
+	h := cmdHook{
+		before: func(cmds []redis.Cmder) {
+			keys := deletes(cmds)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(keys) == 0 || len(rewritten) > 0 {
+				return
+			}
+			for _, k := range keys { // the application refreshes them all, just before the delete
+				v := fmt.Sprintf(`{"user_id":"auth0|1","expires_at":"2099-01-01T00:00:00Z","refreshed":%q}`, k)
+				s.Client().Set(ctx, k, v, time.Hour)
+				rewritten[k] = v
+			}
+		},
+		after: func(cmds []redis.Cmder) {
+			if len(deletes(cmds)) == 0 {
+				return
+			}
+			// The instant after a delete: what is gone must be in a completed file, as it was.
+			present, err := readAll(s.Client(), prefix)
+			if err != nil {
+				panic(err)
+			}
+			inFiles := map[string]string{}
+			paths, _ := filepath.Glob(filepath.Join(dir, "*.jsonl.gz"))
+			slices.Sort(paths) // job, job.r2, job.r3…: later rounds hold newer values
+			for _, p := range paths {
+				f, err := os.Open(p)
+				if err != nil {
+					panic(err)
+				}
+				if err := ReadBackup(f, nil, func(r BackupRecord) error { inFiles[r.Key] = string(r.Value); return nil }); err != nil {
+					panic(err)
+				}
+				f.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for k, v := range rewritten {
+				if _, ok := present[k]; !ok && inFiles[k] != v {
+					held := "an older value"
+					if _, ok := inFiles[k]; !ok {
+						held = "nothing"
+					}
+					problems = append(problems, fmt.Sprintf("%s deleted; completed files hold %s for it", strings.TrimPrefix(k, prefix), held))
+				}
+			}
+		},
+	}
+	e := NewEngine(hookedTarget(t, s, prefix, h), EngineConfig{BatchSize: 100}).WithClock(func() time.Time { return testNow })
+	rep, err := e.Run(ctx, RunSpec{Filter: Filter{All: true}, MaxValid: -1, Backup: &BackupSpec{Dir: dir, JobID: "job"}})
+	if err != nil || rep.Deleted != 500 {
+		t.Fatalf("Run = deleted %d, %v; want all 500", rep.Deleted, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rewritten) == 0 {
+		t.Fatal("no delete command seen: the test hooks nothing")
+	}
+	if len(problems) > 0 {
+		t.Errorf("%d times a deleted session's last value was in no completed backup file, e.g. %s", len(problems), problems[0])
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha1"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,15 +19,17 @@ import (
 
 // runWithBackup runs in rounds. A round's keys are read, written to a backup file that is then
 // completed and synced, and only after that deleted; any failure before the file is complete
-// deletes nothing of that round. How they are deleted:
-//   - by key (--all, --session-id alone): GETDEL, which returns the value it removed, so a
-//     session an application rewrites between backup and delete is deleted all the same and its
-//     newest value is recorded in the next round's file;
-//   - by content: compare-and-delete against the backed-up value's digest; a key that changed
-//     is read again, decided again, and if it still matches backed up again in the next round
-//     and deleted then, however often that takes (up to maxSettleRounds, then the run fails);
-//   - binary strings by compare-and-delete (JSON carries them only as DUMP payloads), other
-//     types only if still not a string (their DUMP is in the file).
+// deletes nothing of that round. A key is deleted only while it still holds what its file
+// holds — strings by compare-and-delete against the backed-up value's digest, other types only
+// if still not a string (their DUMP is in the file) — so at every instant, whatever stops the
+// process, every session deleted is in a synced file with the value it had when deleted. A key
+// that changed since it was read is read again, decided again, and if it still matches (a
+// selection by key, --all or --session-id, always does) backed up again in the next round and
+// deleted then, however often that takes (up to maxSettleRounds, then the run fails).
+//
+// (GETDEL, which returns what it removed, was used for selections by key until a seeded chaos
+// run killed a replica between a GETDEL and the completion of the next round's file: the newest
+// values of sessions an application had rewritten were deleted and lost.)
 //
 // A mass logout then sweeps: keys that appeared since its scan (new logins, or sessions written
 // back by an application that held them in memory) are backed up and deleted in further rounds.
@@ -198,10 +199,6 @@ func (rd *round) abort() {
 	rd.changed.remove()
 }
 
-// getdel reports whether the run deletes with GETDEL: it selects by key, so whatever value a
-// key holds when it is deleted, it is to be deleted.
-func (r *runner) getdel() bool { return r.f.selectsByKey() }
-
 // backupRound reads every key src selects, decides, and writes the matching ones to rd's backup
 // file and key list; with planned, it also adds every batch up into the run's plan. A bound
 // exceeded stops it before anything of the round is deleted.
@@ -355,7 +352,7 @@ func (r *runner) encodeBackup(del []*item, dumps map[string][]byte) ([]byte, []k
 	)
 	for _, it := range del {
 		rec := BackupRecord{Key: it.key, PTTL: it.pttl, At: at}
-		en := keyEntry{key: it.key, valid: it.valid(r.now), getdel: r.getdel(), user: it.userID()}
+		en := keyEntry{key: it.key, valid: it.valid(r.now), user: it.userID()}
 		if d, ok := dumps[it.key]; ok {
 			if d == nil {
 				continue // gone since it was read
@@ -365,7 +362,6 @@ func (r *runner) encodeBackup(del []*item, dumps map[string][]byte) ([]byte, []k
 				rec.Type = "string"
 			}
 			rec.Dump = d
-			en.getdel = false // GETDEL's reply could not be recorded as a value
 			if it.state == stateString {
 				sum := sha1.Sum([]byte(it.val))
 				en.digest = sum[:]
@@ -410,23 +406,15 @@ func (r *runner) deleteEntries(ctx context.Context, o ops, mode string, entries 
 		r.release(grant)
 		return ErrBoundReached
 	}
-	var byGetdel, byDigest, byType []keyEntry
+	var byDigest, byType []keyEntry
 	for _, en := range entries {
-		switch {
-		case en.getdel:
-			byGetdel = append(byGetdel, en)
-		case en.digest != nil:
+		if en.digest != nil {
 			byDigest = append(byDigest, en)
-		default:
+		} else {
 			byType = append(byType, en)
 		}
 	}
-	deletedValid, err := r.getdelEntries(ctx, o, byGetdel, next)
-	if err == nil {
-		var dv int64
-		dv, err = r.cadEntries(ctx, o, "d"+mode, byDigest, next.noteChanged)
-		deletedValid += dv
-	}
+	deletedValid, err := r.cadEntries(ctx, o, "d"+mode, byDigest, next.noteChanged)
 	if err == nil {
 		var dv int64
 		dv, err = r.cadEntries(ctx, o, "n"+mode, byType, next.noteChanged)
@@ -476,63 +464,6 @@ func (r *runner) cadEntries(ctx context.Context, o ops, mode string, entries []k
 					return deletedValid, cerr
 				}
 			}
-		}
-	}
-	return deletedValid, err
-}
-
-// getdelEntries deletes entries with GETDEL and records every value that differs from the
-// backed-up one in next's backup file: the backup holds the newest value of every deleted key.
-// A key that became another type meanwhile is listed in next.changed.
-func (r *runner) getdelEntries(ctx context.Context, o ops, entries []keyEntry, next *round) (deletedValid int64, err error) {
-	if len(entries) == 0 {
-		return 0, nil
-	}
-	keys := make([]string, len(entries))
-	for i, en := range entries {
-		keys[i] = en.key
-	}
-	res, err := o.getdel(ctx, keys)
-	at := time.Now()
-	var lines []byte
-	var newer int64
-	for i, en := range entries {
-		g := res[i]
-		switch {
-		case g.wrongType:
-			if aerr := next.noteChanged(en.key); aerr != nil && err == nil {
-				err = fmt.Errorf("key list: %w", aerr)
-			}
-			continue
-		case !g.deleted:
-			continue
-		}
-		r.c.deleted.Add(1)
-		valid, user := en.valid, en.user
-		if sum := sha1.Sum([]byte(g.val)); subtle.ConstantTimeCompare(sum[:], en.digest) != 1 {
-			it := item{key: en.key, val: g.val, state: stateString}
-			it.sess, it.ok = DecodeSession([]byte(g.val))
-			valid, user = it.valid(r.now), it.userID()
-			rec := BackupRecord{Key: en.key, PTTL: g.pttl, At: at}
-			if utf8.ValidString(g.val) {
-				rec.Value = []byte(g.val)
-				var aerr error
-				if lines, aerr = AppendBackupLine(lines, rec); aerr == nil {
-					newer++
-				}
-			}
-		}
-		if valid {
-			r.c.deletedValid.Add(1)
-			if r.loggedOutKey(en.key) {
-				deletedValid++
-			}
-		}
-		r.deletedUser(user)
-	}
-	if newer > 0 {
-		if werr := next.writeLines(lines, newer); werr != nil && err == nil {
-			err = werr
 		}
 	}
 	return deletedValid, err

@@ -24,7 +24,6 @@ type keyEntry struct {
 	key    string
 	digest []byte // SHA-1 of the string value backed up; nil: not a string (deleted by type)
 	valid  bool   // a still-valid session (a logout)
-	getdel bool   // deleted with GETDEL (selected by key), not by compare-and-delete
 	user   string // user_id of the session, when decodable (for RunSpec.Deleted)
 }
 
@@ -40,7 +39,7 @@ func newKeyList(dir, name string) (*keyList, error) {
 	return &keyList{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
 }
 
-// add appends one entry: flags (1: digest follows, 2: valid, 4: getdel, 8: user follows), key
+// add appends one entry: flags (1: digest follows, 2: valid, 8: user follows), key
 // length, key, digest, user length, user.
 func (l *keyList) add(en keyEntry) error {
 	var hdr [1 + binary.MaxVarintLen64]byte
@@ -49,9 +48,6 @@ func (l *keyList) add(en keyEntry) error {
 	}
 	if en.valid {
 		hdr[0] |= 2
-	}
-	if en.getdel {
-		hdr[0] |= 4
 	}
 	if en.user != "" {
 		hdr[0] |= 8
@@ -110,7 +106,7 @@ func (l *keyList) each(n int, fn func([]keyEntry) error) error {
 		if _, err := io.ReadFull(r, key); err != nil {
 			return fmt.Errorf("key list: %w", err)
 		}
-		en := keyEntry{key: string(key), valid: flags&2 != 0, getdel: flags&4 != 0}
+		en := keyEntry{key: string(key), valid: flags&2 != 0}
 		if flags&1 != 0 {
 			en.digest = make([]byte, 20)
 			if _, err := io.ReadFull(r, en.digest); err != nil {

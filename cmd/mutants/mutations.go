@@ -258,13 +258,13 @@ var mutations = []mutation{
 		Run:  "^TestInvariantsUnderConcurrentWriters$/^standalone$/(user-id|auth-method)$",
 	},
 	{
-		Name: "getdel-newest-not-backed-up",
-		Rule: "a mass logout's backup holds the newest value of every session it deleted",
+		Name: "delete-changed-without-backup",
+		Rule: "a backed-up run deletes a session only while it holds the value its synced file holds",
 		File: "cleanup/backuprun.go",
-		From: "if werr := next.writeLines(lines, newer); werr != nil && err == nil {",
-		To:   "if werr := error(nil); werr != nil && err == nil {",
+		From: `deletedValid, err := r.cadEntries(ctx, o, "d"+mode, byDigest, next.noteChanged)`,
+		To:   `deletedValid, err := r.cadEntries(ctx, o, "x"+mode, byDigest, next.noteChanged)`,
 		Pkgs: []string{"./cleanup/"},
-		Run:  "^TestInvariantsUnderConcurrentWriters$/^standalone$/all$",
+		Run:  "^TestBackupHoldsEveryDeletedValueAtEveryInstant$",
 	},
 	{
 		Name: "delete-after-failed-backup",
