@@ -132,7 +132,7 @@ type round struct {
 	w       *BackupWriter
 	list    *keyList
 	changed *keyList
-	mu      sync.Mutex // w and changed, written by parallel deleters
+	mu      sync.Mutex // w and list (the backup stage) and changed (parallel deleters)
 }
 
 // noteChanged lists a key to be read again in this round.
@@ -140,13 +140,6 @@ func (rd *round) noteChanged(key string) error {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	return rd.changed.add(keyEntry{key: key})
-}
-
-// writeLines appends encoded backup lines.
-func (rd *round) writeLines(lines []byte, n int64) error {
-	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	return rd.w.WriteLines(lines, n)
 }
 
 func (r *runner) openRound(k int) (*round, error) {
