@@ -383,42 +383,51 @@ func (r *runner) deleteRound(ctx context.Context, list *keyList, next *round) er
 		return err
 	}
 	o := r.ops(node)
-	mode := ""
-	if r.f.Orphans {
-		mode = "t"
-	}
 	return eachInParallel(ctx, list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
-		return r.p.step(ctx, len(entries), func() error { return r.deleteEntries(ctx, o, mode, entries, next) })
+		return r.p.step(ctx, len(entries), func() error { return r.deleteEntries(ctx, o, entries, next) })
 	})
 }
 
-// deleteEntries deletes one batch of a round's key list: by GETDEL, by digest or by type.
-func (r *runner) deleteEntries(ctx context.Context, o ops, mode string, entries []keyEntry, next *round) error {
+// deleteEntries deletes one batch of a round's key list (cadListed); keys that changed since
+// they were backed up go to next, to be read and backed up again.
+func (r *runner) deleteEntries(ctx context.Context, o ops, entries []keyEntry, next *round) error {
 	validN := r.logouts(entries)
 	if grant := r.reserve(validN); grant < validN {
 		r.release(grant)
 		return ErrBoundReached
 	}
-	var byDigest, byType []keyEntry
-	for _, en := range entries {
-		if en.digest != nil {
-			byDigest = append(byDigest, en)
-		} else {
-			byType = append(byType, en)
-		}
-	}
-	deletedValid, err := r.cadEntries(ctx, o, "d"+mode, byDigest, next.noteChanged)
-	if err == nil {
-		var dv int64
-		dv, err = r.cadEntries(ctx, o, "n"+mode, byType, next.noteChanged)
-		deletedValid += dv
-	}
+	deletedValid, err := r.cadListed(ctx, o, entries, next.noteChanged)
 	r.release(validN - deletedValid)
 	if err != nil {
 		r.countError(err)
 		return errorf("delete", err)
 	}
 	return nil
+}
+
+// cadListed compare-and-deletes listed entries — strings against the digest of the value they
+// were decided on (and backed up), other types only while still not a string; for --orphans
+// also only while still without a TTL — and hands every key that changed since it was read to
+// changed.
+func (r *runner) cadListed(ctx context.Context, o ops, entries []keyEntry, changed func(string) error) (deletedValid int64, err error) {
+	check := ""
+	if r.f.Orphans {
+		check = "t"
+	}
+	var strs, others []keyEntry
+	for _, en := range entries {
+		if en.digest != nil {
+			strs = append(strs, en)
+		} else {
+			others = append(others, en)
+		}
+	}
+	deletedValid, err = r.cadEntries(ctx, o, "d"+check, strs, changed)
+	if err != nil {
+		return deletedValid, err
+	}
+	dv, err := r.cadEntries(ctx, o, "n"+check, others, changed)
+	return deletedValid + dv, err
 }
 
 // cadEntries compare-and-deletes entries (by digest, or by still not being a string) and hands

@@ -24,12 +24,14 @@ func (g *governor) withClock(c *fakeClock) *governor { g.now = c.now; return g }
 func TestGovernorAIMD(t *testing.T) {
 	clk := &fakeClock{t: testNow}
 	g := newGovernor().withClock(clk)
-	idle := func(n int) {
+	trips := func(n int, took time.Duration) {
 		for range n {
 			clk.advance(time.Millisecond)
-			g.observe("read", 200*time.Microsecond, 100)
+			g.observe("read", took, 100)
 		}
 	}
+	idle := func(n int) { trips(n, 200*time.Microsecond) }
+	slow := func(n int) { trips(n, 3*time.Millisecond) }
 	idle(100)
 	if s := g.shareNow(); s != 1 {
 		t.Fatalf("share after 100 idle round trips = %v; want 1 (the full MAX_KEYS_PER_SECOND)", s)
@@ -37,12 +39,6 @@ func TestGovernorAIMD(t *testing.T) {
 
 	// A few slow round trips are noise; a majority of the recent ones is a busy server: one cut,
 	// and the trips that caused it are forgotten.
-	slow := func(n int) {
-		for range n {
-			clk.advance(time.Millisecond)
-			g.observe("read", 3*time.Millisecond, 100)
-		}
-	}
 	slow(3)
 	if s := g.shareNow(); s != 1 {
 		t.Fatalf("share after 3 slow round trips = %v; want 1 (noise)", s)

@@ -169,9 +169,8 @@ type seenWindow struct {
 	r      *bufio.Reader
 	mu     sync.Mutex
 	at     map[uint64]int64 // hash → its position in the log, for the hashes in the window
-	queue  []uint64         // the window's hashes in log order from queue[head], at position first
+	queue  []uint64         // the window's hashes in log order from queue[head]; the last is at next-1
 	head   int
-	first  int64
 	next   int64              // position of the next hash to read from the log
 	anchor int64              // position of the furthest hash found so far
 	lag    [seenLagHits]int64 // the anchor after each of the last hits, a ring; lag[lagAt] is the oldest
@@ -216,12 +215,13 @@ func (w *seenWindow) fill() {
 
 // evict forgets the hashes more than seenBehind before the anchor of seenLagHits hits ago.
 func (w *seenWindow) evict() {
-	for w.head < len(w.queue) && w.first < w.lag[w.lagAt]-seenBehind {
-		if h := w.queue[w.head]; w.at[h] == w.first { // not found again further on
+	first := w.next - int64(len(w.queue)-w.head) // the log position of queue[head]
+	for w.head < len(w.queue) && first < w.lag[w.lagAt]-seenBehind {
+		if h := w.queue[w.head]; w.at[h] == first { // not found again further on
 			delete(w.at, h)
 		}
 		w.head++
-		w.first++
+		first++
 	}
 	if w.head > len(w.queue)/2 {
 		w.queue = w.queue[:copy(w.queue, w.queue[w.head:])]

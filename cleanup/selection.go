@@ -94,14 +94,10 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 		return err
 	}
 	o := r.ops(node)
-	mode := "d"
-	if r.f.Orphans {
-		mode += "t"
-	}
 	r.st.scanned.Add(sel.plan.Found)
 	r.c.malformed.Add(sel.plan.Malformed)
 	err = eachInParallel(ctx, sel.list, r.p.batch, r.workers(), func(ctx context.Context, entries []keyEntry) error {
-		return r.p.step(ctx, len(entries), func() error { return r.deleteSelected(ctx, o, mode, entries) })
+		return r.p.step(ctx, len(entries), func() error { return r.deleteSelected(ctx, o, entries) })
 	})
 	if err != nil {
 		return err
@@ -139,12 +135,11 @@ func (r *runner) runSelected(ctx context.Context, sel *Selection, rep *Report) e
 // deleteSelected deletes one batch of the selection: compare-and-delete against the preview's
 // digests, still-valid ones reserved against the bound first; keys that changed since are read
 // and decided again.
-func (r *runner) deleteSelected(ctx context.Context, o ops, mode string, entries []keyEntry) error {
+func (r *runner) deleteSelected(ctx context.Context, o ops, entries []keyEntry) error {
 	r.c.matched.Add(int64(len(entries)))
 	var changed []string
 	err := r.underBound(r.logouts(entries), func(grant int64) { entries = r.trimValidEntries(entries, grant) }, func() (deletedValid int64, err error) {
-		deletedValid, changed, err = r.cadListed(ctx, o, mode, entries)
-		return deletedValid, err
+		return r.cadListed(ctx, o, entries, func(key string) error { changed = append(changed, key); return nil })
 	})
 	if err != nil {
 		return err
@@ -155,31 +150,6 @@ func (r *runner) deleteSelected(ctx context.Context, o ops, mode string, entries
 		}
 	}
 	return nil
-}
-
-// cadListed compare-and-deletes listed entries against their digests (non-strings: only if still
-// not a string) and returns the keys that changed since the preview read them.
-func (r *runner) cadListed(ctx context.Context, o ops, mode string, entries []keyEntry) (deletedValid int64, changed []string, err error) {
-	var strs, others []keyEntry
-	for _, en := range entries {
-		if en.digest != nil {
-			strs = append(strs, en)
-		} else {
-			others = append(others, en)
-		}
-	}
-	note := func(key string) error { changed = append(changed, key); return nil }
-	for _, g := range []struct {
-		entries []keyEntry
-		mode    string
-	}{{strs, mode}, {others, "n" + mode[1:]}} {
-		dv, err := r.cadEntries(ctx, o, g.mode, g.entries, note)
-		deletedValid += dv
-		if err != nil {
-			return deletedValid, nil, err
-		}
-	}
-	return deletedValid, changed, nil
 }
 
 // resettle reads keys that changed since the preview, decides them again and settles the ones
